@@ -1,0 +1,283 @@
+//! The agents file: TOML, one `[[agent]]` table per agent, in the order agents are asked.
+//!
+//! ```toml
+//! fault_budget = 1
+//! [[agent]]
+//! name = "ada"
+//! backend = "scripted"
+//! model = "recorded"
+//! transcript = "transcript/ada"
+//! timeout_ms = 2000
+//! ```
+
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Which implementation answers for an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Replays a recorded transcript (offline).
+    Scripted,
+    /// OpenAI-compatible chat completions.
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+    /// A local program speaking JSON lines on stdio.
+    Command,
+    /// The simulator's fault-injecting agents.
+    Sim,
+}
+
+impl BackendKind {
+    /// The name used in the agents file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendKind::Scripted => "scripted",
+            BackendKind::Openai => "openai",
+            BackendKind::Anthropic => "anthropic",
+            BackendKind::Command => "command",
+            BackendKind::Sim => "sim",
+        }
+    }
+}
+
+/// A fault a scripted agent plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScriptedFault {
+    /// Never answers (sleeps far past any deadline).
+    Stall,
+    /// Fails at once, like a process that died.
+    Crash,
+    /// Answers with text that is not a reply.
+    Garbage,
+}
+
+/// One `[[agent]]` table.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Unique name, used in reports and transcripts.
+    pub name: String,
+    /// Which backend answers.
+    pub backend: BackendKind,
+    /// Model name (for reports; for LLM backends, the model asked).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Endpoint of an LLM backend.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key (never the key itself).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Deadline for one reply, after which the agent is suspected.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Scripted backend: the directory of recorded replies, relative to the agents file.
+    #[serde(default)]
+    pub transcript: Option<PathBuf>,
+    /// Scripted backend: a fault to play instead of replying.
+    #[serde(default)]
+    pub fault: Option<ScriptedFault>,
+    /// Scripted backend: delay before each reply.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+}
+
+/// Default deadline for one reply.
+pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
+/// Most agents in one file.
+pub const AGENTS_MAX: usize = 64;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    fault_budget: Option<usize>,
+    #[serde(default, rename = "agent")]
+    agents: Vec<AgentConfig>,
+}
+
+/// A parsed, validated agents file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentsFile {
+    /// `fault_budget`, if given.
+    pub fault_budget: Option<usize>,
+    /// The agents, in order.
+    pub agents: Vec<AgentConfig>,
+    /// The directory relative paths are resolved against.
+    pub base_dir: PathBuf,
+}
+
+/// Why an agents file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read agents file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown or mistyped fields.
+    #[error("agents file {path} is not valid: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with line and column.
+        message: String,
+    },
+    /// The content is well-formed but unusable.
+    #[error("agents file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl AgentsFile {
+    /// Reads and validates an agents file.
+    pub fn load(path: &Path) -> Result<AgentsFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        AgentsFile::parse(&text, path, &base_dir)
+    }
+
+    /// Parses and validates agents-file text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<AgentsFile, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        if raw.agents.is_empty() {
+            return Err(invalid("no [[agent]] tables: at least one agent is needed".into()));
+        }
+        if raw.agents.len() > AGENTS_MAX {
+            return Err(invalid(format!("more than {AGENTS_MAX} agents")));
+        }
+        let mut names = BTreeSet::new();
+        for (i, a) in raw.agents.iter().enumerate() {
+            let at = format!("agent {} ({:?})", i + 1, a.name);
+            if a.name.trim().is_empty()
+                || a.name.len() > 64
+                || !a
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(invalid(format!(
+                    "{at}: name must be 1-64 letters, digits, '-', '_' or '.'"
+                )));
+            }
+            if !names.insert(a.name.clone()) {
+                return Err(invalid(format!("{at}: the name is used twice")));
+            }
+            if a.timeout_ms == Some(0) {
+                return Err(invalid(format!("{at}: timeout_ms must be positive")));
+            }
+            if let Some(t) = a.temperature
+                && !(0.0..=2.0).contains(&t)
+            {
+                return Err(invalid(format!("{at}: temperature {t} is outside 0..2")));
+            }
+            match a.backend {
+                BackendKind::Scripted => {
+                    if a.transcript.is_none() {
+                        return Err(invalid(format!(
+                            "{at}: a scripted agent needs `transcript`, the directory of its recorded replies"
+                        )));
+                    }
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "{at}: backend {:?} is not available in this version of synod; only \"scripted\" agents (recorded transcripts) run so far — see README.md",
+                        other.as_str()
+                    )));
+                }
+            }
+            if a.fault.is_some() && a.backend != BackendKind::Scripted {
+                return Err(invalid(format!("{at}: `fault` is only for scripted agents")));
+            }
+        }
+        Ok(AgentsFile {
+            fault_budget: raw.fault_budget,
+            agents: raw.agents,
+            base_dir: base_dir.to_path_buf(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<AgentsFile, ConfigError> {
+        AgentsFile::parse(s, Path::new("agents.toml"), Path::new("."))
+    }
+
+    #[test]
+    fn a_valid_file_parses() {
+        let f = parse(
+            r#"fault_budget = 1
+[[agent]]
+name = "a"
+backend = "scripted"
+transcript = "t/a"
+timeout_ms = 100
+[[agent]]
+name = "b"
+backend = "scripted"
+transcript = "t/b"
+fault = "stall"
+"#,
+        )
+        .unwrap();
+        assert_eq!(f.fault_budget, Some(1));
+        assert_eq!(f.agents.len(), 2);
+        assert_eq!(f.agents[1].fault, Some(ScriptedFault::Stall));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = parse("[[agent]]\nname = \"a\"\nbackend = \"scripted\"\ntranscript = \"x\"\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("agents.toml") && e.contains("colour"), "{e}");
+        let e = parse("[[agent]\n").unwrap_err().to_string();
+        assert!(e.contains("not valid"), "{e}");
+        let e = parse("fault_budget = 1\n").unwrap_err().to_string();
+        assert!(e.contains("no [[agent]]"), "{e}");
+        let e = parse("[[agent]]\nname = \"a\"\nbackend = \"scripted\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("transcript"), "{e}");
+        let e = parse("[[agent]]\nname = \"a\"\nbackend = \"telepathy\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("telepathy"), "{e}");
+        let e = parse("[[agent]]\nname = \"a\"\nbackend = \"openai\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not available"), "{e}");
+        let two = "[[agent]]\nname = \"a\"\nbackend = \"scripted\"\ntranscript = \"x\"\n";
+        let e = parse(&format!("{two}{two}")).unwrap_err().to_string();
+        assert!(e.contains("twice"), "{e}");
+    }
+}

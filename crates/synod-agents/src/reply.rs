@@ -1,0 +1,330 @@
+//! Parsing agent replies: forgiving of what models do (prose around the answer, a missing
+//! closing fence, an untagged fence, trailing commas), strict about what it accepts (size
+//! caps, required fields, one clear reason when it rejects).
+
+use serde_json::Value as Json;
+use synod_core::pipeline::{Reply, ReplyFault, Role};
+use synod_core::{Call, ComponentSpec, ContractExample, Expectation, FunctionSig, Interpretation, Spec, Value};
+
+/// Largest reply accepted, in bytes.
+pub const REPLY_BYTES_MAX: usize = 512 * 1024;
+
+/// A fenced block: its info string (language tag) and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The tag after the backticks, lower-cased (`python`, `json`, or empty).
+    pub tag: String,
+    /// The text between the fences.
+    pub body: String,
+}
+
+/// The fenced blocks of a reply, in order. A block left open runs to the end of the text.
+pub fn fences(text: &str) -> Vec<Fence> {
+    let mut out = Vec::new();
+    let mut current: Option<(String, String, usize)> = None;
+    for line in text.lines() {
+        let t = line.trim_start();
+        match &mut current {
+            None => {
+                if let Some(rest) = t.strip_prefix("```") {
+                    let ticks = 3 + rest.chars().take_while(|c| *c == '`').count();
+                    let tag = rest.trim_start_matches('`').trim().to_lowercase();
+                    current = Some((tag, String::new(), ticks));
+                }
+            }
+            Some((tag, body, ticks)) => {
+                let closing = t.starts_with(&"`".repeat(*ticks))
+                    && t.trim_start_matches('`').trim().is_empty();
+                if closing {
+                    out.push(Fence {
+                        tag: std::mem::take(tag),
+                        body: std::mem::take(body),
+                    });
+                    current = None;
+                } else {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+            }
+        }
+    }
+    if let Some((tag, body, _)) = current {
+        out.push(Fence { tag, body });
+    }
+    out
+}
+
+/// Parses a reply to a request of the given role.
+pub fn parse_reply(role: Role, text: &str) -> Result<Reply, ReplyFault> {
+    match role {
+        Role::Interpret => parse_interpretation(text).map(Reply::Interpretation),
+        Role::Implement => parse_implementation(text).map(Reply::Implementation),
+    }
+    .map_err(ReplyFault::Invalid)
+}
+
+fn check_size(text: &str) -> Result<(), String> {
+    if text.len() > REPLY_BYTES_MAX {
+        return Err(format!(
+            "reply is {} bytes; at most {REPLY_BYTES_MAX} are accepted",
+            text.len()
+        ));
+    }
+    if text.trim().is_empty() {
+        return Err("empty reply".into());
+    }
+    Ok(())
+}
+
+fn is_python_tag(tag: &str) -> bool {
+    matches!(tag, "python" | "py" | "python3")
+}
+
+/// The module source in an implement reply: the first Python block that defines something.
+pub fn parse_implementation(text: &str) -> Result<String, String> {
+    check_size(text)?;
+    python_block(text).ok_or_else(|| "no Python code block in the reply".to_string())
+}
+
+fn python_block(text: &str) -> Option<String> {
+    let fs = fences(text);
+    let defines = |b: &str| b.contains("def ") || b.contains("class ");
+    fs.iter()
+        .find(|f| is_python_tag(&f.tag) && defines(&f.body))
+        .or_else(|| fs.iter().find(|f| f.tag.is_empty() && defines(&f.body)))
+        .map(|f| f.body.clone())
+}
+
+/// The spec, reference and probes in an interpret reply.
+pub fn parse_interpretation(text: &str) -> Result<Interpretation, String> {
+    check_size(text)?;
+    let fs = fences(text);
+    let json_text = fs
+        .iter()
+        .find(|f| f.tag == "json")
+        .or_else(|| {
+            fs.iter()
+                .find(|f| f.tag.is_empty() && f.body.trim_start().starts_with('{'))
+        })
+        .map(|f| f.body.clone())
+        .or_else(|| outer_object(text))
+        .ok_or_else(|| "no JSON spec in the reply (expected a ```json block)".to_string())?;
+    let json = parse_lenient_json(&json_text)?;
+    let spec_obj = json
+        .as_object()
+        .ok_or_else(|| "the JSON spec is not an object".to_string())?;
+    let summary = match spec_obj.get("summary") {
+        Some(Json::String(s)) => s.chars().take(2000).collect(),
+        Some(_) => return Err("`summary` must be a string".into()),
+        None => String::new(),
+    };
+    let components = spec_obj
+        .get("components")
+        .and_then(Json::as_array)
+        .ok_or_else(|| "the spec has no `components` list".to_string())?
+        .iter()
+        .enumerate()
+        .map(|(i, c)| component(c).map_err(|e| format!("component {}: {e}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let contract = list(spec_obj.get("contract"), "contract")?
+        .iter()
+        .enumerate()
+        .map(|(i, c)| contract_example(c).map_err(|e| format!("contract example {}: {e}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let probes = list(spec_obj.get("probes"), "probes")?
+        .iter()
+        .enumerate()
+        .map(|(i, c)| call(c).map_err(|e| format!("probe {}: {e}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let reference = python_block(text)
+        .ok_or_else(|| "no Python reference program in the reply (expected a ```python block)".to_string())?;
+    Ok(Interpretation {
+        spec: Spec {
+            summary,
+            components,
+            contract,
+        },
+        reference,
+        probes,
+    })
+}
+
+fn list<'a>(v: Option<&'a Json>, what: &str) -> Result<&'a [Json], String> {
+    match v {
+        None | Some(Json::Null) => Ok(&[]),
+        Some(Json::Array(a)) => Ok(a),
+        Some(_) => Err(format!("`{what}` must be a list")),
+    }
+}
+
+fn string_field(o: &serde_json::Map<String, Json>, key: &str) -> Result<String, String> {
+    match o.get(key) {
+        Some(Json::String(s)) => Ok(s.clone()),
+        Some(_) => Err(format!("`{key}` must be a string")),
+        None => Err(format!("missing `{key}`")),
+    }
+}
+
+fn component(v: &Json) -> Result<ComponentSpec, String> {
+    let o = v.as_object().ok_or("not an object")?;
+    let name = string_field(o, "name")?;
+    let functions = list(o.get("functions"), "functions")?
+        .iter()
+        .map(|f| {
+            let fo = f.as_object().ok_or("a function is not an object")?;
+            let params = list(fo.get("params"), "params")?
+                .iter()
+                .map(|p| {
+                    p.as_str()
+                        .map(|s| s.split(':').next().unwrap_or("").trim().to_string())
+                        .ok_or_else(|| "`params` must be strings".to_string())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(FunctionSig {
+                name: string_field(fo, "name")?,
+                params,
+                doc: match fo.get("doc") {
+                    Some(Json::String(s)) => s.chars().take(2000).collect(),
+                    _ => String::new(),
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(ComponentSpec { name, functions })
+}
+
+fn call(v: &Json) -> Result<Call, String> {
+    let o = v.as_object().ok_or("not an object")?;
+    let function = string_field(o, "call")?;
+    let args = list(o.get("args"), "args")?
+        .iter()
+        .map(|a| Value::from_json(a).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Call { function, args })
+}
+
+fn contract_example(v: &Json) -> Result<ContractExample, String> {
+    let o = v.as_object().ok_or("not an object")?;
+    let call = call(v)?;
+    let expect = match (o.get("returns"), o.get("raises")) {
+        (Some(r), None) => Expectation::Returns(Value::from_json(r).map_err(|e| e.to_string())?),
+        (None, Some(Json::String(e))) => Expectation::Raises(e.clone()),
+        (None, Some(_)) => return Err("`raises` must name an exception class".into()),
+        (Some(_), Some(_)) => return Err("has both `returns` and `raises`".into()),
+        (None, None) => return Err("says neither `returns` nor `raises`".into()),
+    };
+    Ok(ContractExample { call, expect })
+}
+
+/// The outermost `{...}` of a text, when a model forgot the fence.
+fn outer_object(text: &str) -> Option<String> {
+    let start = text.find('{')?;
+    let end = text.rfind('}')?;
+    (end > start).then(|| text[start..=end].to_string())
+}
+
+/// Parses JSON, forgiving trailing commas before `]` or `}` (outside strings).
+pub fn parse_lenient_json(text: &str) -> Result<Json, String> {
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let cleaned = strip_trailing_commas(text);
+            serde_json::from_str(&cleaned)
+                .map_err(|_| format!("the JSON spec does not parse: {first}"))
+        }
+    }
+}
+
+fn strip_trailing_commas(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut in_str = false;
+    let mut escaped = false;
+    for (i, &c) in chars.iter().enumerate() {
+        if in_str {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+            continue;
+        }
+        if c == '"' {
+            in_str = true;
+        }
+        if c == ',' {
+            let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
+            if matches!(next, Some(']') | Some('}')) {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"Here is my reading.
+
+```json
+{
+  "summary": "adds numbers",
+  "components": [{"name": "adder", "functions": [{"name": "add", "params": ["a: int", "b"]}]}],
+  "contract": [{"call": "add", "args": [1, 2], "returns": 3},
+               {"call": "add", "args": ["x", 1], "raises": "TypeError"},],
+  "probes": [{"call": "add", "args": [0, 0]}],
+}
+```
+
+And the code:
+
+```python
+def add(a, b):
+    return a + b
+```
+"#;
+
+    #[test]
+    fn parses_a_typical_reply_with_trailing_commas() {
+        let i = parse_interpretation(GOOD).unwrap();
+        assert_eq!(i.spec.components[0].functions[0].params, vec!["a", "b"]);
+        assert_eq!(i.spec.contract.len(), 2);
+        assert_eq!(i.probes.len(), 1);
+        assert!(i.reference.contains("def add"));
+    }
+
+    #[test]
+    fn tolerates_a_missing_closing_fence() {
+        let text = GOOD.trim_end().trim_end_matches("```");
+        assert!(parse_interpretation(text).is_ok());
+        let imp = parse_implementation("Sure:\n```python\ndef f():\n    return 1\n").unwrap();
+        assert!(imp.contains("return 1"));
+    }
+
+    #[test]
+    fn rejections_give_one_reason() {
+        assert!(parse_interpretation("I think you want a calculator.").unwrap_err().contains("JSON"));
+        let no_code = GOOD.split("And the code").next().unwrap();
+        assert!(parse_interpretation(no_code).unwrap_err().contains("Python"));
+        let bad = GOOD.replace("\"returns\": 3", "\"returns\": 3, \"raises\": \"X\"");
+        assert!(parse_interpretation(&bad).unwrap_err().contains("both"));
+        assert!(parse_implementation("no code here").unwrap_err().contains("no Python"));
+        assert!(parse_implementation(&"x".repeat(REPLY_BYTES_MAX + 1)).unwrap_err().contains("bytes"));
+        assert!(parse_interpretation("```json\n{\"components\": 3}\n```").is_err());
+        assert!(parse_interpretation("\u{0}\u{1}garbage{").is_err());
+    }
+
+    #[test]
+    fn trailing_commas_inside_strings_are_kept() {
+        assert_eq!(
+            parse_lenient_json(r#"{"a": "x,]", "b": [1,],}"#).unwrap(),
+            serde_json::json!({"a": "x,]", "b": [1]})
+        );
+    }
+}
