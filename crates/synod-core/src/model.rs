@@ -276,16 +276,6 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    /// The report of a program that could not be run at all.
-    pub fn failed_to_load(reason: impl Into<String>, calls: usize) -> CheckReport {
-        CheckReport {
-            load_error: Some(reason.into()),
-            interface_errors: Vec::new(),
-            outcomes: vec![Outcome::Timeout; calls],
-            met: vec![Some(false); calls],
-        }
-    }
-
     /// Indices of calls whose expectation was not met.
     pub fn unmet(&self) -> Vec<usize> {
         self.met

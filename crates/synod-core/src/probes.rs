@@ -317,13 +317,13 @@ mod tests {
             call("g", vec![Value::Int(5)]),
         ];
         let limits = ProbeLimits {
-            probes_max: 30,
+            probes_max: 20,
             ..ProbeLimits::default()
         };
         let p = pool(&own, 1, &limits);
         assert_eq!(p[0], own[0]);
         assert_eq!(p[1], own[2]);
-        assert_eq!(p.len(), 30);
+        assert_eq!(p.len(), 20);
         let unique: BTreeSet<_> = p.iter().collect();
         assert_eq!(unique.len(), p.len());
         assert!(p.contains(&call("g", vec![Value::Int(0)])));

@@ -1,0 +1,492 @@
+//! synod-exec: runs a candidate Python program on calls, in a separate, limited `python3`
+//! process, and reports what it did.
+//!
+//! synod judges programs by their behaviour: the outcome of each probe call and whether each
+//! contract example is met. This crate turns a [`CheckRequest`] (modules, interface, calls) into
+//! a [`CheckReport`] (load error, interface errors, one [`Outcome`](synod_core::Outcome) and one
+//! `met` per call). Everything the candidate does wrong (syntax errors, missing functions,
+//! exceptions, endless loops, memory hogs, junk on stdout, dying) ends up in the report;
+//! [`ExecError`] is kept for failures of the environment (no Python, no scratch space).
+//!
+//! # Driving it
+//!
+//! ```
+//! use synod_core::{CheckCall, CheckRequest, Call, Expectation, FunctionSig, Program, Value};
+//! use synod_exec::{Limits, Sandbox};
+//!
+//! let sandbox = Sandbox::new(std::env::temp_dir().join("synod-scratch"), Limits::default())?;
+//! let program = Program::single("calc", "def add(a, b):\n    return a + b\n");
+//! let add = FunctionSig { name: "add".into(), params: vec!["a".into(), "b".into()], doc: String::new() };
+//! let request = CheckRequest {
+//!     function_modules: [("add".to_string(), "calc".to_string())].into_iter().collect(),
+//!     interface: vec![("calc".into(), add)],
+//!     calls: vec![CheckCall {
+//!         call: Call { function: "add".into(), args: vec![Value::Int(2), Value::Int(3)] },
+//!         expect: Some(Expectation::Returns(Value::Int(5))),
+//!     }],
+//!     program,
+//! };
+//! let report = sandbox.run(&request)?;
+//! assert_eq!(report.met, vec![Some(true)]);
+//! # Ok::<(), synod_exec::ExecError>(())
+//! ```
+//!
+//! # How a run goes
+//!
+//! 1. A fresh scratch directory gets the modules (`prog/<name>.py`) and the embedded harness
+//!    (`harness.py`, see `src/harness.py`).
+//! 2. `python3 -I -S -B harness.py` starts in its own session (so its process group can be
+//!    killed as a whole) with a cleared environment and resource limits ([`Limits`]): address
+//!    space, CPU seconds, file size, open files, processes, no core dumps.
+//! 3. The request goes in as one JSON object on stdin. The harness imports the modules, checks
+//!    the interface, runs each call under a per-call alarm and writes one line
+//!    `SYNOD <nonce> <json>` per step on its private copy of stdout.
+//! 4. This side reads those lines (capped), keeps a tail of stderr, kills the whole process
+//!    group at the wall-clock limit or once the interpreter exits, and assembles the report:
+//!    calls that never reported are [`Outcome::Timeout`](synod_core::Outcome::Timeout).
+//!
+//! # Outcomes and comparison
+//!
+//! A returned value is shown as its canonical repr: like Python's `repr`, but dict items and
+//! set elements sorted by their own canonical repr, object addresses (` at 0x...`) removed,
+//! subclasses of builtin types shown as the base type, nesting past 20 levels shown as `...`, and
+//! texts over 2,000 characters cut to 1,000 plus `...<blake2b-128 hex of the whole>`. Equal
+//! behaviour therefore gives equal strings across runs and across programs.
+//!
+//! A `returns` expectation is met when the value equals the expected one with tuples equal to
+//! lists, ints and floats compared numerically (floats with a relative tolerance of 1e-9), dict
+//! values compared the same way, and bools never equal to ints. A `raises` expectation is met
+//! when the exception's class or one of its bases has that name.
+//!
+//! Time limits make a few outcomes depend on machine speed: a call near `call_ms` may or may not
+//! time out, and showing and comparing the result counts towards the call's time.
+//!
+//! # What it does not do (yet)
+//!
+//! The candidate runs in the same interpreter as the harness, so a program that goes looking can
+//! forge results (see the harness docstring). There are no namespaces or landlock rules: the
+//! candidate can read what the user running synod can read, and a child that calls `setsid`
+//! escapes the process-group kill. `RLIMIT_NPROC` counts every process of the user and is not
+//! enforced for root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use std::{fs, io, thread};
+
+use synod_core::{CheckReport, CheckRequest, is_identifier};
+
+mod process;
+mod protocol;
+
+/// Limits on one run of a candidate program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time for the whole run (load, interface check and all calls); past it the
+    /// process group is killed and calls that have not reported time out.
+    pub wall_ms: u64,
+    /// Time for each call (and for each module import), enforced with an alarm inside the
+    /// interpreter.
+    pub call_ms: u64,
+    /// CPU seconds for the interpreter (`RLIMIT_CPU`).
+    pub cpu_s: u64,
+    /// Address space of the interpreter (`RLIMIT_AS`).
+    pub memory_bytes: u64,
+    /// Bytes of the candidate's own output (stdout and stderr together) passed on, and bytes of
+    /// result lines accepted from the harness.
+    pub output_bytes: usize,
+    /// Largest file the candidate may write (`RLIMIT_FSIZE`).
+    pub file_bytes: u64,
+    /// Open file descriptors (`RLIMIT_NOFILE`).
+    pub open_files: u64,
+    /// Processes of the user (`RLIMIT_NPROC`; not enforced for root).
+    pub processes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            wall_ms: 20_000,
+            call_ms: 2_000,
+            cpu_s: 20,
+            memory_bytes: 1 << 30,
+            output_bytes: 1 << 20,
+            file_bytes: 16 << 20,
+            open_files: 64,
+            processes: 64,
+        }
+    }
+}
+
+/// A failure of the environment, not of the candidate program.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The scratch root directory could not be created.
+    #[error("cannot create the scratch root {path}")]
+    ScratchRoot {
+        /// The scratch root.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The Python interpreter could not be started to ask its version.
+    #[error("cannot start python {python}")]
+    PythonStart {
+        /// The interpreter as configured (`SYNOD_PYTHON` or `python3`).
+        python: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The interpreter started but did not answer the version probe as expected.
+    #[error("python {python} failed the version probe: {detail}")]
+    PythonProbe {
+        /// The interpreter as configured.
+        python: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// Waiting for or reading from the version probe failed.
+    #[error("cannot read the version of python {python}")]
+    PythonProbeIo {
+        /// The interpreter as configured.
+        python: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The interpreter is older than Python 3.8.
+    #[error("python {python} is version {version}; synod needs 3.8 or newer")]
+    PythonTooOld {
+        /// The interpreter as configured.
+        python: PathBuf,
+        /// Its version.
+        version: String,
+    },
+    /// A run's scratch directory, or a file in it, could not be written.
+    #[error("cannot prepare the scratch directory {path}")]
+    Scratch {
+        /// The directory or file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The request could not be encoded as JSON for the harness.
+    #[error("cannot encode the request for the harness")]
+    Encode {
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The interpreter process for a run could not be spawned.
+    #[error("cannot spawn python {python}")]
+    Spawn {
+        /// The interpreter.
+        python: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A thread to feed or drain the interpreter could not be started.
+    #[error("cannot start a thread to talk to the interpreter")]
+    Thread {
+        /// Why.
+        source: io::Error,
+    },
+    /// Waiting for the interpreter process failed.
+    #[error("cannot wait for the interpreter process")]
+    Wait {
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// Runs candidate programs in limited `python3` processes. Cheap to share between threads:
+/// concurrent runs use separate scratch directories.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    python: PathBuf,
+    python_version: String,
+    scratch_root: PathBuf,
+    limits: Limits,
+}
+
+/// Environment variable naming the interpreter to use instead of `python3` on `PATH`.
+pub const PYTHON_ENV: &str = "SYNOD_PYTHON";
+
+/// Oldest Python the harness supports.
+const PYTHON_MIN: (u32, u32) = (3, 8);
+
+/// How long the version probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Printed by the version probe: the real interpreter (not a shim) and its version.
+const PROBE_SCRIPT: &str =
+    "import sys; print(sys.executable); print('%d.%d.%d' % tuple(sys.version_info[:3]))";
+
+/// Numbers runs of this process, for unique scratch directory names and nonces.
+static RUN_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+impl Sandbox {
+    /// Finds python3 (the `SYNOD_PYTHON` environment variable if set, else `python3` on
+    /// `PATH`), checks that it runs and is at least 3.8, and creates `scratch_root` if missing.
+    /// Scratch directories of runs are made under `scratch_root`.
+    pub fn new(scratch_root: impl Into<PathBuf>, limits: Limits) -> Result<Sandbox, ExecError> {
+        let python = std::env::var_os(PYTHON_ENV)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("python3"));
+        Sandbox::with_python(python, scratch_root, limits)
+    }
+
+    /// Like [`Sandbox::new`], with the interpreter given explicitly (a path, or a name looked up
+    /// on `PATH`).
+    pub fn with_python(
+        python: impl Into<PathBuf>,
+        scratch_root: impl Into<PathBuf>,
+        limits: Limits,
+    ) -> Result<Sandbox, ExecError> {
+        let scratch_root = scratch_root.into();
+        fs::create_dir_all(&scratch_root).map_err(|source| ExecError::ScratchRoot {
+            path: scratch_root.clone(),
+            source,
+        })?;
+        let (python, python_version) = probe_python(&python.into())?;
+        Ok(Sandbox {
+            python,
+            python_version,
+            scratch_root,
+            limits,
+        })
+    }
+
+    /// The limits every run gets.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The interpreter's version, as `3.11.7`.
+    pub fn python_version(&self) -> &str {
+        &self.python_version
+    }
+
+    /// The interpreter runs use: the real executable the configured name resolved to (so runs
+    /// work with a cleared `PATH` and behind version-manager shims).
+    pub fn python(&self) -> &Path {
+        &self.python
+    }
+
+    /// Runs the request: loads the program, checks its interface, runs every call.
+    ///
+    /// Returns `Err` only for failures of the environment (the scratch directory cannot be
+    /// written, the interpreter cannot be spawned). Everything the candidate does wrong is in
+    /// the report.
+    pub fn run(&self, request: &CheckRequest) -> Result<CheckReport, ExecError> {
+        if let Some(bad) = request
+            .program
+            .modules
+            .keys()
+            .find(|name| !is_identifier(name))
+        {
+            return Ok(protocol::not_loaded(
+                request,
+                format!("module name {bad:?} is not a Python identifier"),
+            ));
+        }
+        let serial = RUN_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let scratch = Scratch::create(&self.scratch_root, serial)?;
+        scratch.write_program(request)?;
+        let nonce = nonce(serial);
+        let input = protocol::harness_request(request, &nonce, &self.limits)
+            .map_err(|source| ExecError::Encode { source })?;
+        let run = process::run_harness(&self.python, scratch.path(), input, &nonce, &self.limits)?;
+        Ok(protocol::report(request, &run, &self.limits))
+    }
+}
+
+/// Asks `python` for its real executable and version, with a timeout.
+fn probe_python(python: &Path) -> Result<(PathBuf, String), ExecError> {
+    let probe_error = |detail: String| ExecError::PythonProbe {
+        python: python.to_path_buf(),
+        detail,
+    };
+    let probe_io = |source| ExecError::PythonProbeIo {
+        python: python.to_path_buf(),
+        source,
+    };
+    let mut child = Command::new(python)
+        .args(["-I", "-S", "-B", "-c", PROBE_SCRIPT])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ExecError::PythonStart {
+            python: python.to_path_buf(),
+            source,
+        })?;
+    // The probe prints two short lines, far below a pipe's buffer, so waiting before reading
+    // cannot deadlock.
+    let started = Instant::now();
+    loop {
+        if child.try_wait().map_err(probe_io)?.is_some() {
+            break;
+        }
+        if started.elapsed() > PROBE_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(probe_error(format!(
+                "no answer within {} s",
+                PROBE_TIMEOUT.as_secs()
+            )));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let output = child.wait_with_output().map_err(probe_io)?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(probe_error(format!(
+            "{}: {}",
+            output.status,
+            protocol::truncate_chars(stderr.trim(), 500)
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines();
+    let executable = lines.next().unwrap_or_default().trim();
+    let version = lines.next().unwrap_or_default().trim().to_string();
+    let parsed = parse_version(&version)
+        .ok_or_else(|| probe_error(format!("unexpected version text {version:?}")))?;
+    if parsed < PYTHON_MIN {
+        return Err(ExecError::PythonTooOld {
+            python: python.to_path_buf(),
+            version,
+        });
+    }
+    let real = if executable.is_empty() {
+        python.to_path_buf()
+    } else {
+        PathBuf::from(executable)
+    };
+    Ok((real, version))
+}
+
+/// `(major, minor)` of a `3.11.7` version text.
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// A nonce for a run's result lines: a hash of the process id, the run serial and the time.
+/// Not a secret against a determined candidate (see the harness docstring); it only makes
+/// accidental forgery impossible.
+fn nonce(serial: u64) -> String {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let state = std::hash::RandomState::new();
+    let word = |salt: u8| state.hash_one((salt, std::process::id(), serial, nanos));
+    format!("{:016x}{:016x}", word(0), word(1))
+}
+
+/// A run's scratch directory, removed (best effort) when dropped.
+struct Scratch {
+    path: PathBuf,
+}
+
+/// Directory under the scratch directory holding the candidate's modules.
+const MODULES_DIR: &str = "prog";
+
+/// File name of the harness in the scratch directory.
+const HARNESS_FILE: &str = "harness.py";
+
+/// The harness, embedded so that the binary needs no data files.
+const HARNESS_SOURCE: &str = include_str!("harness.py");
+
+impl Scratch {
+    fn create(root: &Path, serial: u64) -> Result<Scratch, ExecError> {
+        let path = root.join(format!("run-{}-{serial}", std::process::id()));
+        let scratch_error = |source| ExecError::Scratch {
+            path: path.clone(),
+            source,
+        };
+        match fs::create_dir(&path) {
+            Ok(()) => {}
+            // Left over from an earlier process that had the same pid.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_dir_all(&path).map_err(scratch_error)?;
+                fs::create_dir(&path).map_err(scratch_error)?;
+            }
+            Err(e) => return Err(scratch_error(e)),
+        }
+        Ok(Scratch { path })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the modules (names already checked to be identifiers) and the harness.
+    fn write_program(&self, request: &CheckRequest) -> Result<(), ExecError> {
+        let write = |path: PathBuf, contents: &str| {
+            fs::write(&path, contents).map_err(|source| ExecError::Scratch { path, source })
+        };
+        let modules = self.path.join(MODULES_DIR);
+        fs::create_dir(&modules).map_err(|source| ExecError::Scratch {
+            path: modules.clone(),
+            source,
+        })?;
+        for (name, source) in &request.program.modules {
+            assert!(
+                is_identifier(name),
+                "module names are checked before writing"
+            );
+            write(modules.join(format!("{name}.py")), source)?;
+        }
+        write(self.path.join(HARNESS_FILE), HARNESS_SOURCE)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_version("3.11.7"), Some((3, 11)));
+        assert_eq!(parse_version("3.8"), Some((3, 8)));
+        assert_eq!(parse_version("three"), None);
+        assert!(parse_version("3.7.16").is_some_and(|v| v < PYTHON_MIN));
+        assert!(parse_version("3.10.1").is_some_and(|v| v >= PYTHON_MIN));
+    }
+
+    #[test]
+    fn nonces_are_hex_and_differ_per_run() {
+        let a = nonce(1);
+        let b = nonce(2);
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn scratch_dirs_are_unique_and_removed() {
+        let root = std::env::temp_dir().join(format!("synod-exec-unit-{}", std::process::id()));
+        fs::create_dir_all(&root).unwrap();
+        let a = Scratch::create(&root, 1).unwrap();
+        let b = Scratch::create(&root, 2).unwrap();
+        assert_ne!(a.path(), b.path());
+        let kept = a.path().to_path_buf();
+        assert!(kept.is_dir());
+        drop(a);
+        assert!(!kept.exists());
+        drop(b);
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,378 @@
+//! The interpreter process: spawning it confined, feeding it the request, draining its output
+//! with caps, and killing its process group at the end.
+
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::protocol::{HarnessLine, LineSplitter};
+use crate::{ExecError, HARNESS_FILE, Limits};
+
+/// How often the wait loop looks at the child.
+const POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+/// How long, after the process group is killed, the readers may take to reach end of file. Only
+/// a descendant that escaped the group (by `setsid`) can keep the pipes open that long; its
+/// output is then abandoned.
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
+
+/// Bytes of stderr kept for diagnostics (the end of it).
+pub(crate) const STDERR_TAIL_BYTES: usize = 2048;
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The interpreter exited (by itself, or killed by a signal such as `SIGXCPU`).
+    Exited(ExitStatus),
+    /// The wall-clock limit passed and the process group was killed.
+    WallClock,
+}
+
+/// What came out of a run.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// Result lines carrying the nonce that parsed, in order.
+    pub lines: Vec<HarnessLine>,
+    /// How the process ended.
+    pub end: End,
+    /// The last [`STDERR_TAIL_BYTES`] of stderr, lossily decoded.
+    pub stderr_tail: String,
+}
+
+/// Runs the harness in `scratch` with `input` on stdin, under `limits`.
+pub(crate) fn run_harness(
+    python: &Path,
+    scratch: &Path,
+    input: Vec<u8>,
+    nonce: &str,
+    limits: &Limits,
+) -> Result<Finished, ExecError> {
+    let mut command = Command::new(python);
+    command
+        .args(["-I", "-S", "-B", HARNESS_FILE])
+        .current_dir(scratch)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LANG", "C.UTF-8")
+        .env("PYTHONHASHSEED", "0")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    confine(&mut command, limits);
+    let child = command.spawn().map_err(|source| ExecError::Spawn {
+        python: python.to_path_buf(),
+        source,
+    })?;
+    let started = Instant::now();
+    // From here on the child must not outlive this function, whatever fails.
+    let mut running = Running {
+        child,
+        reaped: false,
+    };
+    let child = &mut running.child;
+    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let thread_error = |source| ExecError::Thread { source };
+    if let Some(mut stdin) = stdin {
+        // Written from a thread so that a child that never reads cannot stall us past the
+        // wall-clock limit. A write error means the child is gone; the report will say why.
+        thread::Builder::new()
+            .name("synod-exec-stdin".into())
+            .spawn(move || {
+                let _ = stdin.write_all(&input);
+            })
+            .map_err(thread_error)?;
+    }
+    let (line_tx, line_rx) = mpsc::channel();
+    if let Some(stdout) = stdout {
+        let splitter = LineSplitter::new(nonce, limits.output_bytes);
+        thread::Builder::new()
+            .name("synod-exec-stdout".into())
+            .spawn(move || read_results(stdout, splitter, &line_tx))
+            .map_err(thread_error)?;
+    }
+    let tail = Arc::new(Mutex::new(Tail::default()));
+    let (stderr_done_tx, stderr_done_rx) = mpsc::channel::<()>();
+    if let Some(stderr) = stderr {
+        let tail = Arc::clone(&tail);
+        thread::Builder::new()
+            .name("synod-exec-stderr".into())
+            .spawn(move || {
+                read_tail(stderr, &tail);
+                drop(stderr_done_tx);
+            })
+            .map_err(thread_error)?;
+    }
+
+    // A limit too large to add to the clock means no wall-clock limit.
+    let deadline = started.checked_add(Duration::from_millis(limits.wall_ms));
+    let end = loop {
+        if has_exited(running.pid()).map_err(|source| ExecError::Wait { source })? {
+            break None;
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            break Some(End::WallClock);
+        }
+        thread::sleep(left.map_or(POLL_INTERVAL, |left| left.min(POLL_INTERVAL)));
+    };
+    let status = running.finish()?;
+    let end = end.unwrap_or(End::Exited(status));
+
+    let drain_deadline = Instant::now() + DRAIN_GRACE;
+    let lines = collect_lines(&line_rx, drain_deadline);
+    let _ = stderr_done_rx.recv_timeout(drain_deadline.saturating_duration_since(Instant::now()));
+    let stderr_tail = tail.lock().unwrap_or_else(PoisonError::into_inner).text();
+    Ok(Finished {
+        lines,
+        end,
+        stderr_tail,
+    })
+}
+
+/// Receives result lines until the reader hits end of file or `deadline` passes.
+fn collect_lines(rx: &Receiver<HarnessLine>, deadline: Instant) -> Vec<HarnessLine> {
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => lines.push(line),
+            Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout) => return lines,
+        }
+    }
+}
+
+fn read_results(mut stdout: impl Read, mut splitter: LineSplitter, tx: &mpsc::Sender<HarnessLine>) {
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match stdout.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        for line in splitter.feed(&buf[..n]) {
+            // A send fails once the run is over; keep draining so no writer blocks on a full
+            // pipe.
+            let _ = tx.send(line);
+        }
+    }
+}
+
+/// The end of a byte stream, at most [`STDERR_TAIL_BYTES`] long.
+#[derive(Default)]
+struct Tail {
+    bytes: Vec<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend_from_slice(chunk);
+        // Trim in batches so that pushing stays linear.
+        if self.bytes.len() > 2 * STDERR_TAIL_BYTES {
+            let cut = self.bytes.len() - STDERR_TAIL_BYTES;
+            self.bytes.drain(..cut);
+        }
+    }
+
+    fn text(&self) -> String {
+        let start = self.bytes.len().saturating_sub(STDERR_TAIL_BYTES);
+        String::from_utf8_lossy(&self.bytes[start..]).into_owned()
+    }
+}
+
+fn read_tail(mut stderr: impl Read, tail: &Mutex<Tail>) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match stderr.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => tail
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The interpreter, leader of its own process group. However [`run_harness`] ends, the group
+/// is killed and the leader reaped, so nothing the candidate started stays behind (unless it
+/// left the group).
+struct Running {
+    child: Child,
+    reaped: bool,
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the group (the leader is dead or dies with it) and reaps the leader. The group is
+    /// killed before reaping: until then the leader's pid cannot be reused, so it still names
+    /// our group.
+    fn finish(&mut self) -> Result<ExitStatus, ExecError> {
+        kill_group(self.pid());
+        let status = self
+            .child
+            .wait()
+            .map_err(|source| ExecError::Wait { source })?;
+        self.reaped = true;
+        Ok(status)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            kill_group(self.pid());
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Puts the child in its own session and process group, and sets its resource limits.
+#[allow(unsafe_code)]
+fn confine(command: &mut Command, limits: &Limits) {
+    // (resource, soft limit, hard limit). CPU gets a second of slack on the hard limit so that
+    // the soft limit's SIGXCPU, not SIGKILL, is what normally ends a CPU hog.
+    let caps = [
+        (libc::RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
+        (
+            libc::RLIMIT_CPU,
+            limits.cpu_s,
+            limits.cpu_s.saturating_add(1),
+        ),
+        (libc::RLIMIT_FSIZE, limits.file_bytes, limits.file_bytes),
+        (libc::RLIMIT_NOFILE, limits.open_files, limits.open_files),
+        (libc::RLIMIT_NPROC, limits.processes, limits.processes),
+        (libc::RLIMIT_CORE, 0, 0),
+    ];
+    // SAFETY: the closure runs in the forked child between fork and exec, where only
+    // async-signal-safe calls are allowed. It calls only setsid, getrlimit and setrlimit (plain
+    // system calls), allocates nothing (`caps` is a Copy array moved in; `last_os_error` builds
+    // an error without allocating) and takes no locks. The pointers passed are to live locals.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for (resource, soft, hard) in caps {
+                let mut current = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(resource, &mut current) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Without privileges a hard limit can only go down; never ask for more than we have.
+                let hard = (hard as libc::rlim_t).min(current.rlim_max);
+                let wanted = libc::rlimit {
+                    rlim_cur: (soft as libc::rlim_t).min(hard),
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(resource, &wanted) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Has the child `pid` exited? Does not reap it, so its pid (and process group id) stays ours.
+#[allow(unsafe_code)]
+fn has_exited(pid: u32) -> std::io::Result<bool> {
+    // SAFETY: siginfo_t is plain data for which all-zero bytes are a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a live, writable siginfo_t; WNOWAIT leaves the child unreaped.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: waitid filled `info` (or left it zeroed, meaning no child has exited); si_pid is
+    // valid to read for SIGCHLD information, and zero otherwise.
+    Ok(unsafe { info.si_pid() } != 0)
+}
+
+/// Sends SIGKILL to the process group `pgid` (the interpreter ran `setsid`, so its pid is the
+/// group id). Errors (the group is already gone) are of no interest.
+#[allow(unsafe_code)]
+fn kill_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: kill has no memory-safety preconditions; a negative pid addresses a process
+    // group, and ours is still reserved because its leader has not been reaped.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+/// A description of how the interpreter ended, for load errors.
+pub(crate) fn describe_end(end: &End, limits: &Limits) -> String {
+    match end {
+        End::WallClock => format!("killed after the wall-clock limit of {} ms", limits.wall_ms),
+        End::Exited(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(libc::SIGXCPU)) => {
+                format!("killed by SIGXCPU (CPU limit of {} s)", limits.cpu_s)
+            }
+            (None, Some(libc::SIGKILL)) => "killed by SIGKILL".to_string(),
+            (None, Some(libc::SIGSEGV)) => "killed by SIGSEGV (crashed)".to_string(),
+            (None, Some(libc::SIGABRT)) => "killed by SIGABRT (aborted)".to_string(),
+            (None, Some(libc::SIGXFSZ)) => {
+                format!(
+                    "killed by SIGXFSZ (file size limit of {} bytes)",
+                    limits.file_bytes
+                )
+            }
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => status.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_end() {
+        let mut tail = Tail::default();
+        for i in 0..5000u32 {
+            tail.push(format!("{i:05}\n").as_bytes());
+        }
+        let text = tail.text();
+        assert_eq!(text.len(), STDERR_TAIL_BYTES);
+        assert!(text.ends_with("04999\n"));
+    }
+
+    #[test]
+    fn ends_are_described() {
+        let limits = Limits::default();
+        assert_eq!(
+            describe_end(&End::WallClock, &limits),
+            "killed after the wall-clock limit of 20000 ms"
+        );
+        let xcpu = ExitStatus::from_raw(libc::SIGXCPU);
+        assert!(describe_end(&End::Exited(xcpu), &limits).contains("CPU limit of 20 s"));
+        let code = ExitStatus::from_raw(3 << 8);
+        assert_eq!(
+            describe_end(&End::Exited(code), &limits),
+            "exited with status 3"
+        );
+    }
+}

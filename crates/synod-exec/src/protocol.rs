@@ -1,0 +1,529 @@
+//! The conversation with the harness: the request it reads, the result lines it writes, and the
+//! report assembled from them. Pure functions, no IO.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use synod_core::{CheckReport, CheckRequest, Expectation, Outcome, Value};
+
+use crate::process::{Finished, describe_end};
+use crate::{Limits, MODULES_DIR};
+
+/// Longest load error taken from the harness, in characters.
+const LOAD_ERROR_MAX: usize = 1000;
+/// Longest load error of any kind: room for the harness's reason or a death notice plus the
+/// stderr tail.
+const REASON_MAX: usize = LOAD_ERROR_MAX + 2 * crate::process::STDERR_TAIL_BYTES;
+/// Most interface errors taken from the harness.
+const INTERFACE_ERRORS_MAX: usize = 256;
+/// Longest interface error, or exception class name, taken from the harness.
+const SHORT_TEXT_MAX: usize = 300;
+/// Longest value repr taken from the harness (it shortens its own to about 1,040).
+const VALUE_TEXT_MAX: usize = 4096;
+
+/// The request as the harness reads it (see `harness.py`).
+#[derive(Serialize)]
+struct HarnessRequest<'a> {
+    nonce: &'a str,
+    modules_dir: &'a str,
+    modules: Vec<&'a str>,
+    function_modules: &'a BTreeMap<String, String>,
+    interface: Vec<(&'a str, HarnessSig<'a>)>,
+    calls: Vec<HarnessCall<'a>>,
+    call_ms: u64,
+    output_max: usize,
+}
+
+#[derive(Serialize)]
+struct HarnessSig<'a> {
+    name: &'a str,
+    params: &'a [String],
+}
+
+#[derive(Serialize)]
+struct HarnessCall<'a> {
+    function: &'a str,
+    /// Tagged exactly as serde encodes [`Value`].
+    args: &'a [Value],
+    /// `null`, `{"returns": value}` or `{"raises": "ClassName"}`.
+    expect: Option<&'a Expectation>,
+}
+
+/// The JSON request for the harness.
+pub(crate) fn harness_request(
+    request: &CheckRequest,
+    nonce: &str,
+    limits: &Limits,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let wire = HarnessRequest {
+        nonce,
+        modules_dir: MODULES_DIR,
+        modules: request.program.modules.keys().map(String::as_str).collect(),
+        function_modules: &request.function_modules,
+        interface: request
+            .interface
+            .iter()
+            .map(|(module, sig)| {
+                (
+                    module.as_str(),
+                    HarnessSig {
+                        name: &sig.name,
+                        params: &sig.params,
+                    },
+                )
+            })
+            .collect(),
+        calls: request
+            .calls
+            .iter()
+            .map(|c| HarnessCall {
+                function: &c.call.function,
+                args: &c.call.args,
+                // `Same` expectations compare whole outcomes; synod checks them itself.
+                expect: c
+                    .expect
+                    .as_ref()
+                    .filter(|e| !matches!(e, Expectation::Same(_))),
+            })
+            .collect(),
+        // An alarm of zero would never fire.
+        call_ms: limits.call_ms.max(1),
+        output_max: limits.output_bytes,
+    };
+    serde_json::to_vec(&wire)
+}
+
+/// One result line of the harness, after `SYNOD <nonce> `.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum HarnessLine {
+    /// The modules loaded (or not) and the interface was checked.
+    Load(LoadLine),
+    /// One call finished.
+    Call(CallLine),
+    /// All calls finished.
+    Done(DoneLine),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub(crate) struct LoadLine {
+    loaded: bool,
+    load_error: Option<String>,
+    interface_errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub(crate) struct CallLine {
+    i: usize,
+    outcome: WireOutcome,
+    met: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub(crate) struct DoneLine {
+    #[allow(
+        dead_code,
+        reason = "present so that the line parses; its value carries nothing"
+    )]
+    done: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WireOutcome {
+    Value(String),
+    Error(String),
+    Timeout(#[allow(dead_code, reason = "always true; only the key matters")] bool),
+}
+
+impl WireOutcome {
+    fn into_outcome(self) -> Outcome {
+        match self {
+            WireOutcome::Value(v) => Outcome::Value(truncate_chars(&v, VALUE_TEXT_MAX)),
+            WireOutcome::Error(k) => Outcome::Error(truncate_chars(&k, SHORT_TEXT_MAX)),
+            WireOutcome::Timeout(_) => Outcome::Timeout,
+        }
+    }
+}
+
+/// Splits the harness's stdout into lines and keeps those that start with `SYNOD <nonce> ` and
+/// parse. Other lines are dropped without being buffered whole; once `stored_max` bytes of
+/// accepted lines have been taken, everything else is dropped.
+pub(crate) struct LineSplitter {
+    prefix: Vec<u8>,
+    stored_max: usize,
+    stored: usize,
+    line: Vec<u8>,
+    skipping: bool,
+}
+
+impl LineSplitter {
+    pub(crate) fn new(nonce: &str, stored_max: usize) -> LineSplitter {
+        LineSplitter {
+            prefix: format!("SYNOD {nonce} ").into_bytes(),
+            stored_max,
+            stored: 0,
+            line: Vec::new(),
+            skipping: false,
+        }
+    }
+
+    /// Takes the next bytes of the stream; returns the result lines they completed.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<HarnessLine> {
+        let mut out = Vec::new();
+        for piece in bytes.split_inclusive(|b| *b == b'\n') {
+            let (body, complete) = match piece.split_last() {
+                Some((b'\n', body)) => (body, true),
+                _ => (piece, false),
+            };
+            if !self.skipping {
+                let room = self.stored_max.saturating_sub(self.stored);
+                let checked = self
+                    .line
+                    .len()
+                    .saturating_add(body.len())
+                    .min(self.prefix.len());
+                if self.line.len() + body.len() > room {
+                    self.skipping = true;
+                } else {
+                    self.line.extend_from_slice(body);
+                    if self.line[..checked] != self.prefix[..checked] {
+                        self.skipping = true;
+                    }
+                }
+                if self.skipping {
+                    self.line = Vec::new();
+                }
+            }
+            if complete {
+                if !self.skipping
+                    && let Some(rest) = self.line.strip_prefix(self.prefix.as_slice())
+                    && let Ok(line) = serde_json::from_slice::<HarnessLine>(rest)
+                {
+                    self.stored += self.line.len() + 1;
+                    out.push(line);
+                }
+                self.line.clear();
+                self.skipping = false;
+            }
+        }
+        out
+    }
+}
+
+/// What the result lines of a run say, after dropping lines out of order.
+struct Transcript {
+    load: Option<LoadLine>,
+    calls: Vec<Option<CallLine>>,
+}
+
+impl Transcript {
+    /// Keeps the first load line, then the first line for each call index in range, until the
+    /// done line.
+    fn read(lines: &[HarnessLine], calls: usize) -> Transcript {
+        let mut transcript = Transcript {
+            load: None,
+            calls: vec![None; calls],
+        };
+        for line in lines {
+            match line {
+                HarnessLine::Load(load) if transcript.load.is_none() => {
+                    transcript.load = Some(load.clone());
+                }
+                HarnessLine::Call(call) if transcript.load.is_some() => {
+                    if let Some(slot @ None) = transcript.calls.get_mut(call.i) {
+                        *slot = Some(call.clone());
+                    }
+                }
+                HarnessLine::Done(_) => break,
+                _ => {}
+            }
+        }
+        transcript
+    }
+}
+
+/// `Some(false)` for calls with an expectation, `None` for probes.
+fn unmet(request: &CheckRequest) -> Vec<Option<bool>> {
+    request
+        .calls
+        .iter()
+        .map(|c| c.expect.as_ref().map(|_| false))
+        .collect()
+}
+
+/// The report of a program that never got to run its calls.
+pub(crate) fn not_loaded(request: &CheckRequest, reason: String) -> CheckReport {
+    CheckReport {
+        load_error: Some(truncate_chars(&reason, REASON_MAX)),
+        interface_errors: Vec::new(),
+        outcomes: vec![Outcome::Timeout; request.calls.len()],
+        met: unmet(request),
+    }
+}
+
+/// Assembles the report of a run from what the harness said and how the process ended.
+pub(crate) fn report(request: &CheckRequest, run: &Finished, limits: &Limits) -> CheckReport {
+    let transcript = Transcript::read(&run.lines, request.calls.len());
+    let Some(load) = transcript.load else {
+        let tail = run.stderr_tail.trim();
+        let tail = if tail.is_empty() { "(empty)" } else { tail };
+        return not_loaded(
+            request,
+            format!(
+                "process died before loading: {}; stderr tail: {tail}",
+                describe_end(&run.end, limits)
+            ),
+        );
+    };
+    let interface_errors: Vec<String> = load
+        .interface_errors
+        .iter()
+        .take(INTERFACE_ERRORS_MAX)
+        .map(|e| truncate_chars(e, SHORT_TEXT_MAX))
+        .collect();
+    if !load.loaded {
+        let reason = load
+            .load_error
+            .as_deref()
+            .map(|e| truncate_chars(e, LOAD_ERROR_MAX))
+            .unwrap_or_else(|| "the program did not load".to_string());
+        return CheckReport {
+            interface_errors,
+            ..not_loaded(request, reason)
+        };
+    }
+    let mut outcomes = Vec::with_capacity(request.calls.len());
+    let mut met = Vec::with_capacity(request.calls.len());
+    for (call, line) in request.calls.iter().zip(transcript.calls) {
+        let expected = call.expect.is_some();
+        match line {
+            Some(line) => {
+                outcomes.push(line.outcome.into_outcome());
+                met.push(expected.then_some(line.met == Some(true)));
+            }
+            None => {
+                outcomes.push(Outcome::Timeout);
+                met.push(expected.then_some(false));
+            }
+        }
+    }
+    CheckReport {
+        load_error: None,
+        interface_errors,
+        outcomes,
+        met,
+    }
+}
+
+/// `text` cut to at most `max` characters (the cut marked with `...`).
+pub(crate) fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some(_) => {
+            let keep: String = text.chars().take(max.saturating_sub(3)).collect();
+            format!("{keep}...")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::End;
+    use serde_json::json;
+    use synod_core::{Call, CheckCall, FunctionSig, Program};
+
+    fn request(expects: &[Option<Expectation>]) -> CheckRequest {
+        CheckRequest {
+            program: Program::single("m", "def f(x):\n    return x\n"),
+            function_modules: [("f".to_string(), "m".to_string())].into_iter().collect(),
+            interface: vec![(
+                "m".to_string(),
+                FunctionSig {
+                    name: "f".into(),
+                    params: vec!["x".into()],
+                    doc: "ignored".into(),
+                },
+            )],
+            calls: expects
+                .iter()
+                .map(|e| CheckCall {
+                    call: Call {
+                        function: "f".into(),
+                        args: vec![Value::Tuple(vec![Value::Int(1)]), Value::float(2.5)],
+                    },
+                    expect: e.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn finished(lines: &[serde_json::Value], end: End) -> Finished {
+        Finished {
+            lines: lines
+                .iter()
+                .map(|l| serde_json::from_value(l.clone()).unwrap())
+                .collect(),
+            end,
+            stderr_tail: "Traceback: boom\n".into(),
+        }
+    }
+
+    #[test]
+    fn request_uses_tagged_values_and_expectations() {
+        let req = request(&[None, Some(Expectation::Raises("ValueError".into()))]);
+        let bytes = harness_request(&req, "abc", &Limits::default()).unwrap();
+        let wire: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            wire,
+            json!({
+                "nonce": "abc",
+                "modules_dir": "prog",
+                "modules": ["m"],
+                "function_modules": {"f": "m"},
+                "interface": [["m", {"name": "f", "params": ["x"]}]],
+                "calls": [
+                    {"function": "f",
+                     "args": [{"t": "tuple", "v": [{"t": "int", "v": 1}]}, {"t": "float", "v": "2.5"}],
+                     "expect": null},
+                    {"function": "f",
+                     "args": [{"t": "tuple", "v": [{"t": "int", "v": 1}]}, {"t": "float", "v": "2.5"}],
+                     "expect": {"raises": "ValueError"}},
+                ],
+                "call_ms": 2000,
+                "output_max": 1 << 20,
+            })
+        );
+        let returns = Expectation::Returns(Value::None);
+        assert_eq!(
+            serde_json::to_value(&returns).unwrap(),
+            json!({"returns": {"t": "none"}})
+        );
+    }
+
+    #[test]
+    fn splitter_keeps_only_lines_with_the_nonce() {
+        let mut s = LineSplitter::new("n1", 1 << 20);
+        let stream =
+            b"hello\nSYNOD fake {\"done\": true}\nSYNOD n1 {\"done\": true}\nSYNOD n1 not json\n";
+        let lines = s.feed(stream);
+        assert_eq!(lines, vec![HarnessLine::Done(DoneLine { done: true })]);
+    }
+
+    #[test]
+    fn splitter_joins_lines_split_across_reads() {
+        let mut s = LineSplitter::new("n1", 1 << 20);
+        let text = b"junk without newline SYNOD n1 {\"done\": true}\nSYNOD n1 {\"i\": 0, \"outcome\": {\"timeout\": true}, \"met\": null}\n";
+        let mut lines = Vec::new();
+        for chunk in text.chunks(3) {
+            lines.extend(s.feed(chunk));
+        }
+        assert_eq!(
+            lines.len(),
+            1,
+            "the first line does not start with the prefix"
+        );
+        assert!(
+            matches!(&lines[0], HarnessLine::Call(c) if c.i == 0 && c.outcome == WireOutcome::Timeout(true))
+        );
+    }
+
+    #[test]
+    fn splitter_stops_storing_past_the_cap() {
+        let line = b"SYNOD n {\"done\": true}\n";
+        let mut s = LineSplitter::new("n", 2 * line.len());
+        let mut accepted = 0;
+        for _ in 0..10 {
+            accepted += s.feed(line).len();
+        }
+        assert_eq!(accepted, 2);
+        // An overlong line is dropped without being kept, and the next one is still read.
+        let mut s = LineSplitter::new("n", 64);
+        let long = format!(
+            "SYNOD n {{\"done\": true, \"pad\": \"{}\"}}\n",
+            "x".repeat(200)
+        );
+        assert!(s.feed(long.as_bytes()).is_empty());
+        assert!(s.line.is_empty());
+        assert_eq!(s.feed(line).len(), 1);
+    }
+
+    #[test]
+    fn unreported_calls_time_out_and_fail_their_expectation() {
+        let req = request(&[None, Some(Expectation::Returns(Value::Int(1))), None]);
+        let run = finished(
+            &[
+                json!({"i": 0, "outcome": {"value": "early"}, "met": null}),
+                json!({"loaded": true, "load_error": null, "interface_errors": []}),
+                json!({"i": 0, "outcome": {"value": "1"}, "met": null}),
+                json!({"i": 0, "outcome": {"value": "again"}, "met": null}),
+                json!({"i": 7, "outcome": {"value": "out of range"}, "met": null}),
+            ],
+            End::WallClock,
+        );
+        let report = report(&req, &run, &Limits::default());
+        assert_eq!(report.load_error, None);
+        assert_eq!(
+            report.outcomes,
+            vec![
+                Outcome::Value("1".into()),
+                Outcome::Timeout,
+                Outcome::Timeout
+            ]
+        );
+        assert_eq!(report.met, vec![None, Some(false), None]);
+    }
+
+    #[test]
+    fn met_follows_the_harness_only_for_expected_calls() {
+        let req = request(&[None, Some(Expectation::Raises("E".into()))]);
+        let run = finished(
+            &[
+                json!({"loaded": true, "load_error": null, "interface_errors": ["m.g: missing"]}),
+                json!({"i": 0, "outcome": {"error": "E"}, "met": true}),
+                json!({"i": 1, "outcome": {"error": "E"}, "met": true}),
+                json!({"done": true}),
+                json!({"i": 1, "outcome": {"error": "after done"}, "met": false}),
+            ],
+            End::Exited(std::os::unix::process::ExitStatusExt::from_raw(0)),
+        );
+        let report = report(&req, &run, &Limits::default());
+        assert_eq!(report.interface_errors, vec!["m.g: missing".to_string()]);
+        assert_eq!(report.met, vec![None, Some(true)]);
+    }
+
+    #[test]
+    fn no_load_line_means_the_process_died() {
+        let req = request(&[Some(Expectation::Returns(Value::Int(1))), None]);
+        let run = finished(&[], End::WallClock);
+        let report = report(&req, &run, &Limits::default());
+        let reason = report.load_error.unwrap();
+        assert!(reason.starts_with("process died before loading: killed after the wall-clock"));
+        assert!(reason.ends_with("stderr tail: Traceback: boom"));
+        assert_eq!(report.outcomes, vec![Outcome::Timeout, Outcome::Timeout]);
+        assert_eq!(report.met, vec![Some(false), None]);
+    }
+
+    #[test]
+    fn a_failed_load_keeps_the_harness_reason() {
+        let req = request(&[Some(Expectation::Returns(Value::Int(1)))]);
+        let run = finished(
+            &[
+                json!({"loaded": false, "load_error": "SyntaxError: x", "interface_errors": []}),
+                json!({"i": 0, "outcome": {"value": "1"}, "met": true}),
+            ],
+            End::Exited(std::os::unix::process::ExitStatusExt::from_raw(0)),
+        );
+        let report = report(&req, &run, &Limits::default());
+        assert_eq!(report.load_error.as_deref(), Some("SyntaxError: x"));
+        assert_eq!(report.outcomes, vec![Outcome::Timeout]);
+        assert_eq!(report.met, vec![Some(false)]);
+    }
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate_chars("héllo", 5), "héllo");
+        assert_eq!(truncate_chars("héllo wörld", 6), "hél...");
+    }
+}

@@ -1,0 +1,420 @@
+//! What a build leaves in its output directory: the program, its contract tests, `REPORT.md`,
+//! `certificate.json` and the decision log.
+
+use crate::RuntimeError;
+use serde_json::json;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use synod_core::pipeline::{AgentRecord, BuildOutcome, Question};
+use synod_core::{AgentId, Call, ContractExample, Expectation, Outcome, Program, Prompt};
+use synod_store::{DecisionLog, Signed, write_atomic};
+
+/// The decision log file.
+pub const LOG_FILE: &str = "log.redb";
+/// The signed certificate.
+pub const CERT_FILE: &str = "certificate.json";
+/// The report for people.
+pub const REPORT_FILE: &str = "REPORT.md";
+/// The directory holding the program's modules.
+pub const PROGRAM_DIR: &str = "program";
+/// The generated contract tests, inside [`PROGRAM_DIR`].
+pub const TESTS_FILE: &str = "test_contract.py";
+/// The pending question of a build that needs a clarification.
+pub const QUESTION_FILE: &str = "question.json";
+/// Certificate format version.
+pub const CERT_FORMAT: u32 = 1;
+
+fn write(path: PathBuf, bytes: &[u8]) -> Result<(), RuntimeError> {
+    write_atomic(&path, bytes).map_err(|source| RuntimeError::Io {
+        what: "cannot write",
+        path,
+        source,
+    })
+}
+
+/// Writes the pending question.
+pub fn write_question(out: &Path, q: &Question) -> Result<(), RuntimeError> {
+    let text = serde_json::to_string_pretty(q).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    write(out.join(QUESTION_FILE), text.as_bytes())
+}
+
+fn agent_name(agents: &[(String, String)], id: AgentId) -> String {
+    agents
+        .get(id.0 as usize)
+        .map(|a| a.0.clone())
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// The certificate body for a build (without the log head, which the caller adds).
+pub fn certificate_body(
+    outcome: &BuildOutcome,
+    agents: &[(String, String)],
+    fingerprint: &str,
+) -> serde_json::Value {
+    let components: Vec<serde_json::Value> = outcome
+        .components
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "file": format!("{PROGRAM_DIR}/{}.py", c.name),
+                "digest": c.digest,
+                "agent": agent_name(agents, c.agent),
+                "contract_met": c.contract_met,
+                "probes_matched": c.probes_matched,
+                "rejected": c.rejected.iter().map(|(a, r)| json!({"agent": agent_name(agents, *a), "reason": r})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "format": CERT_FORMAT,
+        "synod_version": env!("CARGO_PKG_VERSION"),
+        "prompt": outcome.prompt,
+        "agents": agents.iter().map(|(n, d)| json!({"name": n, "backend": d})).collect::<Vec<_>>(),
+        "decided": {
+            "class": outcome.class.iter().map(|a| agent_name(agents, *a)).collect::<Vec<_>>(),
+            "representative": agent_name(agents, outcome.representative),
+            "reference_digest": Program::single(synod_core::pipeline::REFERENCE_MODULE, &outcome.reference).digest(),
+            "dissent": outcome.dissent,
+        },
+        "spec": outcome.spec,
+        "probes": outcome.probes,
+        "reference_behaviour": outcome.reference_behaviour,
+        "components": components,
+        "program_digest": outcome.program.digest(),
+        "key_fingerprint": fingerprint,
+    })
+}
+
+/// Writes a successful build: program, tests, certificate (and its log entry), report.
+pub fn write_build(
+    out: &Path,
+    outcome: &BuildOutcome,
+    agents: &[(String, String)],
+    log: &mut DecisionLog,
+    fingerprint: &str,
+) -> Result<(), RuntimeError> {
+    let dir = out.join(PROGRAM_DIR);
+    std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io {
+        what: "cannot create",
+        path: dir.clone(),
+        source,
+    })?;
+    for (name, src) in &outcome.program.modules {
+        write(dir.join(format!("{name}.py")), src.as_bytes())?;
+    }
+    write(
+        dir.join(TESTS_FILE),
+        contract_tests(&outcome.spec.contract, &outcome.probes, &outcome.reference_behaviour, &outcome.spec.function_modules()).as_bytes(),
+    )?;
+    let mut body = certificate_body(outcome, agents, fingerprint);
+    let head = log
+        .head()
+        .map(|e| e.pin())
+        .ok_or_else(|| RuntimeError::Internal("empty decision log at the end of a build".into()))?;
+    body["log_head"] = serde_json::to_value(&head).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    let signed = Signed::sign(body, log.key());
+    let text = serde_json::to_string_pretty(&signed).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    write(out.join(CERT_FILE), text.as_bytes())?;
+    log.append(
+        "certificate",
+        &json!({"certificate_digest": synod_store::digest(canonical(&signed.body).as_bytes()), "fingerprint": fingerprint}),
+    )?;
+    write(
+        out.join(REPORT_FILE),
+        report(outcome, agents, fingerprint, out).as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// The canonical text of a JSON value (serde_json's maps are sorted here).
+pub fn canonical(v: &serde_json::Value) -> String {
+    v.to_string()
+}
+
+/// Writes the report of a build that ran and failed.
+pub fn write_failure(
+    out: &Path,
+    prompt: &Prompt,
+    stage: &str,
+    reason: &str,
+    records: &[AgentRecord],
+    agents: &[(String, String)],
+) -> Result<(), RuntimeError> {
+    let mut r = String::new();
+    let _ = writeln!(r, "# synod build report: not built\n");
+    let _ = writeln!(r, "## Prompt\n\n{}\n", quote(&prompt.full_text()));
+    let _ = writeln!(r, "## Outcome\n\nThe build stopped in stage **{stage}**: {reason}\n");
+    agents_table(&mut r, records, agents);
+    let _ = writeln!(
+        r,
+        "The decision log (`{LOG_FILE}`) holds every decision and fault up to this point."
+    );
+    write(out.join(REPORT_FILE), r.as_bytes())
+}
+
+fn quote(s: &str) -> String {
+    s.lines().map(|l| format!("> {l}")).collect::<Vec<_>>().join("\n")
+}
+
+fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, String)]) {
+    let _ = writeln!(r, "## Agents\n");
+    let _ = writeln!(r, "| agent | backend | calls | suspected | faults |");
+    let _ = writeln!(r, "|---|---|---|---|---|");
+    for a in records {
+        let backend = agents.get(a.id.0 as usize).map(|x| x.1.as_str()).unwrap_or("");
+        let faults = if a.faults.is_empty() {
+            "none".to_string()
+        } else {
+            a.faults.iter().map(|f| f.replace('|', "\\|")).collect::<Vec<_>>().join("<br>")
+        };
+        let _ = writeln!(
+            r,
+            "| {} | {} | {} | {} | {} |",
+            a.name,
+            backend,
+            a.calls,
+            if a.suspicions > 0 {
+                format!("yes ({} missed deadline{})", a.suspicions, if a.suspicions == 1 { "" } else { "s" })
+            } else {
+                "no".into()
+            },
+            faults
+        );
+    }
+    let calls: u32 = records.iter().map(|a| a.calls).sum();
+    let _ = writeln!(
+        r,
+        "\nCost: {calls} agent calls in all. Tokens: not reported by these agents (scripted replies).\n"
+    );
+}
+
+fn report(outcome: &BuildOutcome, agents: &[(String, String)], fingerprint: &str, out: &Path) -> String {
+    let n = agents.len();
+    let mut r = String::new();
+    let _ = writeln!(r, "# synod build report: built\n");
+    let _ = writeln!(r, "## Prompt\n\n{}\n", quote(&outcome.prompt.full_text()));
+    let _ = writeln!(r, "## What was decided\n");
+    let _ = writeln!(r, "{}\n", outcome.spec.summary);
+    let class: Vec<String> = outcome.class.iter().map(|a| agent_name(agents, *a)).collect();
+    let m = outcome.agents.len().saturating_sub(0);
+    let _ = m;
+    let _ = writeln!(
+        r,
+        "Reading held by **{}** ({} of {n} agents), compared by behaviour on {} probes. The spec and reference of {} were taken.\n",
+        class.join(", "),
+        class.len(),
+        outcome.probes.len(),
+        agent_name(agents, outcome.representative)
+    );
+    if outcome.dissent.is_empty() {
+        let _ = writeln!(r, "No agent dissented.\n");
+    } else {
+        let _ = writeln!(r, "### Dissent\n");
+        for d in &outcome.dissent {
+            let who: Vec<String> = d.agents.iter().map(|a| agent_name(agents, *a)).collect();
+            let _ = write!(r, "- {} read it differently (\"{}\")", who.join(", "), d.summary);
+            if let Some((call, ours, theirs)) = &d.example {
+                let _ = write!(r, ": on `{call}` it gives `{theirs}` where the decided reading gives `{ours}`");
+            }
+            let _ = writeln!(r, ". Outvoted: the class is within the fault budget, so it is judged faulty.");
+        }
+        let _ = writeln!(r);
+    }
+    if !outcome.prompt.clarifications.is_empty() {
+        let _ = writeln!(r, "### Clarifications\n");
+        for (i, c) in outcome.prompt.clarifications.iter().enumerate() {
+            let _ = writeln!(r, "{}. {}", i + 1, c.text);
+        }
+        let _ = writeln!(r);
+    }
+    let _ = writeln!(r, "## Components\n");
+    let _ = writeln!(r, "| component | interface | built by | rejected candidates |");
+    let _ = writeln!(r, "|---|---|---|---|");
+    for c in &outcome.components {
+        let iface: Vec<String> = outcome
+            .spec
+            .components
+            .iter()
+            .find(|s| s.name == c.name)
+            .map(|s| s.functions.iter().map(|f| format!("`{f}`")).collect())
+            .unwrap_or_default();
+        let rejected = if c.rejected.is_empty() {
+            "none".to_string()
+        } else {
+            c.rejected
+                .iter()
+                .map(|(a, why)| format!("{}: {}", agent_name(agents, *a), why.replace('|', "\\|")))
+                .collect::<Vec<_>>()
+                .join("<br>")
+        };
+        let _ = writeln!(r, "| `{}` | {} | {} | {} |", c.name, iface.join(", "), agent_name(agents, c.agent), rejected);
+    }
+    let _ = writeln!(
+        r,
+        "\nEach component was checked alone (with the decided reference behind the others) and the assembled program again: it loads, matches the interface, meets all {} contract examples and agrees with the decided reference on all {} probes.\n",
+        outcome.spec.contract.len(),
+        outcome.probes.len()
+    );
+    agents_table(&mut r, &outcome.agents, agents);
+    let _ = writeln!(r, "## Files\n");
+    let _ = writeln!(r, "- `{PROGRAM_DIR}/`: the program, and `{TESTS_FILE}` (run `python3 -m unittest` in that directory)");
+    let _ = writeln!(r, "- `{CERT_FILE}`: the signed certificate; `{LOG_FILE}`: the signed, hash-chained decision log");
+    let _ = writeln!(r, "\nBuild key fingerprint: `{fingerprint}`. Re-check everything offline with:\n");
+    let _ = writeln!(r, "    synod verify {} --key {fingerprint}", out.display());
+    r
+}
+
+/// A Python unittest file for the contract and the probes (as regression tests).
+pub fn contract_tests(
+    contract: &[ContractExample],
+    probes: &[Call],
+    behaviour: &[Outcome],
+    function_modules: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut t = String::new();
+    t.push_str(TEST_PRELUDE);
+    let mut imports: Vec<String> = function_modules
+        .iter()
+        .map(|(f, m)| format!("from {m} import {f}"))
+        .collect();
+    imports.sort();
+    for i in imports {
+        let _ = writeln!(t, "{i}");
+    }
+    t.push_str("\n\nCONTRACT = [\n");
+    for c in contract {
+        let (kind, val) = match &c.expect {
+            Expectation::Returns(v) => ("returns", v.python()),
+            Expectation::Raises(e) => ("raises", synod_core::value::python_str(e)),
+            Expectation::Same(o) => outcome_pair(o),
+        };
+        let _ = writeln!(t, "    ({}, {}, {:?}, {}),", c.call.function, args_tuple(&c.call), kind, val);
+    }
+    t.push_str("]\n\nPROBES = [\n");
+    for (c, o) in probes.iter().zip(behaviour) {
+        let (kind, val) = outcome_pair(o);
+        let _ = writeln!(t, "    ({}, {}, {:?}, {}),", c.function, args_tuple(c), kind, val);
+    }
+    t.push_str("]\n");
+    t.push_str(TEST_BODY);
+    t
+}
+
+fn outcome_pair(o: &Outcome) -> (&'static str, String) {
+    match o {
+        Outcome::Value(v) => ("repr", synod_core::value::python_str(v)),
+        Outcome::Error(e) => ("raises", synod_core::value::python_str(e)),
+        Outcome::Timeout => ("timeout", "None".into()),
+    }
+}
+
+fn args_tuple(c: &Call) -> String {
+    let mut s = String::from("(");
+    for a in &c.args {
+        s.push_str(&a.python());
+        s.push_str(", ");
+    }
+    s.push(')');
+    s
+}
+
+const TEST_PRELUDE: &str = r#""""Contract and probe tests written by synod for the decided spec.
+
+Run with `python3 -m unittest` in this directory. Contract examples come from the agreed spec;
+probes are regression tests: the outcomes of the decided reference program.
+"""
+import copy
+import math
+import re
+import sys
+import unittest
+
+sys.setrecursionlimit(10000)
+
+
+def _canon(v, depth=0):
+    if depth > 20:
+        return "..."
+    if isinstance(v, dict):
+        items = sorted((_canon(k, depth + 1), _canon(x, depth + 1)) for k, x in v.items())
+        return "{" + ", ".join(f"{k}: {x}" for k, x in items) + "}"
+    if isinstance(v, (set, frozenset)):
+        inner = sorted(_canon(x, depth + 1) for x in v)
+        if isinstance(v, frozenset):
+            return "frozenset({" + ", ".join(inner) + "})" if inner else "frozenset()"
+        return "{" + ", ".join(inner) + "}" if inner else "set()"
+    if isinstance(v, list):
+        return "[" + ", ".join(_canon(x, depth + 1) for x in v) + "]"
+    if isinstance(v, tuple):
+        inner = [_canon(x, depth + 1) for x in v]
+        return "(" + inner[0] + ",)" if len(inner) == 1 else "(" + ", ".join(inner) + ")"
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(v))
+
+
+def _norm(v):
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    return v
+
+
+def _equal(a, b):
+    a, b = _norm(a), _norm(b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _raised_name(exc, name):
+    return any(c.__name__ == name for c in type(exc).__mro__)
+
+"#;
+
+const TEST_BODY: &str = r#"
+
+def _limit(text):
+    return text if len(text) <= 2000 else None
+
+
+class ContractTest(unittest.TestCase):
+    def check(self, fn, args, kind, expected):
+        try:
+            result = fn(*copy.deepcopy(args))
+        except Exception as e:  # noqa: BLE001
+            if kind == "raises":
+                self.assertTrue(_raised_name(e, expected), f"{fn.__name__}{args!r} raised {type(e).__name__}, expected {expected}")
+                return
+            raise
+        if kind == "returns":
+            self.assertTrue(_equal(result, expected), f"{fn.__name__}{args!r} returned {result!r}, expected {expected!r}")
+        elif kind == "repr":
+            got = _canon(result)
+            if _limit(got) is not None and _limit(expected) is not None:
+                self.assertEqual(got, expected, f"{fn.__name__}{args!r}")
+        elif kind == "raises":
+            self.fail(f"{fn.__name__}{args!r} returned {result!r}, expected it to raise {expected}")
+
+    def test_contract(self):
+        for fn, args, kind, expected in CONTRACT:
+            with self.subTest(call=f"{fn.__name__}{args!r}"):
+                self.check(fn, args, kind, expected)
+
+    def test_probes(self):
+        for fn, args, kind, expected in PROBES:
+            if kind == "timeout":
+                continue
+            with self.subTest(call=f"{fn.__name__}{args!r}"):
+                self.check(fn, args, kind, expected)
+
+
+if __name__ == "__main__":
+    unittest.main()
+"#;

@@ -1,0 +1,323 @@
+//! The `synod` command line: build software with several agents, with agreement, failure
+//! detection and checked results; verify what a build left behind.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use std::collections::VecDeque;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use synod_agents::AgentsFile;
+use synod_core::Prompt;
+use synod_core::tally::Tally;
+use synod_exec::{Limits, Sandbox};
+use synod_runtime::{Answers, BuildOptions, BuildResult};
+
+const EXIT_OK: u8 = 0;
+const EXIT_NEGATIVE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_CLARIFY: u8 = 3;
+
+const PROMPT_BYTES_MAX: usize = 64 * 1024;
+
+#[derive(Parser)]
+#[command(
+    name = "synod",
+    version,
+    about = "Build software with several LLM agents: agreement on what is built, progress when agents fail, checked results.",
+    after_help = "Exit codes (every command): 0 success; 1 the job ran and the answer is negative (no agreement or build within budget, verify found a problem); 2 bad input, usage, or an environment that cannot run the job; 3 a clarification is needed (the question is on stdout, JSON with --json)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a program from a prompt: interpret, agree, clarify, decompose, build, integrate.
+    ///
+    /// INPUT is an example directory (prompt.md, agents.toml, transcript/), a file holding the
+    /// prompt, or the prompt text itself. The output directory receives the program, its
+    /// contract tests, REPORT.md, certificate.json and the decision log.
+    Build {
+        /// Example directory, prompt file, or prompt text.
+        input: String,
+        /// Agents file (TOML). An example directory brings its own.
+        #[arg(long)]
+        agents: Option<PathBuf>,
+        /// Fault budget m (default: the agents file's `fault_budget`, else the largest m with n ≥ 2m+1).
+        #[arg(long)]
+        fault_budget: Option<usize>,
+        /// Output directory; must be absent or empty.
+        #[arg(long, default_value = "synod-out")]
+        out: PathBuf,
+        /// Answers to clarification questions (TOML: answers = ["B", "..."]), used in order.
+        #[arg(long)]
+        answers: Option<PathBuf>,
+        /// Seed for probe variants and differential testing.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print the result as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-check a build directory offline: certificate signature, decision log chain and
+    /// signatures, program digests, and the refinement evidence re-run in the sandbox.
+    Verify {
+        /// The build's output directory.
+        dir: PathBuf,
+        /// Fingerprint of the key the build must be signed with (printed at the end of the build).
+        #[arg(long)]
+        key: Option<String>,
+        /// Print the result as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build {
+            input,
+            agents,
+            fault_budget,
+            out,
+            answers,
+            seed,
+            json,
+        } => build(&input, agents, fault_budget, &out, answers, seed, json),
+        Command::Verify { dir, key, json } => verify(&dir, key.as_deref(), json),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// What the positional input of `build` turned out to be.
+struct Input {
+    prompt: String,
+    agents: Option<PathBuf>,
+}
+
+fn read_prompt_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read prompt file {}", path.display()))?;
+    String::from_utf8(bytes).map_err(|_| anyhow!("prompt file {} is not UTF-8 text", path.display()))
+}
+
+fn resolve_input(input: &str) -> Result<Input> {
+    let path = Path::new(input);
+    if path.is_dir() {
+        let prompt_file = path.join("prompt.md");
+        if !prompt_file.is_file() {
+            bail!(
+                "{} is a directory without prompt.md: an example directory holds prompt.md, agents.toml and transcript/",
+                path.display()
+            );
+        }
+        let agents = path.join("agents.toml");
+        return Ok(Input {
+            prompt: read_prompt_file(&prompt_file)?,
+            agents: agents.is_file().then_some(agents),
+        });
+    }
+    if path.is_file() {
+        return Ok(Input {
+            prompt: read_prompt_file(path)?,
+            agents: None,
+        });
+    }
+    let looks_like_path = !input.contains(char::is_whitespace)
+        && (input.contains('/') || input.ends_with(".md") || input.ends_with(".txt"));
+    if looks_like_path {
+        bail!("no such file or directory: {input}");
+    }
+    Ok(Input {
+        prompt: input.to_string(),
+        agents: None,
+    })
+}
+
+fn read_answers(path: &Path) -> Result<VecDeque<String>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        answers: Vec<String>,
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read answers file {}", path.display()))?;
+    let f: File = toml::from_str(&text).map_err(|e| {
+        anyhow!(
+            "answers file {} is not valid (expected answers = [\"B\", ...]): {}",
+            path.display(),
+            e.to_string().trim().replace('\n', " ")
+        )
+    })?;
+    if f.answers.iter().any(|a| a.trim().is_empty() || a.len() > 2000) {
+        bail!("answers file {}: every answer must be 1 to 2000 characters", path.display());
+    }
+    Ok(f.answers.into())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    input: &str,
+    agents_flag: Option<PathBuf>,
+    fault_budget: Option<usize>,
+    out: &Path,
+    answers: Option<PathBuf>,
+    seed: u64,
+    json: bool,
+) -> Result<u8> {
+    let input = resolve_input(input)?;
+    let prompt = input.prompt.trim().to_string();
+    if prompt.is_empty() {
+        bail!("the prompt is empty: say what to build");
+    }
+    if prompt.len() > PROMPT_BYTES_MAX {
+        bail!("the prompt is {} bytes; at most {PROMPT_BYTES_MAX} are accepted", prompt.len());
+    }
+    let Some(agents_path) = agents_flag.or(input.agents) else {
+        bail!(
+            "synod needs agents to build a new prompt: pass --agents FILE (see README.md, \"Agents\"). \
+             This version runs scripted agents that replay recorded transcripts; LLM backends \
+             (OpenAI-compatible, Anthropic, command) are planned. To see a whole build offline, run \
+             an example: synod build examples/rpn-calculator --out out/rpn"
+        );
+    };
+    let file = AgentsFile::load(&agents_path)?;
+    let n = file.agents.len();
+    let m = fault_budget.or(file.fault_budget).unwrap_or_else(|| Tally::default_budget(n));
+    Tally::new(n, m).with_context(|| format!("fault budget {m} with the agents of {}", agents_path.display()))?;
+    let built = synod_agents::build_agents(&file)?;
+    let agents: Vec<(Box<dyn synod_agents::Agent>, u64)> = built
+        .into_iter()
+        .zip(&file.agents)
+        .map(|(a, c)| (a, c.timeout_ms.unwrap_or(synod_agents::config::DEFAULT_TIMEOUT_MS)))
+        .collect();
+    let answers = match answers {
+        Some(p) => Answers::List(read_answers(&p)?),
+        None if !json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
+            Answers::Ask(Box::new(|q| {
+                eprintln!("\n{q}");
+                eprint!("answer> ");
+                let _ = std::io::stderr().flush();
+                let mut line = String::new();
+                match std::io::stdin().lock().read_line(&mut line) {
+                    Ok(0) | Err(_) => None,
+                    Ok(_) if line.trim().is_empty() => None,
+                    Ok(_) => Some(line.trim().to_string()),
+                }
+            }))
+        }
+        None => Answers::None,
+    };
+    let scratch = std::env::temp_dir().join(format!("synod-build-{}", std::process::id()));
+    let sandbox = Sandbox::new(&scratch, Limits::default())
+        .context("the sandbox cannot run candidate programs")?;
+    let opts = BuildOptions {
+        prompt: Prompt::new(prompt),
+        agents,
+        fault_budget: m,
+        seed,
+        out_dir: out.to_path_buf(),
+        answers,
+        sandbox,
+        check_workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4),
+    };
+    eprintln!("synod: {n} agents, fault budget m = {m} (decide needs {} agreeing)", n - m);
+    let result = synod_runtime::run_build(opts, &mut |p| eprintln!("{p}"));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let result = result?;
+    match result {
+        BuildResult::Built {
+            outcome,
+            fingerprint,
+            out_dir,
+        } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "status": "built",
+                        "out": out_dir,
+                        "fingerprint": fingerprint,
+                        "components": outcome.components.iter().map(|c| serde_json::json!({"name": c.name, "agent": outcome.agents[c.agent.0 as usize].name, "digest": c.digest})).collect::<Vec<_>>(),
+                        "agents": outcome.agents,
+                        "probes": outcome.probes.len(),
+                        "contract": outcome.spec.contract.len(),
+                    })
+                );
+            } else {
+                println!("built: {}", out_dir.display());
+                println!("  program:     {}", out_dir.join("program").display());
+                println!("  report:      {}", out_dir.join("REPORT.md").display());
+                println!("  certificate: {}", out_dir.join("certificate.json").display());
+                println!("  key:         {fingerprint}");
+                println!("verify with:  synod verify {} --key {fingerprint}", out_dir.display());
+            }
+            Ok(EXIT_OK)
+        }
+        BuildResult::Failed {
+            stage,
+            reason,
+            out_dir,
+        } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"status": "failed", "stage": stage, "reason": reason, "out": out_dir})
+                );
+            } else {
+                println!("not built ({stage}): {reason}");
+                println!("  report: {}", out_dir.join("REPORT.md").display());
+            }
+            Ok(EXIT_NEGATIVE)
+        }
+        BuildResult::NeedsClarification { question, out_dir } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"status": "needs_clarification", "question": question, "out": out_dir})
+                );
+            } else {
+                println!("{question}");
+                println!(
+                    "\nNo answer was available. Run again with --answers FILE (answers = [\"A\"]) or on a terminal to answer interactively."
+                );
+            }
+            Ok(EXIT_CLARIFY)
+        }
+    }
+}
+
+fn verify(dir: &Path, key: Option<&str>, json: bool) -> Result<u8> {
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let scratch = std::env::temp_dir().join(format!("synod-verify-{}", std::process::id()));
+    let sandbox = Sandbox::new(&scratch, Limits::default()).context("the sandbox cannot run the program")?;
+    let report = synod_runtime::verify(dir, key, &sandbox);
+    let _ = std::fs::remove_dir_all(&scratch);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"ok": report.ok(), "fingerprint": report.fingerprint, "checks": report.checks})
+        );
+    } else {
+        for c in &report.checks {
+            match &c.problem {
+                None => println!("ok    {}", c.name),
+                Some(p) => println!("FAIL  {}: {p}", c.name),
+            }
+        }
+        if let Some(f) = &report.fingerprint {
+            println!("key: {f}");
+        }
+        println!("{}", if report.ok() { "verified" } else { "NOT verified" });
+    }
+    Ok(if report.ok() { EXIT_OK } else { EXIT_NEGATIVE })
+}
