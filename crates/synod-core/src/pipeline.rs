@@ -1916,7 +1916,9 @@ pub fn refinement_problem(
                 match &ex.expect {
                     Expectation::Returns(v) => format!("return {}", v.python()),
                     Expectation::Raises(e) => format!("raise {e}"),
-                    Expectation::Same(o) => outcome_phrase(o),
+                    Expectation::Same(Outcome::Value(v)) => format!("return {v}"),
+                    Expectation::Same(Outcome::Error(e)) => format!("raise {e}"),
+                    Expectation::Same(Outcome::Timeout) => "not finish".into(),
                 },
                 outcome_phrase(&outcome)
             ));

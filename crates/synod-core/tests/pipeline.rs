@@ -1,0 +1,552 @@
+//! Step tests of the build pipeline: given these inputs, these outputs.
+//!
+//! Programs here are tiny tags ("abs", "neg", "abs_but_minus_7") whose behaviour a test-side
+//! evaluator computes, so the state machine is exercised without a sandbox. The real sandbox is
+//! exercised by the runtime's and the binary's tests.
+
+use std::collections::{BTreeMap, VecDeque};
+use synod_core::pipeline::*;
+use synod_core::*;
+
+const TIMEOUT_MS: u64 = 1000;
+
+fn agents(n: usize) -> Vec<AgentInfo> {
+    (0..n)
+        .map(|i| AgentInfo {
+            id: AgentId(i as u32),
+            name: format!("a{i}"),
+            timeout_ms: TIMEOUT_MS,
+        })
+        .collect()
+}
+
+fn call(x: i64) -> Call {
+    Call {
+        function: "f".into(),
+        args: vec![Value::Int(x)],
+    }
+}
+
+/// The behaviour of a tagged program on f(x).
+fn behave(tag: &str, x: i64) -> Outcome {
+    let v = match tag.trim() {
+        "abs" => x.abs(),
+        "neg" => -x,
+        // Differs from abs only on one rare input.
+        "abs_but_minus_7" => {
+            if x == -7 {
+                7000
+            } else {
+                x.abs()
+            }
+        }
+        "abs_loops" => {
+            if x == 0 {
+                return Outcome::Timeout;
+            }
+            x.abs()
+        }
+        other if other.starts_with("syntax error") => return Outcome::Timeout,
+        other => panic!("unknown program tag {other:?}"),
+    };
+    Outcome::Value(v.to_string())
+}
+
+/// Evaluates a check request against tagged programs.
+fn evaluate(req: &CheckRequest) -> CheckReport {
+    let module = &req.function_modules["f"];
+    let mut src = req.program.modules[module].clone();
+    if src.starts_with("from synod_reference import *") {
+        src = req.program.modules["synod_reference"].clone();
+    }
+    if src.starts_with("syntax error") {
+        return CheckReport {
+            load_error: Some("SyntaxError: invalid syntax (line 1)".into()),
+            interface_errors: vec![],
+            outcomes: vec![Outcome::Timeout; req.calls.len()],
+            met: req.calls.iter().map(|c| c.expect.as_ref().map(|_| false)).collect(),
+        };
+    }
+    let mut outcomes = Vec::new();
+    let mut met = Vec::new();
+    for c in &req.calls {
+        let Value::Int(x) = c.call.args[0] else {
+            panic!("tests use int args")
+        };
+        let o = behave(&src, x);
+        met.push(c.expect.as_ref().map(|e| match e {
+            Expectation::Returns(v) => o == Outcome::Value(v.python()),
+            Expectation::Raises(k) => o == Outcome::Error(k.clone()),
+            Expectation::Same(s) => o == *s,
+        }));
+        outcomes.push(o);
+    }
+    CheckReport {
+        load_error: None,
+        interface_errors: vec![],
+        outcomes,
+        met,
+    }
+}
+
+fn interpretation(tag: &str, contract: &[(i64, i64)]) -> Interpretation {
+    Interpretation {
+        spec: Spec {
+            summary: format!("f is {tag}"),
+            components: vec![ComponentSpec {
+                name: "m".into(),
+                functions: vec![FunctionSig {
+                    name: "f".into(),
+                    params: vec!["x".into()],
+                    doc: String::new(),
+                }],
+            }],
+            contract: contract
+                .iter()
+                .map(|(x, y)| ContractExample {
+                    call: call(*x),
+                    expect: Expectation::Returns(Value::Int(*y)),
+                })
+                .collect(),
+        },
+        reference: tag.to_string(),
+        probes: vec![call(3), call(-2)],
+    }
+}
+
+/// How a scripted agent in these tests behaves.
+#[derive(Clone)]
+enum Plays {
+    /// Reads f as this tag and implements it with this tag.
+    Reads(&'static str, &'static str),
+    /// Never answers.
+    Silent,
+    /// Answers garbage.
+    Invalid,
+}
+
+struct Driver {
+    p: Pipeline,
+    now: u64,
+    plays: Vec<Plays>,
+    /// After clarification, agents whose reading changes.
+    after_clarification: BTreeMap<u32, &'static str>,
+    queue: VecDeque<Input>,
+    timers: BTreeMap<u64, Vec<TimerId>>,
+    asks: Vec<(AgentId, String)>,
+    persisted: Vec<String>,
+    progress: Vec<Progress>,
+    question: Option<Question>,
+    finish: Option<Finish>,
+}
+
+impl Driver {
+    fn new(n: usize, m: usize, plays: Vec<Plays>) -> Driver {
+        let cfg = PipelineConfig::new(agents(n), m, 7);
+        Driver {
+            p: Pipeline::new(cfg, Prompt::new("write f")).unwrap(),
+            now: 0,
+            plays,
+            after_clarification: BTreeMap::new(),
+            queue: VecDeque::from([Input::Start]),
+            timers: BTreeMap::new(),
+            asks: vec![],
+            persisted: vec![],
+            progress: vec![],
+            question: None,
+            finish: None,
+        }
+    }
+
+    fn reply(&self, agent: AgentId, req: &Request) -> Option<Result<Reply, ReplyFault>> {
+        let mut play = self.plays[agent.0 as usize].clone();
+        if req.round > 0
+            && let Some(tag) = self.after_clarification.get(&agent.0)
+        {
+            play = Plays::Reads(tag, tag);
+        }
+        match play {
+            Plays::Silent => None,
+            Plays::Invalid => Some(Err(ReplyFault::Invalid("no JSON spec".into()))),
+            Plays::Reads(reading, code) => Some(Ok(match req.role {
+                Role::Interpret => {
+                    let y = behave(reading, -4);
+                    let Outcome::Value(y) = y else { unreachable!() };
+                    Reply::Interpretation(interpretation(reading, &[(-4, y.parse().unwrap())]))
+                }
+                Role::Implement => Reply::Implementation(code.to_string()),
+            })),
+        }
+    }
+
+    /// Runs until the pipeline finishes or asks the user.
+    fn run(&mut self) {
+        loop {
+            while let Some(input) = self.queue.pop_front() {
+                let mut out = Vec::new();
+                self.p.step(self.now, input, &mut out);
+                for o in out {
+                    match o {
+                        Output::Ask {
+                            ask,
+                            agent,
+                            request,
+                        } => {
+                            self.asks.push((agent, request.key()));
+                            if let Some(reply) = self.reply(agent, &request) {
+                                self.queue.push_back(Input::Replied { ask, reply });
+                            }
+                        }
+                        Output::SetTimer { timer, at_ms } => {
+                            self.timers.entry(at_ms).or_default().push(timer)
+                        }
+                        Output::RunCheck { check, request } => {
+                            let report = evaluate(&request);
+                            self.queue.push_back(Input::CheckFinished { check, report });
+                        }
+                        Output::Persist { kind, .. } => self.persisted.push(kind),
+                        Output::Progress(p) => self.progress.push(p),
+                        Output::AskUser(q) => {
+                            self.question = Some(*q);
+                            return;
+                        }
+                        Output::Finish(f) => {
+                            self.finish = Some(*f);
+                            return;
+                        }
+                    }
+                }
+            }
+            let Some((&at, _)) = self.timers.iter().next() else {
+                panic!("pipeline stuck: nothing in flight");
+            };
+            let fired = self.timers.remove(&at).unwrap_or_default();
+            self.now = at;
+            for t in fired {
+                self.queue.push_back(Input::TimerFired { timer: t });
+            }
+        }
+    }
+
+    fn built(&self) -> &BuildOutcome {
+        match &self.finish {
+            Some(Finish::Built(b)) => b,
+            other => panic!("not built: {other:?}"),
+        }
+    }
+
+    fn interpret_asks(&self) -> Vec<u32> {
+        self.asks
+            .iter()
+            .filter(|(_, k)| k.starts_with("interpret"))
+            .map(|(a, _)| a.0)
+            .collect()
+    }
+}
+
+#[test]
+fn rule_first_wave_asks_n_minus_m_agents_in_file_order() {
+    let mut d = Driver::new(5, 2, vec![Plays::Silent; 5]);
+    let mut out = Vec::new();
+    d.p.step(0, Input::Start, &mut out);
+    let asked: Vec<u32> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Ask { agent, .. } => Some(agent.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, vec![0, 1, 2]);
+    assert!(matches!(&out[0], Output::Persist { kind, .. } if kind == "build-started"));
+    // Every ask has a deadline.
+    let timers = out
+        .iter()
+        .filter(|o| matches!(o, Output::SetTimer { at_ms, .. } if *at_ms == TIMEOUT_MS))
+        .count();
+    assert_eq!(timers, 3);
+}
+
+#[test]
+fn rule_fault_free_decision_costs_n_minus_m_calls() {
+    let mut d = Driver::new(5, 2, vec![Plays::Reads("abs", "abs"); 5]);
+    d.run();
+    let b = d.built();
+    assert_eq!(d.interpret_asks(), vec![0, 1, 2], "agents 3 and 4 are never asked");
+    assert_eq!(b.class, vec![AgentId(0), AgentId(1), AgentId(2)]);
+    assert!(b.dissent.is_empty());
+    assert_eq!(
+        d.persisted.iter().filter(|k| *k == "interpretation-decided").count(),
+        1
+    );
+    assert_eq!(d.persisted.last().map(String::as_str), Some("integration-passed"));
+}
+
+#[test]
+fn rule_silent_agent_is_suspected_and_replaced_misreader_outvoted() {
+    // The example of the spine issue: misreader and silent agent both in the first wave.
+    let mut d = Driver::new(
+        5,
+        2,
+        vec![
+            Plays::Reads("neg", "neg"),
+            Plays::Silent,
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+        ],
+    );
+    d.run();
+    assert_eq!(d.interpret_asks(), vec![0, 1, 2, 3, 4]);
+    assert!(d.progress.iter().any(
+        |p| matches!(p, Progress::Suspected { agent, timeout_ms } if agent == "a1" && *timeout_ms == TIMEOUT_MS)
+    ));
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(2), AgentId(3), AgentId(4)]);
+    assert_eq!(b.dissent.len(), 1);
+    assert_eq!(b.dissent[0].agents, vec![AgentId(0)]);
+    let rec = &b.agents;
+    assert!(rec[0].faults.iter().any(|f| f.contains("outvoted")));
+    assert!(rec[1].suspected && rec[1].suspicions == 1);
+    // The suspected agent is never given a component.
+    assert!(!d.asks.iter().any(|(a, k)| a.0 == 1 && k.starts_with("implement")));
+}
+
+#[test]
+fn rule_invalid_reply_is_a_fault_and_the_next_agent_is_asked() {
+    let mut d = Driver::new(
+        3,
+        1,
+        vec![
+            Plays::Invalid,
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+        ],
+    );
+    d.run();
+    assert_eq!(d.interpret_asks(), vec![0, 1, 2]);
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(1), AgentId(2)]);
+    assert!(b.agents[0].faults[0].contains("no JSON spec"));
+}
+
+#[test]
+fn rule_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_round() {
+    // 5 agents, m = 1, readings split 3–2.
+    let mut d = Driver::new(
+        5,
+        1,
+        vec![
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("neg", "neg"),
+            Plays::Reads("neg", "neg"),
+        ],
+    );
+    d.run();
+    let q = d.question.clone().expect("a question");
+    assert_eq!(q.readings.len(), 2);
+    assert_eq!(q.readings[0].agents, vec!["a0", "a1", "a2"]);
+    assert_eq!(q.readings[1].label, "B");
+    assert!(!q.differing.is_empty());
+    for dp in &q.differing {
+        assert_ne!(dp.outcomes[0], dp.outcomes[1]);
+    }
+    assert!(d.persisted.contains(&"ambiguity".to_string()));
+    // The user picks B; the first three change their reading, the clarified outcomes become
+    // contract examples every later reading must meet.
+    for a in 0..3 {
+        d.after_clarification.insert(a, "neg");
+    }
+    d.queue.push_back(Input::UserAnswered {
+        answer: "B".into(),
+    });
+    d.run();
+    let b = d.built();
+    assert_eq!(b.prompt.clarifications.len(), 1);
+    assert!(b.prompt.clarifications[0].text.starts_with("Follow reading B"));
+    assert!(b
+        .spec
+        .contract
+        .iter()
+        .any(|c| matches!(c.expect, Expectation::Same(_))));
+    assert_eq!(b.class.len(), 4, "the second round decides with its first wave");
+}
+
+#[test]
+fn rule_reading_contradicting_a_clarification_is_a_fault() {
+    let mut d = Driver::new(
+        5,
+        1,
+        vec![
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("neg", "neg"),
+            Plays::Reads("neg", "neg"),
+        ],
+    );
+    d.run();
+    // Agents 0 and 1 change their minds; agent 2 keeps "abs", which contradicts B, and is
+    // replaced by agent 4.
+    d.after_clarification.insert(0, "neg");
+    d.after_clarification.insert(1, "neg");
+    d.queue.push_back(Input::UserAnswered {
+        answer: "reading B".into(),
+    });
+    d.run();
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(0), AgentId(1), AgentId(3), AgentId(4)]);
+    assert!(b.agents[2].faults.iter().any(|f| f.contains("breaks the contract")));
+}
+
+#[test]
+fn rule_differential_testing_splits_programs_that_differ_on_a_rare_input() {
+    // Four agents agree on every pooled probe; one of them is wrong only at x = -7.
+    // n = 4, m = 1: without the split the wrong program could be the representative.
+    let mut d = Driver::new(
+        4,
+        1,
+        vec![
+            Plays::Reads("abs_but_minus_7", "abs_but_minus_7"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+        ],
+    );
+    d.run();
+    assert!(
+        d.progress.iter().any(|p| matches!(p, Progress::Split { .. })),
+        "differential testing found x = -7"
+    );
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(1), AgentId(2), AgentId(3)]);
+    assert!(b.probes.contains(&call(-7)));
+    assert_eq!(b.dissent[0].agents, vec![AgentId(0)]);
+}
+
+#[test]
+fn rule_failed_refinement_sends_the_component_to_another_agent() {
+    // Agent 0 reads right but writes code that loops on 0; agent 1 writes it right.
+    let mut d = Driver::new(
+        3,
+        1,
+        vec![
+            Plays::Reads("abs", "abs_loops"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+        ],
+    );
+    d.run();
+    let b = d.built();
+    assert_eq!(b.components[0].agent, AgentId(1));
+    assert_eq!(b.components[0].rejected.len(), 1);
+    assert!(b.components[0].rejected[0].1.contains("differs from the decided reference"));
+}
+
+#[test]
+fn rule_component_budget_exhausted_fails_with_evidence() {
+    let mut d = Driver::new(
+        3,
+        1,
+        vec![
+            Plays::Reads("abs", "syntax error"),
+            Plays::Reads("abs", "syntax error"),
+            Plays::Reads("abs", "neg"),
+        ],
+    );
+    d.run();
+    match &d.finish {
+        Some(Finish::Failed { stage, reason, .. }) => {
+            assert_eq!(stage, "build");
+            assert!(reason.contains("does not load"), "{reason}");
+        }
+        other => panic!("expected failure, got {other:?}"),
+    }
+    assert_eq!(d.persisted.last().map(String::as_str), Some("build-failed"));
+}
+
+#[test]
+fn rule_no_agreement_within_budget_fails() {
+    // Three readings, none above m: resample once, then fail.
+    let mut d = Driver::new(
+        3,
+        1,
+        vec![
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("neg", "neg"),
+            Plays::Reads("abs_but_minus_7", "abs_but_minus_7"),
+        ],
+    );
+    d.run();
+    match &d.finish {
+        Some(Finish::Failed { stage, reason, .. }) => {
+            assert_eq!(stage, "agree");
+            assert!(reason.contains("no agreement"), "{reason}");
+        }
+        other => panic!("expected failure, got {other:?}"),
+    }
+    assert!(d.persisted.contains(&"resample".to_string()));
+    assert!(d.asks.iter().any(|(_, k)| k == "interpret.s1"));
+}
+
+#[test]
+fn detector_late_reply_restores_trust_and_doubles_the_timeout() {
+    let cfg = PipelineConfig::new(agents(3), 1, 1);
+    let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
+    let mut out = Vec::new();
+    p.step(0, Input::Start, &mut out);
+    let first_ask = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Ask { ask, .. } => Some(*ask),
+            _ => None,
+        })
+        .unwrap();
+    out.clear();
+    p.step(
+        TIMEOUT_MS,
+        Input::TimerFired {
+            timer: TimerId(first_ask.0),
+        },
+        &mut out,
+    );
+    assert!(out.iter().any(|o| matches!(o, Output::Progress(Progress::Suspected { .. }))));
+    out.clear();
+    p.step(
+        TIMEOUT_MS + 5,
+        Input::Replied {
+            ask: first_ask,
+            reply: Ok(Reply::Interpretation(interpretation("abs", &[(1, 1)]))),
+        },
+        &mut out,
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Progress(Progress::Trusted { timeout_ms, .. }) if *timeout_ms == 2 * TIMEOUT_MS
+    )));
+}
+
+#[test]
+fn budget_the_rule_cannot_honour_is_refused() {
+    let cfg = PipelineConfig::new(agents(4), 2, 0);
+    let e = Pipeline::new(cfg, Prompt::new("p")).unwrap_err();
+    assert!(e.to_string().contains("at least 5"), "{e}");
+}
+
+#[test]
+fn runs_are_reproducible() {
+    let plays = vec![
+        Plays::Reads("abs_but_minus_7", "abs_but_minus_7"),
+        Plays::Reads("abs", "abs"),
+        Plays::Reads("abs", "abs"),
+        Plays::Reads("abs", "abs"),
+    ];
+    let mut a = Driver::new(4, 1, plays.clone());
+    a.run();
+    let mut b = Driver::new(4, 1, plays);
+    b.run();
+    assert_eq!(a.asks, b.asks);
+    assert_eq!(a.persisted, b.persisted);
+    assert_eq!(a.built().probes, b.built().probes);
+}
