@@ -449,6 +449,8 @@ pub struct BuildOutcome {
     pub integration: CheckReport,
     /// Agents: calls, faults, suspicions.
     pub agents: Vec<AgentRecord>,
+    /// The fault budget m the decision was made with.
+    pub fault_budget: usize,
 }
 
 /// A class that was outvoted.
@@ -1683,6 +1685,7 @@ impl Pipeline {
             program,
             integration: report,
             agents: self.records(),
+            fault_budget: self.tally.m(),
         };
         out.push(Output::Finish(Box::new(Finish::Built(Box::new(outcome)))));
         self.asks.clear();

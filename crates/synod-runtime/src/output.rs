@@ -83,6 +83,7 @@ pub fn certificate_body(
         "components": components,
         "program_digest": outcome.program.digest(),
         "key_fingerprint": fingerprint,
+        "fault_budget": outcome.fault_budget,
     })
 }
 
@@ -197,13 +198,13 @@ fn report(outcome: &BuildOutcome, agents: &[(String, String)], fingerprint: &str
     let _ = writeln!(r, "## What was decided\n");
     let _ = writeln!(r, "{}\n", outcome.spec.summary);
     let class: Vec<String> = outcome.class.iter().map(|a| agent_name(agents, *a)).collect();
-    let m = outcome.agents.len().saturating_sub(0);
-    let _ = m;
+    let m = outcome.fault_budget;
     let _ = writeln!(
         r,
-        "Reading held by **{}** ({} of {n} agents), compared by behaviour on {} probes. The spec and reference of {} were taken.\n",
+        "Reading held by **{}** ({} of {n} agents; with fault budget m = {m} a decision needs n − m = {}), compared by behaviour on {} probes. The spec and reference of {} were taken.\n",
         class.join(", "),
         class.len(),
+        n - m,
         outcome.probes.len(),
         agent_name(agents, outcome.representative)
     );
