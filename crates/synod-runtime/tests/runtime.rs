@@ -1,0 +1,170 @@
+//! The runtime with real scripted agents, the real python3 sandbox and the real log.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use synod_agents::{Agent, ScriptedAgent, ScriptedFault};
+use synod_core::Prompt;
+use synod_exec::{Limits, Sandbox};
+use synod_runtime::{Answers, BuildOptions, BuildResult, run_build, verify};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "synod-runtime-test-{}-{name}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn interpret_reply(summary: &str, body: &str) -> String {
+    format!(
+        r#"My reading: {summary}
+
+```json
+{{
+  "summary": "{summary}",
+  "components": [{{"name": "mag", "functions": [{{"name": "magnitude", "params": ["x"]}}]}}],
+  "contract": [{{"call": "magnitude", "args": [-3], "returns": 3}},
+               {{"call": "magnitude", "args": [4], "returns": 4}}],
+  "probes": [{{"call": "magnitude", "args": [5]}}, {{"call": "magnitude", "args": [-12]}}]
+}}
+```
+
+```python
+def magnitude(x):
+{body}
+```
+"#
+    )
+}
+
+fn implement_reply(body: &str) -> String {
+    format!("Here is the module.\n\n```python\ndef magnitude(x):\n{body}\n```\n")
+}
+
+/// Writes a transcript for one agent.
+fn agent_dir(root: &Path, name: &str, body: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("interpret.md"), interpret_reply("absolute value", body)).unwrap();
+    std::fs::write(dir.join("implement.mag.md"), implement_reply(body)).unwrap();
+    dir
+}
+
+fn options(
+    root: &TempDir,
+    agents: Vec<Box<dyn Agent>>,
+    m: usize,
+    timeout_ms: u64,
+) -> (BuildOptions, PathBuf) {
+    let out = root.0.join("out");
+    let sandbox = Sandbox::new(root.0.join("scratch"), Limits::default()).unwrap();
+    (
+        BuildOptions {
+            prompt: Prompt::new("magnitude(x): the absolute value of an int"),
+            agents: agents.into_iter().map(|a| (a, timeout_ms)).collect(),
+            fault_budget: m,
+            seed: 3,
+            out_dir: out.clone(),
+            answers: Answers::List(VecDeque::new()),
+            sandbox,
+            check_workers: 2,
+        },
+        out,
+    )
+}
+
+const ABS: &str = "    return abs(x)";
+const ABS_BY_HAND: &str = "    if x < 0:\n        return -x\n    return x";
+// Wrong only when x % 97 == 13: agrees with abs on every probe the agents wrote.
+const ABS_RARE_BUG: &str = "    if x % 97 == 13:\n        return -abs(x)\n    return abs(x)";
+
+#[test]
+fn a_program_wrong_only_on_rare_inputs_is_split_off_and_outvoted() {
+    let root = TempDir::new("rare");
+    let t = root.0.join("t");
+    let agents: Vec<Box<dyn Agent>> = vec![
+        Box::new(ScriptedAgent::new("wrong", agent_dir(&t, "wrong", ABS_RARE_BUG))),
+        Box::new(ScriptedAgent::new("a", agent_dir(&t, "a", ABS))),
+        Box::new(ScriptedAgent::new("b", agent_dir(&t, "b", ABS_BY_HAND))),
+        Box::new(ScriptedAgent::new("c", agent_dir(&t, "c", ABS))),
+    ];
+    let (opts, out) = options(&root, agents, 1, 10_000);
+    let mut progress = Vec::new();
+    let result = run_build(opts, &mut |p| progress.push(p.to_string())).unwrap();
+    let BuildResult::Built { outcome, fingerprint, .. } = result else {
+        panic!("not built: {result:?}\n{}", progress.join("\n"));
+    };
+    // The wrong program is not in the decided class, and the pool holds an input that shows it.
+    let names: Vec<u32> = outcome.class.iter().map(|a| a.0).collect();
+    assert_eq!(names, vec![1, 2, 3], "{}", progress.join("\n"));
+    assert_eq!(outcome.dissent.len(), 1);
+    let (call, _, _) = outcome.dissent[0].example.clone().expect("a distinguishing input");
+    let synod_core::Value::Int(x) = call.args[0] else {
+        panic!("int argument expected")
+    };
+    assert_eq!(x.rem_euclid(97), 13, "{call}");
+    // What was delivered verifies.
+    let sandbox = Sandbox::new(root.0.join("scratch-verify"), Limits::default()).unwrap();
+    let report = verify(&out, Some(&fingerprint), &sandbox);
+    assert!(report.ok(), "{report:?}");
+}
+
+#[test]
+fn a_stalled_agent_is_suspected_and_the_build_goes_on() {
+    let root = TempDir::new("stall");
+    let t = root.0.join("t");
+    let agents: Vec<Box<dyn Agent>> = vec![
+        Box::new(ScriptedAgent::new("sleepy", agent_dir(&t, "sleepy", ABS)).with_fault(ScriptedFault::Stall)),
+        Box::new(ScriptedAgent::new("crashy", agent_dir(&t, "crashy", ABS)).with_fault(ScriptedFault::Crash)),
+        Box::new(ScriptedAgent::new("a", agent_dir(&t, "a", ABS))),
+        Box::new(ScriptedAgent::new("b", agent_dir(&t, "b", ABS_BY_HAND))),
+        Box::new(ScriptedAgent::new("c", agent_dir(&t, "c", ABS))),
+    ];
+    let (opts, out) = options(&root, agents, 2, 300);
+    let mut progress = Vec::new();
+    let result = run_build(opts, &mut |p| progress.push(p.to_string())).unwrap();
+    let BuildResult::Built { outcome, .. } = result else {
+        panic!("not built: {result:?}");
+    };
+    assert!(outcome.agents[0].suspected, "{}", progress.join("\n"));
+    assert!(outcome.agents[1].faults.iter().any(|f| f.contains("crash")));
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(report.contains("sleepy") && report.contains("missed deadline"), "{report}");
+}
+
+#[test]
+fn too_few_valid_readings_end_in_a_failure_report() {
+    let root = TempDir::new("ask");
+    let t = root.0.join("t");
+    let neg = "    return -x";
+    let agents: Vec<Box<dyn Agent>> = vec![
+        Box::new(ScriptedAgent::new("a", agent_dir(&t, "a", ABS))),
+        Box::new(ScriptedAgent::new("b", agent_dir(&t, "b", ABS_BY_HAND))),
+        Box::new(ScriptedAgent::new("c", agent_dir(&t, "c", neg))),
+    ];
+    // m = 0: every one of the three must agree.
+    let (opts, out) = options(&root, agents, 0, 10_000);
+    // "neg" fails its own contract (magnitude(-3) == 3): a fault, not a reading.
+    let result = run_build(opts, &mut |_| {}).unwrap();
+    match result {
+        BuildResult::Failed { stage, .. } => assert_eq!(stage, "agree"),
+        other => panic!("expected a failure with m = 0 and a faulty agent: {other:?}"),
+    }
+    assert!(std::fs::read_to_string(out.join("REPORT.md")).unwrap().contains("not built"));
+}
