@@ -167,7 +167,9 @@ impl AgentsFile {
             message,
         };
         if raw.agents.is_empty() {
-            return Err(invalid("no [[agent]] tables: at least one agent is needed".into()));
+            return Err(invalid(
+                "no [[agent]] tables: at least one agent is needed".into(),
+            ));
         }
         if raw.agents.len() > AGENTS_MAX {
             return Err(invalid(format!("more than {AGENTS_MAX} agents")));
@@ -213,7 +215,9 @@ impl AgentsFile {
                 }
             }
             if a.fault.is_some() && a.backend != BackendKind::Scripted {
-                return Err(invalid(format!("{at}: `fault` is only for scripted agents")));
+                return Err(invalid(format!(
+                    "{at}: `fault` is only for scripted agents"
+                )));
             }
         }
         Ok(AgentsFile {
@@ -256,9 +260,11 @@ fault = "stall"
 
     #[test]
     fn errors_name_the_problem() {
-        let e = parse("[[agent]]\nname = \"a\"\nbackend = \"scripted\"\ntranscript = \"x\"\ncolour = 1\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            "[[agent]]\nname = \"a\"\nbackend = \"scripted\"\ntranscript = \"x\"\ncolour = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("agents.toml") && e.contains("colour"), "{e}");
         let e = parse("[[agent]\n").unwrap_err().to_string();
         assert!(e.contains("not valid"), "{e}");

@@ -4,7 +4,9 @@
 
 use serde_json::Value as Json;
 use synod_core::pipeline::{Reply, ReplyFault, Role};
-use synod_core::{Call, ComponentSpec, ContractExample, Expectation, FunctionSig, Interpretation, Spec, Value};
+use synod_core::{
+    Call, ComponentSpec, ContractExample, Expectation, FunctionSig, Interpretation, Spec, Value,
+};
 
 /// Largest reply accepted, in bytes.
 pub const REPLY_BYTES_MAX: usize = 512 * 1024;
@@ -136,8 +138,9 @@ pub fn parse_interpretation(text: &str) -> Result<Interpretation, String> {
         .enumerate()
         .map(|(i, c)| call(c).map_err(|e| format!("probe {}: {e}", i + 1)))
         .collect::<Result<Vec<_>, _>>()?;
-    let reference = python_block(text)
-        .ok_or_else(|| "no Python reference program in the reply (expected a ```python block)".to_string())?;
+    let reference = python_block(text).ok_or_else(|| {
+        "no Python reference program in the reply (expected a ```python block)".to_string()
+    })?;
     Ok(Interpretation {
         spec: Spec {
             summary,
@@ -309,13 +312,29 @@ def add(a, b):
 
     #[test]
     fn rejections_give_one_reason() {
-        assert!(parse_interpretation("I think you want a calculator.").unwrap_err().contains("JSON"));
+        assert!(
+            parse_interpretation("I think you want a calculator.")
+                .unwrap_err()
+                .contains("JSON")
+        );
         let no_code = GOOD.split("And the code").next().unwrap();
-        assert!(parse_interpretation(no_code).unwrap_err().contains("Python"));
+        assert!(
+            parse_interpretation(no_code)
+                .unwrap_err()
+                .contains("Python")
+        );
         let bad = GOOD.replace("\"returns\": 3", "\"returns\": 3, \"raises\": \"X\"");
         assert!(parse_interpretation(&bad).unwrap_err().contains("both"));
-        assert!(parse_implementation("no code here").unwrap_err().contains("no Python"));
-        assert!(parse_implementation(&"x".repeat(REPLY_BYTES_MAX + 1)).unwrap_err().contains("bytes"));
+        assert!(
+            parse_implementation("no code here")
+                .unwrap_err()
+                .contains("no Python")
+        );
+        assert!(
+            parse_implementation(&"x".repeat(REPLY_BYTES_MAX + 1))
+                .unwrap_err()
+                .contains("bytes")
+        );
         assert!(parse_interpretation("```json\n{\"components\": 3}\n```").is_err());
         assert!(parse_interpretation("\u{0}\u{1}garbage{").is_err());
     }

@@ -100,7 +100,9 @@ impl Agent for ScriptedAgent {
                 return Err(AgentError::Failed("stalled".into()));
             }
             Some(ScriptedFault::Crash) => {
-                return Err(AgentError::Failed("scripted crash: the agent process died".into()));
+                return Err(AgentError::Failed(
+                    "scripted crash: the agent process died".into(),
+                ));
             }
             Some(ScriptedFault::Garbage) => {
                 return Ok("\u{1b}[2J garbage \u{0} ]]}{ lorem ipsum ```".into());
@@ -174,7 +176,10 @@ mod tests {
             Err(AgentError::NoReply(_))
         ));
         let c = a.clone().with_fault(ScriptedFault::Crash);
-        assert!(matches!(c.call(&req(Role::Interpret, 0, 0, None)), Err(AgentError::Failed(_))));
+        assert!(matches!(
+            c.call(&req(Role::Interpret, 0, 0, None)),
+            Err(AgentError::Failed(_))
+        ));
         let g = a.with_fault(ScriptedFault::Garbage);
         let text = g.call(&req(Role::Interpret, 0, 0, None)).unwrap();
         assert!(crate::reply::parse_interpretation(&text).is_err());

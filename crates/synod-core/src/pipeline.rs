@@ -712,7 +712,13 @@ impl Pipeline {
         });
     }
 
-    fn ask(&mut self, agent: AgentId, purpose: AskPurpose, request: Request, out: &mut Vec<Output>) {
+    fn ask(
+        &mut self,
+        agent: AgentId,
+        purpose: AskPurpose,
+        request: Request,
+        out: &mut Vec<Output>,
+    ) {
         let ask = AskId(self.id());
         let key = request.key();
         let st = &mut self.agents[agent.0 as usize];
@@ -905,7 +911,9 @@ impl Pipeline {
         }
         let checked = match reply {
             Ok(Reply::Interpretation(i)) => validate_interpretation(&i).map(|()| i),
-            Ok(Reply::Implementation(_)) => Err("answered with code where a reading was asked".into()),
+            Ok(Reply::Implementation(_)) => {
+                Err("answered with code where a reading was asked".into())
+            }
             Err(f) => Err(f.to_string()),
         };
         match checked {
@@ -1150,7 +1158,8 @@ impl Pipeline {
         for (agent, interp) in jobs {
             let request = reference_check(&interp, &[], &calls);
             let check = CheckId(self.id());
-            self.checks.insert(check, CheckPurpose::Differential { agent });
+            self.checks
+                .insert(check, CheckPurpose::Differential { agent });
             out.push(Output::RunCheck {
                 check,
                 request: Box::new(request),
@@ -1158,7 +1167,12 @@ impl Pipeline {
         }
     }
 
-    fn on_differential_check(&mut self, agent: AgentId, report: CheckReport, out: &mut Vec<Output>) {
+    fn on_differential_check(
+        &mut self,
+        agent: AgentId,
+        report: CheckReport,
+        out: &mut Vec<Output>,
+    ) {
         let Stage::Interpret(it) = &mut self.stage else {
             return;
         };
@@ -1194,17 +1208,19 @@ impl Pipeline {
         }
     }
 
-    fn ask_user(&mut self, classes: &[(Behaviour, Vec<AgentId>)], idx: &[usize], out: &mut Vec<Output>) {
+    fn ask_user(
+        &mut self,
+        classes: &[(Behaviour, Vec<AgentId>)],
+        idx: &[usize],
+        out: &mut Vec<Output>,
+    ) {
         let Stage::Interpret(it) = &self.stage else {
             return;
         };
         if it.round >= self.cfg.clarifications_max {
             self.fail(
                 "clarify",
-                format!(
-                    "the readings still split after {} clarifications",
-                    it.round
-                ),
+                format!("the readings still split after {} clarifications", it.round),
                 out,
             );
             return;
@@ -1522,7 +1538,9 @@ impl Pipeline {
                 Err(format!("module larger than {SOURCE_BYTES_MAX} bytes"))
             }
             Ok(Reply::Implementation(code)) => Ok(code),
-            Ok(Reply::Interpretation(_)) => Err("answered with a reading where code was asked".into()),
+            Ok(Reply::Interpretation(_)) => {
+                Err("answered with a reading where code was asked".into())
+            }
             Err(f) => Err(f.to_string()),
         };
         match code {
@@ -1746,7 +1764,10 @@ pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
     let mut arity: BTreeMap<&str, usize> = BTreeMap::new();
     for c in &spec.components {
         if !is_identifier(&c.name) || c.name == REFERENCE_MODULE {
-            return Err(format!("component name {:?} is not a usable module name", c.name));
+            return Err(format!(
+                "component name {:?} is not a usable module name",
+                c.name
+            ));
         }
         if !modules.insert(c.name.as_str()) {
             return Err(format!("component {} is named twice", c.name));
@@ -1759,7 +1780,10 @@ pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
                 return Err(format!("function name {:?} is not an identifier", f.name));
             }
             if let Some(p) = f.params.iter().find(|p| !is_identifier(p)) {
-                return Err(format!("parameter {p:?} of {} is not an identifier", f.name));
+                return Err(format!(
+                    "parameter {p:?} of {} is not an identifier",
+                    f.name
+                ));
             }
             if arity.insert(&f.name, f.params.len()).is_some() {
                 return Err(format!("function {} is defined by two components", f.name));
@@ -1826,7 +1850,11 @@ fn probe_calls(pool: &[Call]) -> Vec<CheckCall> {
 }
 
 /// A check of a reference program: its contract, then the probes.
-fn reference_check(i: &Interpretation, contract: &[ContractExample], pool: &[Call]) -> CheckRequest {
+fn reference_check(
+    i: &Interpretation,
+    contract: &[ContractExample],
+    pool: &[Call],
+) -> CheckRequest {
     let mut fm = BTreeMap::new();
     let mut interface = Vec::new();
     for c in &i.spec.components {

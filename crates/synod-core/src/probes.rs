@@ -76,7 +76,12 @@ pub fn pool(own: &[Call], seed: u64, limits: &ProbeLimits) -> Vec<Call> {
 
 /// `count` extra calls for differential testing: random chains of one to three mutations of
 /// one or more arguments of the pool's calls, not already in the pool.
-pub fn differential_calls(pool: &[Call], seed: u64, count: usize, limits: &ProbeLimits) -> Vec<Call> {
+pub fn differential_calls(
+    pool: &[Call],
+    seed: u64,
+    count: usize,
+    limits: &ProbeLimits,
+) -> Vec<Call> {
     let mut rng = SeededRng::derive(seed, "differential");
     let mut seen: BTreeSet<Call> = pool.iter().cloned().collect();
     let mut out = Vec::new();
@@ -179,18 +184,20 @@ fn first_level(v: &Value, rng: &mut SeededRng) -> Vec<Value> {
         Value::Int(n) => {
             let n = *n;
             let mut out: Vec<i64> = vec![0, 1, -1, 2];
-            out.extend([
-                n.checked_neg(),
-                n.checked_add(1),
-                n.checked_sub(1),
-                n.checked_mul(2),
-                Some(n / 2),
-                n.checked_mul(1000),
-                Some(rng.range_i64(-100, 100)),
-                Some(rng.range_i64(-(1 << 40), 1 << 40)),
-            ]
-            .into_iter()
-            .flatten());
+            out.extend(
+                [
+                    n.checked_neg(),
+                    n.checked_add(1),
+                    n.checked_sub(1),
+                    n.checked_mul(2),
+                    Some(n / 2),
+                    n.checked_mul(1000),
+                    Some(rng.range_i64(-100, 100)),
+                    Some(rng.range_i64(-(1 << 40), 1 << 40)),
+                ]
+                .into_iter()
+                .flatten(),
+            );
             out.into_iter().map(Value::Int).collect()
         }
         Value::Float(_) => {
@@ -216,7 +223,10 @@ fn first_level(v: &Value, rng: &mut SeededRng) -> Vec<Value> {
             .map(Value::float)
             .collect()
         }
-        Value::Str(s) => string_variants(s, rng).into_iter().map(Value::Str).collect(),
+        Value::Str(s) => string_variants(s, rng)
+            .into_iter()
+            .map(Value::Str)
+            .collect(),
         Value::List(items) | Value::Tuple(items) => {
             let mut out = vec![rebuild(v, vec![])];
             if !items.is_empty() {

@@ -218,7 +218,11 @@ mod tests {
         }
         assert!(matches!(
             Tally::new(4, 2),
-            Err(BudgetError::TooFewAgents { need: 5, max: 1, .. })
+            Err(BudgetError::TooFewAgents {
+                need: 5,
+                max: 1,
+                ..
+            })
         ));
     }
 

@@ -64,7 +64,11 @@ fn evaluate(req: &CheckRequest) -> CheckReport {
             load_error: Some("SyntaxError: invalid syntax (line 1)".into()),
             interface_errors: vec![],
             outcomes: vec![Outcome::Timeout; req.calls.len()],
-            met: req.calls.iter().map(|c| c.expect.as_ref().map(|_| false)).collect(),
+            met: req
+                .calls
+                .iter()
+                .map(|c| c.expect.as_ref().map(|_| false))
+                .collect(),
         };
     }
     let mut outcomes = Vec::new();
@@ -271,14 +275,24 @@ fn rule_fault_free_decision_costs_n_minus_m_calls() {
     let mut d = Driver::new(5, 2, vec![Plays::Reads("abs", "abs"); 5]);
     d.run();
     let b = d.built();
-    assert_eq!(d.interpret_asks(), vec![0, 1, 2], "agents 3 and 4 are never asked");
+    assert_eq!(
+        d.interpret_asks(),
+        vec![0, 1, 2],
+        "agents 3 and 4 are never asked"
+    );
     assert_eq!(b.class, vec![AgentId(0), AgentId(1), AgentId(2)]);
     assert!(b.dissent.is_empty());
     assert_eq!(
-        d.persisted.iter().filter(|k| *k == "interpretation-decided").count(),
+        d.persisted
+            .iter()
+            .filter(|k| *k == "interpretation-decided")
+            .count(),
         1
     );
-    assert_eq!(d.persisted.last().map(String::as_str), Some("integration-passed"));
+    assert_eq!(
+        d.persisted.last().map(String::as_str),
+        Some("integration-passed")
+    );
 }
 
 #[test]
@@ -308,7 +322,11 @@ fn rule_silent_agent_is_suspected_and_replaced_misreader_outvoted() {
     assert!(rec[0].faults.iter().any(|f| f.contains("outvoted")));
     assert!(rec[1].suspected && rec[1].suspicions == 1);
     // The suspected agent is never given a component.
-    assert!(!d.asks.iter().any(|(a, k)| a.0 == 1 && k.starts_with("implement")));
+    assert!(
+        !d.asks
+            .iter()
+            .any(|(a, k)| a.0 == 1 && k.starts_with("implement"))
+    );
 }
 
 #[test]
@@ -358,19 +376,27 @@ fn rule_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_ro
     for a in 0..3 {
         d.after_clarification.insert(a, "neg");
     }
-    d.queue.push_back(Input::UserAnswered {
-        answer: "B".into(),
-    });
+    d.queue
+        .push_back(Input::UserAnswered { answer: "B".into() });
     d.run();
     let b = d.built();
     assert_eq!(b.prompt.clarifications.len(), 1);
-    assert!(b.prompt.clarifications[0].text.starts_with("Follow reading B"));
-    assert!(b
-        .spec
-        .contract
-        .iter()
-        .any(|c| matches!(c.expect, Expectation::Same(_))));
-    assert_eq!(b.class.len(), 4, "the second round decides with its first wave");
+    assert!(
+        b.prompt.clarifications[0]
+            .text
+            .starts_with("Follow reading B")
+    );
+    assert!(
+        b.spec
+            .contract
+            .iter()
+            .any(|c| matches!(c.expect, Expectation::Same(_)))
+    );
+    assert_eq!(
+        b.class.len(),
+        4,
+        "the second round decides with its first wave"
+    );
 }
 
 #[test]
@@ -396,8 +422,16 @@ fn rule_reading_contradicting_a_clarification_is_a_fault() {
     });
     d.run();
     let b = d.built();
-    assert_eq!(b.class, vec![AgentId(0), AgentId(1), AgentId(3), AgentId(4)]);
-    assert!(b.agents[2].faults.iter().any(|f| f.contains("breaks the contract")));
+    assert_eq!(
+        b.class,
+        vec![AgentId(0), AgentId(1), AgentId(3), AgentId(4)]
+    );
+    assert!(
+        b.agents[2]
+            .faults
+            .iter()
+            .any(|f| f.contains("breaks the contract"))
+    );
 }
 
 #[test]
@@ -416,7 +450,9 @@ fn rule_differential_testing_splits_programs_that_differ_on_a_rare_input() {
     );
     d.run();
     assert!(
-        d.progress.iter().any(|p| matches!(p, Progress::Split { .. })),
+        d.progress
+            .iter()
+            .any(|p| matches!(p, Progress::Split { .. })),
         "differential testing found x = -7"
     );
     let b = d.built();
@@ -441,7 +477,11 @@ fn rule_failed_refinement_sends_the_component_to_another_agent() {
     let b = d.built();
     assert_eq!(b.components[0].agent, AgentId(1));
     assert_eq!(b.components[0].rejected.len(), 1);
-    assert!(b.components[0].rejected[0].1.contains("differs from the decided reference"));
+    assert!(
+        b.components[0].rejected[0]
+            .1
+            .contains("differs from the decided reference")
+    );
 }
 
 #[test]
@@ -511,7 +551,10 @@ fn detector_late_reply_restores_trust_and_doubles_the_timeout() {
         },
         &mut out,
     );
-    assert!(out.iter().any(|o| matches!(o, Output::Progress(Progress::Suspected { .. }))));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Progress(Progress::Suspected { .. })))
+    );
     out.clear();
     p.step(
         TIMEOUT_MS + 5,

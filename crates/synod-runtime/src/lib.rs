@@ -64,6 +64,9 @@ pub enum RuntimeError {
     Internal(String),
 }
 
+/// Someone who can answer a question (a person at a terminal); `None` means they declined.
+pub type Asker = Box<dyn FnMut(&Question) -> Option<String>>;
+
 /// Where answers to clarification questions come from.
 pub enum Answers {
     /// Nobody can answer: stop with the question.
@@ -71,7 +74,7 @@ pub enum Answers {
     /// Answers given in advance, used in order.
     List(VecDeque<String>),
     /// Ask someone (a terminal): `None` means they declined.
-    Ask(Box<dyn FnMut(&Question) -> Option<String>>),
+    Ask(Asker),
 }
 
 /// Everything a build needs.
@@ -300,10 +303,7 @@ pub fn run_build(
                             Some(answer) => queue.push_back(Input::UserAnswered { answer }),
                             None => {
                                 output::write_question(&out_dir, &question)?;
-                                return Ok(BuildResult::NeedsClarification {
-                                    question,
-                                    out_dir,
-                                });
+                                return Ok(BuildResult::NeedsClarification { question, out_dir });
                             }
                         }
                     }

@@ -34,7 +34,8 @@ fn write(path: PathBuf, bytes: &[u8]) -> Result<(), RuntimeError> {
 
 /// Writes the pending question.
 pub fn write_question(out: &Path, q: &Question) -> Result<(), RuntimeError> {
-    let text = serde_json::to_string_pretty(q).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(q).map_err(|e| RuntimeError::Internal(e.to_string()))?;
     write(out.join(QUESTION_FILE), text.as_bytes())
 }
 
@@ -106,16 +107,24 @@ pub fn write_build(
     }
     write(
         dir.join(TESTS_FILE),
-        contract_tests(&outcome.spec.contract, &outcome.probes, &outcome.reference_behaviour, &outcome.spec.function_modules()).as_bytes(),
+        contract_tests(
+            &outcome.spec.contract,
+            &outcome.probes,
+            &outcome.reference_behaviour,
+            &outcome.spec.function_modules(),
+        )
+        .as_bytes(),
     )?;
     let mut body = certificate_body(outcome, agents, fingerprint);
     let head = log
         .head()
         .map(|e| e.pin())
         .ok_or_else(|| RuntimeError::Internal("empty decision log at the end of a build".into()))?;
-    body["log_head"] = serde_json::to_value(&head).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    body["log_head"] =
+        serde_json::to_value(&head).map_err(|e| RuntimeError::Internal(e.to_string()))?;
     let signed = Signed::sign(body, log.key());
-    let text = serde_json::to_string_pretty(&signed).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&signed).map_err(|e| RuntimeError::Internal(e.to_string()))?;
     write(out.join(CERT_FILE), text.as_bytes())?;
     log.append(
         "certificate",
@@ -145,7 +154,10 @@ pub fn write_failure(
     let mut r = String::new();
     let _ = writeln!(r, "# synod build report: not built\n");
     let _ = writeln!(r, "## Prompt\n\n{}\n", quote(&prompt.full_text()));
-    let _ = writeln!(r, "## Outcome\n\nThe build stopped in stage **{stage}**: {reason}\n");
+    let _ = writeln!(
+        r,
+        "## Outcome\n\nThe build stopped in stage **{stage}**: {reason}\n"
+    );
     agents_table(&mut r, records, agents);
     let _ = writeln!(
         r,
@@ -155,7 +167,10 @@ pub fn write_failure(
 }
 
 fn quote(s: &str) -> String {
-    s.lines().map(|l| format!("> {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("> {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, String)]) {
@@ -163,11 +178,18 @@ fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, Stri
     let _ = writeln!(r, "| agent | backend | calls | suspected | faults |");
     let _ = writeln!(r, "|---|---|---|---|---|");
     for a in records {
-        let backend = agents.get(a.id.0 as usize).map(|x| x.1.as_str()).unwrap_or("");
+        let backend = agents
+            .get(a.id.0 as usize)
+            .map(|x| x.1.as_str())
+            .unwrap_or("");
         let faults = if a.faults.is_empty() {
             "none".to_string()
         } else {
-            a.faults.iter().map(|f| f.replace('|', "\\|")).collect::<Vec<_>>().join("<br>")
+            a.faults
+                .iter()
+                .map(|f| f.replace('|', "\\|"))
+                .collect::<Vec<_>>()
+                .join("<br>")
         };
         let _ = writeln!(
             r,
@@ -176,7 +198,11 @@ fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, Stri
             backend,
             a.calls,
             if a.suspicions > 0 {
-                format!("yes ({} missed deadline{})", a.suspicions, if a.suspicions == 1 { "" } else { "s" })
+                format!(
+                    "yes ({} missed deadline{})",
+                    a.suspicions,
+                    if a.suspicions == 1 { "" } else { "s" }
+                )
             } else {
                 "no".into()
             },
@@ -190,14 +216,23 @@ fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, Stri
     );
 }
 
-fn report(outcome: &BuildOutcome, agents: &[(String, String)], fingerprint: &str, out: &Path) -> String {
+fn report(
+    outcome: &BuildOutcome,
+    agents: &[(String, String)],
+    fingerprint: &str,
+    out: &Path,
+) -> String {
     let n = agents.len();
     let mut r = String::new();
     let _ = writeln!(r, "# synod build report: built\n");
     let _ = writeln!(r, "## Prompt\n\n{}\n", quote(&outcome.prompt.full_text()));
     let _ = writeln!(r, "## What was decided\n");
     let _ = writeln!(r, "{}\n", outcome.spec.summary);
-    let class: Vec<String> = outcome.class.iter().map(|a| agent_name(agents, *a)).collect();
+    let class: Vec<String> = outcome
+        .class
+        .iter()
+        .map(|a| agent_name(agents, *a))
+        .collect();
     let m = outcome.fault_budget;
     let _ = writeln!(
         r,
@@ -214,11 +249,22 @@ fn report(outcome: &BuildOutcome, agents: &[(String, String)], fingerprint: &str
         let _ = writeln!(r, "### Dissent\n");
         for d in &outcome.dissent {
             let who: Vec<String> = d.agents.iter().map(|a| agent_name(agents, *a)).collect();
-            let _ = write!(r, "- {} read it differently (\"{}\")", who.join(", "), d.summary);
+            let _ = write!(
+                r,
+                "- {} read it differently (\"{}\")",
+                who.join(", "),
+                d.summary
+            );
             if let Some((call, ours, theirs)) = &d.example {
-                let _ = write!(r, ": on `{call}` it gives `{theirs}` where the decided reading gives `{ours}`");
+                let _ = write!(
+                    r,
+                    ": on `{call}` it gives `{theirs}` where the decided reading gives `{ours}`"
+                );
             }
-            let _ = writeln!(r, ". Outvoted: the class is within the fault budget, so it is judged faulty.");
+            let _ = writeln!(
+                r,
+                ". Outvoted: the class is within the fault budget, so it is judged faulty."
+            );
         }
         let _ = writeln!(r);
     }
@@ -230,7 +276,10 @@ fn report(outcome: &BuildOutcome, agents: &[(String, String)], fingerprint: &str
         let _ = writeln!(r);
     }
     let _ = writeln!(r, "## Components\n");
-    let _ = writeln!(r, "| component | interface | built by | rejected candidates |");
+    let _ = writeln!(
+        r,
+        "| component | interface | built by | rejected candidates |"
+    );
     let _ = writeln!(r, "|---|---|---|---|");
     for c in &outcome.components {
         let iface: Vec<String> = outcome
@@ -249,7 +298,14 @@ fn report(outcome: &BuildOutcome, agents: &[(String, String)], fingerprint: &str
                 .collect::<Vec<_>>()
                 .join("<br>")
         };
-        let _ = writeln!(r, "| `{}` | {} | {} | {} |", c.name, iface.join(", "), agent_name(agents, c.agent), rejected);
+        let _ = writeln!(
+            r,
+            "| `{}` | {} | {} | {} |",
+            c.name,
+            iface.join(", "),
+            agent_name(agents, c.agent),
+            rejected
+        );
     }
     let _ = writeln!(
         r,
@@ -259,9 +315,18 @@ fn report(outcome: &BuildOutcome, agents: &[(String, String)], fingerprint: &str
     );
     agents_table(&mut r, &outcome.agents, agents);
     let _ = writeln!(r, "## Files\n");
-    let _ = writeln!(r, "- `{PROGRAM_DIR}/`: the program, and `{TESTS_FILE}` (run `python3 -m unittest` in that directory)");
-    let _ = writeln!(r, "- `{CERT_FILE}`: the signed certificate; `{LOG_FILE}`: the signed, hash-chained decision log");
-    let _ = writeln!(r, "\nBuild key fingerprint: `{fingerprint}`. Re-check everything offline with:\n");
+    let _ = writeln!(
+        r,
+        "- `{PROGRAM_DIR}/`: the program, and `{TESTS_FILE}` (run `python3 -m unittest` in that directory)"
+    );
+    let _ = writeln!(
+        r,
+        "- `{CERT_FILE}`: the signed certificate; `{LOG_FILE}`: the signed, hash-chained decision log"
+    );
+    let _ = writeln!(
+        r,
+        "\nBuild key fingerprint: `{fingerprint}`. Re-check everything offline with:\n"
+    );
     let _ = writeln!(r, "    synod verify {} --key {fingerprint}", out.display());
     r
 }
@@ -290,12 +355,26 @@ pub fn contract_tests(
             Expectation::Raises(e) => ("raises", synod_core::value::python_str(e)),
             Expectation::Same(o) => outcome_pair(o),
         };
-        let _ = writeln!(t, "    ({}, {}, {:?}, {}),", c.call.function, args_tuple(&c.call), kind, val);
+        let _ = writeln!(
+            t,
+            "    ({}, {}, {:?}, {}),",
+            c.call.function,
+            args_tuple(&c.call),
+            kind,
+            val
+        );
     }
     t.push_str("]\n\nPROBES = [\n");
     for (c, o) in probes.iter().zip(behaviour) {
         let (kind, val) = outcome_pair(o);
-        let _ = writeln!(t, "    ({}, {}, {:?}, {}),", c.function, args_tuple(c), kind, val);
+        let _ = writeln!(
+            t,
+            "    ({}, {}, {:?}, {}),",
+            c.function,
+            args_tuple(c),
+            kind,
+            val
+        );
     }
     t.push_str("]\n");
     t.push_str(TEST_BODY);

@@ -62,7 +62,8 @@ pub fn verify(dir: &Path, expected_key: Option<&str>, sandbox: &Sandbox) -> Veri
     let signed: Signed = match std::fs::read_to_string(&cert_path)
         .map_err(|e| format!("cannot read {}: {e}", cert_path.display()))
         .and_then(|t| {
-            serde_json::from_str(&t).map_err(|e| format!("{} is not a certificate: {e}", cert_path.display()))
+            serde_json::from_str(&t)
+                .map_err(|e| format!("{} is not a certificate: {e}", cert_path.display()))
         }) {
         Ok(s) => s,
         Err(e) => {
@@ -72,7 +73,10 @@ pub fn verify(dir: &Path, expected_key: Option<&str>, sandbox: &Sandbox) -> Veri
     };
     let fingerprint = signed.public_key.fingerprint();
     report.fingerprint = Some(fingerprint.clone());
-    report.push("certificate signature", signed.verify().err().map(|e| e.to_string()));
+    report.push(
+        "certificate signature",
+        signed.verify().err().map(|e| e.to_string()),
+    );
     // 2. The key.
     if let Some(k) = expected_key {
         let k = k.trim();
@@ -97,7 +101,10 @@ pub fn verify(dir: &Path, expected_key: Option<&str>, sandbox: &Sandbox) -> Veri
         }
     };
     if let Some(entries) = &entries {
-        report.push("decision log matches the certificate", log_matches(body, entries).err());
+        report.push(
+            "decision log matches the certificate",
+            log_matches(body, entries).err(),
+        );
     }
     // 4. The program files.
     let spec: Result<Spec, String> = field(body, "spec");
@@ -105,7 +112,10 @@ pub fn verify(dir: &Path, expected_key: Option<&str>, sandbox: &Sandbox) -> Veri
         Ok(spec) => read_program(dir, spec),
         Err(e) => Err(e.clone()),
     };
-    match (&program, field::<Vec<serde_json::Value>>(body, "components")) {
+    match (
+        &program,
+        field::<Vec<serde_json::Value>>(body, "components"),
+    ) {
         (Ok(p), Ok(comps)) => {
             let mut problem = None;
             for c in &comps {
@@ -153,7 +163,10 @@ pub fn verify(dir: &Path, expected_key: Option<&str>, sandbox: &Sandbox) -> Veri
             );
         }
         (a, b, c, d) => {
-            let e = [a.err(), b.err(), c.err(), d.err()].into_iter().flatten().next();
+            let e = [a.err(), b.err(), c.err(), d.err()]
+                .into_iter()
+                .flatten()
+                .next();
             report.push("refinement evidence re-run", e);
         }
     }
@@ -164,7 +177,10 @@ fn read_program(dir: &Path, spec: &Spec) -> Result<Program, String> {
     let mut p = Program::default();
     for c in &spec.components {
         if !synod_core::is_identifier(&c.name) {
-            return Err(format!("component name {:?} in the certificate is not a module name", c.name));
+            return Err(format!(
+                "component name {:?} in the certificate is not a module name",
+                c.name
+            ));
         }
         let path = dir.join(PROGRAM_DIR).join(format!("{}.py", c.name));
         let src = std::fs::read_to_string(&path)
@@ -189,7 +205,10 @@ fn log_matches(body: &serde_json::Value, entries: &[Entry]) -> Result<(), String
     }
     let last_body = last.body_json().map_err(|e| e.to_string())?;
     if last.kind != "certificate" {
-        return Err(format!("the last log entry is {:?}, not the certificate", last.kind));
+        return Err(format!(
+            "the last log entry is {:?}, not the certificate",
+            last.kind
+        ));
     }
     let want = synod_store::digest(canonical(body).as_bytes());
     if last_body.get("certificate_digest").and_then(|v| v.as_str()) != Some(want.as_str()) {
@@ -205,7 +224,10 @@ fn log_matches(body: &serde_json::Value, entries: &[Entry]) -> Result<(), String
     };
     let integration = find("integration-passed");
     let program_digest: String = field(body, "program_digest")?;
-    if integration.last().and_then(|b| b.get("program_digest")).and_then(|v| v.as_str())
+    if integration
+        .last()
+        .and_then(|b| b.get("program_digest"))
+        .and_then(|v| v.as_str())
         != Some(program_digest.as_str())
     {
         return Err("the log's integration entry records a different program".into());

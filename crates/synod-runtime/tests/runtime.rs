@@ -61,7 +61,11 @@ fn implement_reply(body: &str) -> String {
 fn agent_dir(root: &Path, name: &str, body: &str) -> PathBuf {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("interpret.md"), interpret_reply("absolute value", body)).unwrap();
+    std::fs::write(
+        dir.join("interpret.md"),
+        interpret_reply("absolute value", body),
+    )
+    .unwrap();
     std::fs::write(dir.join("implement.mag.md"), implement_reply(body)).unwrap();
     dir
 }
@@ -99,7 +103,10 @@ fn a_program_wrong_only_on_rare_inputs_is_split_off_and_outvoted() {
     let root = TempDir::new("rare");
     let t = root.0.join("t");
     let agents: Vec<Box<dyn Agent>> = vec![
-        Box::new(ScriptedAgent::new("wrong", agent_dir(&t, "wrong", ABS_RARE_BUG))),
+        Box::new(ScriptedAgent::new(
+            "wrong",
+            agent_dir(&t, "wrong", ABS_RARE_BUG),
+        )),
         Box::new(ScriptedAgent::new("a", agent_dir(&t, "a", ABS))),
         Box::new(ScriptedAgent::new("b", agent_dir(&t, "b", ABS_BY_HAND))),
         Box::new(ScriptedAgent::new("c", agent_dir(&t, "c", ABS))),
@@ -107,14 +114,22 @@ fn a_program_wrong_only_on_rare_inputs_is_split_off_and_outvoted() {
     let (opts, out) = options(&root, agents, 1, 10_000);
     let mut progress = Vec::new();
     let result = run_build(opts, &mut |p| progress.push(p.to_string())).unwrap();
-    let BuildResult::Built { outcome, fingerprint, .. } = result else {
+    let BuildResult::Built {
+        outcome,
+        fingerprint,
+        ..
+    } = result
+    else {
         panic!("not built: {result:?}\n{}", progress.join("\n"));
     };
     // The wrong program is not in the decided class, and the pool holds an input that shows it.
     let names: Vec<u32> = outcome.class.iter().map(|a| a.0).collect();
     assert_eq!(names, vec![1, 2, 3], "{}", progress.join("\n"));
     assert_eq!(outcome.dissent.len(), 1);
-    let (call, _, _) = outcome.dissent[0].example.clone().expect("a distinguishing input");
+    let (call, _, _) = outcome.dissent[0]
+        .example
+        .clone()
+        .expect("a distinguishing input");
     let synod_core::Value::Int(x) = call.args[0] else {
         panic!("int argument expected")
     };
@@ -130,8 +145,14 @@ fn a_stalled_agent_is_suspected_and_the_build_goes_on() {
     let root = TempDir::new("stall");
     let t = root.0.join("t");
     let agents: Vec<Box<dyn Agent>> = vec![
-        Box::new(ScriptedAgent::new("sleepy", agent_dir(&t, "sleepy", ABS)).with_fault(ScriptedFault::Stall)),
-        Box::new(ScriptedAgent::new("crashy", agent_dir(&t, "crashy", ABS)).with_fault(ScriptedFault::Crash)),
+        Box::new(
+            ScriptedAgent::new("sleepy", agent_dir(&t, "sleepy", ABS))
+                .with_fault(ScriptedFault::Stall),
+        ),
+        Box::new(
+            ScriptedAgent::new("crashy", agent_dir(&t, "crashy", ABS))
+                .with_fault(ScriptedFault::Crash),
+        ),
         Box::new(ScriptedAgent::new("a", agent_dir(&t, "a", ABS))),
         Box::new(ScriptedAgent::new("b", agent_dir(&t, "b", ABS_BY_HAND))),
         Box::new(ScriptedAgent::new("c", agent_dir(&t, "c", ABS))),
@@ -145,7 +166,10 @@ fn a_stalled_agent_is_suspected_and_the_build_goes_on() {
     assert!(outcome.agents[0].suspected, "{}", progress.join("\n"));
     assert!(outcome.agents[1].faults.iter().any(|f| f.contains("crash")));
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
-    assert!(report.contains("sleepy") && report.contains("missed deadline"), "{report}");
+    assert!(
+        report.contains("sleepy") && report.contains("missed deadline"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -166,5 +190,9 @@ fn too_few_valid_readings_end_in_a_failure_report() {
         BuildResult::Failed { stage, .. } => assert_eq!(stage, "agree"),
         other => panic!("expected a failure with m = 0 and a faulty agent: {other:?}"),
     }
-    assert!(std::fs::read_to_string(out.join("REPORT.md")).unwrap().contains("not built"));
+    assert!(
+        std::fs::read_to_string(out.join("REPORT.md"))
+            .unwrap()
+            .contains("not built")
+    );
 }

@@ -105,8 +105,10 @@ struct Input {
 }
 
 fn read_prompt_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read prompt file {}", path.display()))?;
-    String::from_utf8(bytes).map_err(|_| anyhow!("prompt file {} is not UTF-8 text", path.display()))
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read prompt file {}", path.display()))?;
+    String::from_utf8(bytes)
+        .map_err(|_| anyhow!("prompt file {} is not UTF-8 text", path.display()))
 }
 
 fn resolve_input(input: &str) -> Result<Input> {
@@ -148,7 +150,8 @@ fn read_answers(path: &Path) -> Result<VecDeque<String>> {
     struct File {
         answers: Vec<String>,
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read answers file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read answers file {}", path.display()))?;
     let f: File = toml::from_str(&text).map_err(|e| {
         anyhow!(
             "answers file {} is not valid (expected answers = [\"B\", ...]): {}",
@@ -156,8 +159,14 @@ fn read_answers(path: &Path) -> Result<VecDeque<String>> {
             e.to_string().trim().replace('\n', " ")
         )
     })?;
-    if f.answers.iter().any(|a| a.trim().is_empty() || a.len() > 2000) {
-        bail!("answers file {}: every answer must be 1 to 2000 characters", path.display());
+    if f.answers
+        .iter()
+        .any(|a| a.trim().is_empty() || a.len() > 2000)
+    {
+        bail!(
+            "answers file {}: every answer must be 1 to 2000 characters",
+            path.display()
+        );
     }
     Ok(f.answers.into())
 }
@@ -178,7 +187,10 @@ fn build(
         bail!("the prompt is empty: say what to build");
     }
     if prompt.len() > PROMPT_BYTES_MAX {
-        bail!("the prompt is {} bytes; at most {PROMPT_BYTES_MAX} are accepted", prompt.len());
+        bail!(
+            "the prompt is {} bytes; at most {PROMPT_BYTES_MAX} are accepted",
+            prompt.len()
+        );
     }
     let Some(agents_path) = agents_flag.or(input.agents) else {
         bail!(
@@ -190,13 +202,26 @@ fn build(
     };
     let file = AgentsFile::load(&agents_path)?;
     let n = file.agents.len();
-    let m = fault_budget.or(file.fault_budget).unwrap_or_else(|| Tally::default_budget(n));
-    Tally::new(n, m).with_context(|| format!("fault budget {m} with the agents of {}", agents_path.display()))?;
+    let m = fault_budget
+        .or(file.fault_budget)
+        .unwrap_or_else(|| Tally::default_budget(n));
+    Tally::new(n, m).with_context(|| {
+        format!(
+            "fault budget {m} with the agents of {}",
+            agents_path.display()
+        )
+    })?;
     let built = synod_agents::build_agents(&file)?;
     let agents: Vec<(Box<dyn synod_agents::Agent>, u64)> = built
         .into_iter()
         .zip(&file.agents)
-        .map(|(a, c)| (a, c.timeout_ms.unwrap_or(synod_agents::config::DEFAULT_TIMEOUT_MS)))
+        .map(|(a, c)| {
+            (
+                a,
+                c.timeout_ms
+                    .unwrap_or(synod_agents::config::DEFAULT_TIMEOUT_MS),
+            )
+        })
         .collect();
     let answers = match answers {
         Some(p) => Answers::List(read_answers(&p)?),
@@ -226,9 +251,15 @@ fn build(
         out_dir: out.to_path_buf(),
         answers,
         sandbox,
-        check_workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4),
+        check_workers: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(4),
     };
-    eprintln!("synod: {n} agents, fault budget m = {m} (decide needs {} agreeing)", n - m);
+    eprintln!(
+        "synod: {n} agents, fault budget m = {m} (decide needs {} agreeing)",
+        n - m
+    );
     let result = synod_runtime::run_build(opts, &mut |p| eprintln!("{p}"));
     let _ = std::fs::remove_dir_all(&scratch);
     let result = result?;
@@ -255,9 +286,15 @@ fn build(
                 println!("built: {}", out_dir.display());
                 println!("  program:     {}", out_dir.join("program").display());
                 println!("  report:      {}", out_dir.join("REPORT.md").display());
-                println!("  certificate: {}", out_dir.join("certificate.json").display());
+                println!(
+                    "  certificate: {}",
+                    out_dir.join("certificate.json").display()
+                );
                 println!("  key:         {fingerprint}");
-                println!("verify with:  synod verify {} --key {fingerprint}", out_dir.display());
+                println!(
+                    "verify with:  synod verify {} --key {fingerprint}",
+                    out_dir.display()
+                );
             }
             Ok(EXIT_OK)
         }
@@ -299,7 +336,8 @@ fn verify(dir: &Path, key: Option<&str>, json: bool) -> Result<u8> {
         bail!("{} is not a directory", dir.display());
     }
     let scratch = std::env::temp_dir().join(format!("synod-verify-{}", std::process::id()));
-    let sandbox = Sandbox::new(&scratch, Limits::default()).context("the sandbox cannot run the program")?;
+    let sandbox =
+        Sandbox::new(&scratch, Limits::default()).context("the sandbox cannot run the program")?;
     let report = synod_runtime::verify(dir, key, &sandbox);
     let _ = std::fs::remove_dir_all(&scratch);
     if json {
@@ -317,7 +355,14 @@ fn verify(dir: &Path, key: Option<&str>, json: bool) -> Result<u8> {
         if let Some(f) = &report.fingerprint {
             println!("key: {f}");
         }
-        println!("{}", if report.ok() { "verified" } else { "NOT verified" });
+        println!(
+            "{}",
+            if report.ok() {
+                "verified"
+            } else {
+                "NOT verified"
+            }
+        );
     }
     Ok(if report.ok() { EXIT_OK } else { EXIT_NEGATIVE })
 }
