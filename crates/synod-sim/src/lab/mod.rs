@@ -1,0 +1,1 @@
+//! The lab: executable versions of the impossibility results and bounds synod rests on.
