@@ -1296,7 +1296,7 @@ impl Pipeline {
                     text: format!(
                         "Follow reading {}: {}. In particular: {}.",
                         letter,
-                        question.readings[k].summary,
+                        question.readings[k].summary.trim().trim_end_matches('.'),
                         cases.join("; ")
                     ),
                     examples,
@@ -1373,9 +1373,9 @@ impl Pipeline {
         for d in &dissent {
             let reason = match &d.example {
                 Some((c, ours, theirs)) => format!(
-                    "outvoted: its reading differs from the decided one on {c}: {theirs} instead of {ours}"
+                    "outvoted in the vote: its reading differs from the decided one on {c}: {theirs} instead of {ours}"
                 ),
-                None => "outvoted".into(),
+                None => "outvoted in the vote".into(),
             };
             for a in &d.agents {
                 self.fault(*a, "agree", reason.clone(), out);

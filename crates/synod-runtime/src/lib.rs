@@ -308,7 +308,10 @@ pub fn run_build(
                         }
                     }
                     Output::Finish(finish) => {
-                        return match *finish {
+                        // A finished build is never signed again: drop its secret key, so a
+                        // copy of the directory cannot be re-signed with it.
+                        let key_file = out_dir.join(MARKER_DIR).join("key");
+                        let finished = match *finish {
                             Finish::Built(outcome) => {
                                 output::write_build(
                                     &out_dir,
@@ -343,6 +346,12 @@ pub fn run_build(
                                 })
                             }
                         };
+                        std::fs::remove_file(&key_file).map_err(|source| RuntimeError::Io {
+                            what: "cannot remove the signing key",
+                            path: key_file,
+                            source,
+                        })?;
+                        return finished;
                     }
                 }
             }

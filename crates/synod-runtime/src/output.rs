@@ -137,9 +137,9 @@ pub fn write_build(
     Ok(())
 }
 
-/// The canonical text of a JSON value (serde_json's maps are sorted here).
+/// The canonical text of a JSON value: keys sorted, as signatures use it.
 pub fn canonical(v: &serde_json::Value) -> String {
-    v.to_string()
+    synod_store::canonical_json(v)
 }
 
 /// Writes the report of a build that ran and failed.

@@ -76,7 +76,7 @@ pub use log::{
     DecisionLog, ENTRY_BODY_BYTES_MAX, ENTRY_KIND_BYTES_MAX, Entry, GENESIS_PREV,
     LOG_FILE_BYTES_MAX, PinnedHead, verify_log, verify_log_pinned,
 };
-pub use signed::Signed;
+pub use signed::{Signed, canonical_json};
 
 #[cfg(test)]
 mod tests {

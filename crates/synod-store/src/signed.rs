@@ -72,7 +72,7 @@ fn body_digest(body: &Value) -> String {
 /// serde_json's `Map` is a `BTreeMap` unless some crate in the build enables its `preserve_order`
 /// feature, which would make it keep insertion order. Sorting here keeps signatures stable either
 /// way.
-pub(crate) fn canonical_json(value: &Value) -> String {
+pub fn canonical_json(value: &Value) -> String {
     serde_json::to_string(&sorted(value)).expect("a serde_json::Value always serializes")
 }
 

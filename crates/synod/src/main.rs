@@ -102,6 +102,8 @@ fn main() -> ExitCode {
 struct Input {
     prompt: String,
     agents: Option<PathBuf>,
+    /// The file the prompt came from.
+    source: Option<PathBuf>,
 }
 
 fn read_prompt_file(path: &Path) -> Result<String> {
@@ -125,12 +127,14 @@ fn resolve_input(input: &str) -> Result<Input> {
         return Ok(Input {
             prompt: read_prompt_file(&prompt_file)?,
             agents: agents.is_file().then_some(agents),
+            source: Some(prompt_file),
         });
     }
     if path.is_file() {
         return Ok(Input {
             prompt: read_prompt_file(path)?,
             agents: None,
+            source: Some(path.to_path_buf()),
         });
     }
     let looks_like_path = !input.contains(char::is_whitespace)
@@ -141,6 +145,7 @@ fn resolve_input(input: &str) -> Result<Input> {
     Ok(Input {
         prompt: input.to_string(),
         agents: None,
+        source: None,
     })
 }
 
@@ -184,7 +189,10 @@ fn build(
     let input = resolve_input(input)?;
     let prompt = input.prompt.trim().to_string();
     if prompt.is_empty() {
-        bail!("the prompt is empty: say what to build");
+        match &input.source {
+            Some(p) => bail!("the prompt in {} is empty: say what to build", p.display()),
+            None => bail!("the prompt is empty: say what to build"),
+        }
     }
     if prompt.len() > PROMPT_BYTES_MAX {
         bail!(
@@ -323,7 +331,8 @@ fn build(
             } else {
                 println!("{question}");
                 println!(
-                    "\nNo answer was available. Run again with --answers FILE (answers = [\"A\"]) or on a terminal to answer interactively."
+                    "\nNo answer was available. Run again with --answers FILE (answers = [\"A\"]) and a new --out, or on a terminal to answer interactively. The question is also in {}.",
+                    out_dir.join("question.json").display()
                 );
             }
             Ok(EXIT_CLARIFY)
@@ -334,6 +343,18 @@ fn build(
 fn verify(dir: &Path, key: Option<&str>, json: bool) -> Result<u8> {
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
+    }
+    if !dir.join("certificate.json").exists() && !dir.join("log.redb").exists() {
+        bail!(
+            "{} is not a synod build directory (no certificate.json, no log.redb)",
+            dir.display()
+        );
+    }
+    if let Some(k) = key {
+        let hex = k.trim().strip_prefix("blake3:").unwrap_or(k.trim());
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("--key {k:?} is not a key fingerprint (blake3: followed by 32 hex digits, as printed at the end of a build)");
+        }
     }
     let scratch = std::env::temp_dir().join(format!("synod-verify-{}", std::process::id()));
     let sandbox =

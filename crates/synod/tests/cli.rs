@@ -1,0 +1,986 @@
+//! End-to-end tests of the `synod` command line: the real binary, run as a subprocess on the
+//! recorded examples, on fixtures with broken agents, and on directories tampered with after a
+//! build.
+//!
+//! Exit codes under test: 0 built or verified; 1 the job ran and the answer is negative (verify
+//! found a problem); 2 bad input or usage; 3 a clarification is needed. No invocation here may
+//! panic: every run's stderr is checked for it.
+//!
+//! Every test works in its own directory under the system temp dir (pid, test name, counter),
+//! removed when the test ends, and passes `--out` explicitly.
+
+use serde_json::{Value, json};
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+use synod_store::{BuildKey, DecisionLog, Signed};
+
+const SYNOD: &str = env!("CARGO_BIN_EXE_synod");
+
+/// A run that takes longer than this is a hang, not a slow build (the slowest here take ~4 s).
+const RUN_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The decision log's one table, as `synod-store` defines it (`crates/synod-store/src/log.rs`).
+const LOG_TABLE: redb::TableDefinition<u64, &[u8]> =
+    redb::TableDefinition::new("synod_decision_log_v1");
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn example(name: &str) -> PathBuf {
+    workspace().join("examples").join(name)
+}
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
+}
+
+/// A fresh directory for one test, removed on drop (also when the test fails).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("synod-cli-{}-{test}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.join(name);
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One finished run of the binary.
+struct Run {
+    args: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "synod {}\nexit code {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.args, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    fn expect_code(&self, code: i32, what: &str) -> &Run {
+        assert_eq!(self.code, code, "{what}: expected exit code {code}\n{self}");
+        self
+    }
+
+    /// The names of the checks `synod verify` reported as failed (`FAIL  <name>: <problem>`).
+    fn failed_checks(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("FAIL  "))
+            .map(|l| l.split(": ").next().unwrap_or(l))
+            .collect()
+    }
+
+    /// The `FAIL` line of the check named `check`, if it failed.
+    fn failure(&self, check: &str) -> Option<&str> {
+        self.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("FAIL  {check}:")))
+    }
+
+    /// For bad input: exit 2, and the error is one line starting `error:` that contains every
+    /// one of `needles`.
+    fn expect_usage_error(&self, needles: &[&str]) -> &str {
+        self.expect_code(2, "bad input");
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "expected one `error:` line\n{self}");
+        assert_eq!(
+            self.stderr.trim_end().lines().last(),
+            Some(errors[0]),
+            "the error must be the last line, on one line\n{self}"
+        );
+        for n in needles {
+            assert!(
+                errors[0].contains(n),
+                "the error should mention {n:?}\n{self}"
+            );
+        }
+        errors[0]
+    }
+}
+
+/// Runs `synod args` in `cwd` with stdin closed (not a terminal, so nobody is asked anything).
+/// Panics if it runs longer than [`RUN_TIMEOUT`], dies by a signal, or panics.
+fn synod(cwd: &Path, args: &[&dyn AsRef<OsStr>]) -> Run {
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect();
+    let shown = shown.join(" ");
+    let mut child = Command::new(SYNOD)
+        .args(args.iter().map(|a| a.as_ref()))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {SYNOD}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for synod") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let run = Run {
+        args: shown,
+        code: status.and_then(|s| s.code()).unwrap_or(-1),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
+    assert!(
+        status.is_some(),
+        "synod ran longer than {RUN_TIMEOUT:?} and was killed\n{run}"
+    );
+    assert!(!run.stderr.contains("panicked"), "synod panicked\n{run}");
+    assert!(run.code >= 0, "synod was killed by a signal\n{run}");
+    run
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("cannot copy {}: {e}", entry.path().display()));
+        }
+    }
+}
+
+/// The cells of the row of `first` (as written in the first column) in a REPORT.md table.
+fn table_row(report: &str, first: &str) -> Vec<String> {
+    let start = format!("| {first} |");
+    let line = report
+        .lines()
+        .find(|l| l.starts_with(&start))
+        .unwrap_or_else(|| panic!("REPORT.md has no table row for {first}\n{report}"));
+    line.trim_matches('|')
+        .split(" | ")
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
+/// Agents table: agent | backend | calls | suspected | faults.
+fn agent_row(report: &str, agent: &str) -> Vec<String> {
+    let row = table_row(report, agent);
+    assert_eq!(row.len(), 5, "agents table row of {agent}: {row:?}");
+    row
+}
+
+/// Components table: component | interface | built by | rejected candidates.
+fn component_row(report: &str, component: &str) -> Vec<String> {
+    let row = table_row(report, &format!("`{component}`"));
+    assert_eq!(row.len(), 4, "components table row of {component}: {row:?}");
+    row
+}
+
+// ---- one shared build of the RPN example, copied per test ------------------------------------
+
+/// A finished build of `examples/rpn-calculator`.
+struct SharedBuild {
+    _tmp: TempDir,
+    dir: PathBuf,
+    fingerprint: String,
+}
+
+/// The RPN example built once and shared by the tests running at the same time in this process.
+///
+/// Not a `OnceLock`: a static is never dropped, so its directory would outlive the test run.
+/// The last holder's drop removes it, and a later test builds again. (cargo-nextest runs every
+/// test in its own process, where each test builds once anyway; under `cargo test` concurrent
+/// tests share one build.)
+fn shared_build() -> Arc<SharedBuild> {
+    static SHARED: Mutex<Weak<SharedBuild>> = Mutex::new(Weak::new());
+    let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(built) = slot.upgrade() {
+        return built;
+    }
+    let tmp = TempDir::new("shared-rpn");
+    let dir = tmp.join("out");
+    let run = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &example("rpn-calculator"),
+            &"--out",
+            &dir,
+            &"--json",
+        ],
+    );
+    run.expect_code(0, "building examples/rpn-calculator");
+    let result: Value = serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("build --json printed no JSON object ({e})\n{run}"));
+    assert_eq!(result["status"], "built", "{run}");
+    let fingerprint = result["fingerprint"]
+        .as_str()
+        .unwrap_or_else(|| panic!("build --json has no fingerprint\n{run}"))
+        .to_string();
+    let built = Arc::new(SharedBuild {
+        _tmp: tmp,
+        dir,
+        fingerprint,
+    });
+    *slot = Arc::downgrade(&built);
+    built
+}
+
+/// A private copy of the shared build, to tamper with.
+struct BuildCopy {
+    tmp: TempDir,
+    dir: PathBuf,
+    fingerprint: String,
+    _shared: Arc<SharedBuild>,
+}
+
+impl BuildCopy {
+    fn new(test: &str) -> BuildCopy {
+        let shared = shared_build();
+        let tmp = TempDir::new(test);
+        let dir = tmp.join("build");
+        copy_dir(&shared.dir, &dir);
+        BuildCopy {
+            tmp,
+            dir,
+            fingerprint: shared.fingerprint.clone(),
+            _shared: shared,
+        }
+    }
+
+    fn verify(&self, key: Option<&str>) -> Run {
+        match key {
+            None => synod(self.tmp.path(), &[&"verify", &self.dir]),
+            Some(k) => synod(self.tmp.path(), &[&"verify", &self.dir, &"--key", &k]),
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("log.redb")
+    }
+
+    fn certificate(&self) -> Signed {
+        serde_json::from_str(&read(&self.dir.join("certificate.json")))
+            .expect("certificate.json is a signed document")
+    }
+
+    /// The log's entries, read back and verified with the certificate's key.
+    fn log_entries(&self) -> Vec<synod_store::Entry> {
+        synod_store::verify_log(&self.log(), &self.certificate().public_key)
+            .expect("the untampered log verifies")
+    }
+}
+
+/// Rewrites the stored record of log row `seq` in place, bypassing the log's API: hash and
+/// signature stay as they were.
+fn rewrite_log_row(log: &Path, seq: u64, edit: impl FnOnce(&mut Value)) {
+    use redb::ReadableTable;
+    let db = redb::Database::open(log).expect("open log.redb with redb");
+    let txn = db.begin_write().expect("write transaction");
+    {
+        let mut table = txn.open_table(LOG_TABLE).expect("the log table");
+        let mut record: Value = {
+            let row = table.get(seq).expect("read row").expect("the row exists");
+            serde_json::from_slice(row.value()).expect("a row holds a JSON entry")
+        };
+        edit(&mut record);
+        let bytes = serde_json::to_vec(&record).expect("serialize entry");
+        table.insert(seq, bytes.as_slice()).expect("rewrite row");
+    }
+    txn.commit().expect("commit");
+}
+
+fn delete_log_row(log: &Path, seq: u64) {
+    let db = redb::Database::open(log).expect("open log.redb with redb");
+    let txn = db.begin_write().expect("write transaction");
+    {
+        let mut table = txn.open_table(LOG_TABLE).expect("the log table");
+        assert!(
+            table.remove(seq).expect("remove row").is_some(),
+            "row {seq} exists"
+        );
+    }
+    txn.commit().expect("commit");
+}
+
+// ---- the RPN example -------------------------------------------------------------------------
+
+#[test]
+fn rpn_example_builds_and_verifies() {
+    let tmp = TempDir::new("rpn");
+    let out = tmp.join("out");
+    let run = synod(
+        tmp.path(),
+        &[&"build", &example("rpn-calculator"), &"--out", &out],
+    );
+    run.expect_code(0, "build examples/rpn-calculator");
+    let fingerprint = run
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("key:"))
+        .map(|k| k.trim().to_string())
+        .unwrap_or_else(|| panic!("the build prints no `key:` line\n{run}"));
+    assert!(fingerprint.starts_with("blake3:"), "{run}");
+
+    // The report names what went wrong with which agent.
+    let report = read(&out.join("REPORT.md"));
+    assert!(
+        report.starts_with("# synod build report: built"),
+        "{report}"
+    );
+    let ada = agent_row(&report, "ada");
+    assert!(
+        ada[4].contains("outvoted"),
+        "ada misread the prompt: its faults should say it was outvoted: {ada:?}"
+    );
+    let dissent = report
+        .split("### Dissent")
+        .nth(1)
+        .unwrap_or_else(|| panic!("REPORT.md has no Dissent section\n{report}"));
+    assert!(dissent.trim_start().starts_with("- ada "), "{dissent}");
+    let bo = agent_row(&report, "bo");
+    assert!(
+        bo[3].starts_with("yes"),
+        "bo stalled: it should be suspected: {bo:?}"
+    );
+    for good in ["cyd", "dee", "eli"] {
+        let row = agent_row(&report, good);
+        assert_eq!(
+            (row[3].as_str(), row[4].as_str()),
+            ("no", "none"),
+            "{row:?}"
+        );
+    }
+
+    // The program and its generated tests.
+    let program = out.join("program");
+    for module in [
+        "rpn_lexer.py",
+        "rpn_parser.py",
+        "rpn_eval.py",
+        "test_contract.py",
+    ] {
+        assert!(
+            program.join(module).is_file(),
+            "program/{module} is missing"
+        );
+    }
+    let unittest = Command::new("python3")
+        .args(["-m", "unittest"])
+        .current_dir(&program)
+        .output()
+        .expect("run python3 -m unittest");
+    assert!(
+        unittest.status.success(),
+        "python3 -m unittest failed in program/:\n{}{}",
+        String::from_utf8_lossy(&unittest.stdout),
+        String::from_utf8_lossy(&unittest.stderr)
+    );
+
+    let verified = synod(tmp.path(), &[&"verify", &out]);
+    verified.expect_code(0, "verify");
+    assert!(verified.failed_checks().is_empty(), "{verified}");
+    assert_eq!(
+        verified.stdout.lines().last(),
+        Some("verified"),
+        "{verified}"
+    );
+    let keyed = synod(tmp.path(), &[&"verify", &out, &"--key", &fingerprint]);
+    keyed.expect_code(0, "verify --key <the build's fingerprint>");
+    assert!(keyed.stdout.contains("ok    signing key"), "{keyed}");
+}
+
+// ---- tampering -------------------------------------------------------------------------------
+
+#[test]
+fn verify_catches_a_changed_program_file() {
+    let b = BuildCopy::new("tamper-program");
+    let file = b.dir.join("program/rpn_eval.py");
+    let mut src = read(&file);
+    src.push_str("# one more line\n");
+    std::fs::write(&file, src).expect("write rpn_eval.py");
+
+    let run = b.verify(None);
+    run.expect_code(1, "verify after changing program/rpn_eval.py");
+    let fail = run
+        .failure("program files match the certificate")
+        .unwrap_or_else(|| panic!("the program check should fail\n{run}"));
+    assert!(fail.contains("rpn_eval.py"), "{run}");
+    // Only the program changed: the signature and the log still hold.
+    assert_eq!(
+        run.failed_checks(),
+        ["program files match the certificate"],
+        "{run}"
+    );
+}
+
+#[test]
+fn verify_catches_a_changed_log_entry() {
+    let b = BuildCopy::new("tamper-log-body");
+    let entries = b.log_entries();
+    let decided = entries
+        .iter()
+        .find(|e| e.kind == "interpretation-decided")
+        .expect("the log records the decided interpretation");
+    // Claim that agent 0 (ada, the misreading agent) gave the decided reading.
+    rewrite_log_row(&b.log(), decided.seq, |record| {
+        let mut body: Value =
+            serde_json::from_str(record["body"].as_str().expect("body is a string")).unwrap();
+        assert_ne!(body["representative"], json!(0));
+        body["representative"] = json!(0);
+        record["body"] = json!(body.to_string());
+    });
+
+    let run = b.verify(None);
+    run.expect_code(1, "verify after rewriting a log entry's body");
+    let fail = run
+        .failure("decision log chain and signatures")
+        .unwrap_or_else(|| panic!("the log check should fail\n{run}"));
+    assert!(
+        fail.contains(&format!("entry {}", decided.seq)),
+        "the failure names the entry\n{run}"
+    );
+}
+
+#[test]
+fn verify_catches_a_log_entry_removed_from_the_middle() {
+    let b = BuildCopy::new("tamper-log-middle");
+    let n = b.log_entries().len() as u64;
+    assert!(n >= 3, "the log has {n} entries");
+    delete_log_row(&b.log(), n / 2);
+
+    let run = b.verify(None);
+    run.expect_code(1, "verify after removing a log entry from the middle");
+    let fail = run
+        .failure("decision log chain and signatures")
+        .unwrap_or_else(|| panic!("the chain check should fail\n{run}"));
+    assert!(
+        fail.contains(&format!("entry {} missing", n / 2)),
+        "the failure names the missing entry\n{run}"
+    );
+}
+
+#[test]
+fn verify_catches_the_last_log_entry_removed() {
+    let b = BuildCopy::new("tamper-log-last");
+    let entries = b.log_entries();
+    let last = entries.last().expect("entries");
+    assert_eq!(last.kind, "certificate");
+    delete_log_row(&b.log(), last.seq);
+
+    // What is left is a valid chain: only the head the certificate pins shows the cut.
+    let run = b.verify(None);
+    run.expect_code(1, "verify after removing the last log entry");
+    assert_eq!(
+        run.failed_checks(),
+        ["decision log matches the certificate"],
+        "{run}"
+    );
+}
+
+#[test]
+fn verify_catches_a_changed_certificate_field() {
+    type Edit = fn(&mut Value);
+    let edits: [(&str, Edit); 2] = [
+        ("representative", |body| {
+            body["decided"]["representative"] = json!("ada");
+        }),
+        ("probe", |body| {
+            body["probes"][0]["args"][0]["v"] = json!("1 2 +");
+        }),
+    ];
+    // Held across the loop so both copies come from one build.
+    let _shared = shared_build();
+    for (what, edit) in edits {
+        let b = BuildCopy::new(&format!("tamper-cert-{what}"));
+        let path = b.dir.join("certificate.json");
+        let mut cert: Value = serde_json::from_str(&read(&path)).expect("certificate JSON");
+        let before = cert["body"].clone();
+        edit(&mut cert["body"]);
+        assert_ne!(
+            cert["body"], before,
+            "the edit of {what} changes the certificate"
+        );
+        std::fs::write(&path, serde_json::to_string_pretty(&cert).unwrap()).unwrap();
+
+        let run = b.verify(None);
+        run.expect_code(
+            1,
+            &format!("verify after changing the certificate's {what}"),
+        );
+        assert!(
+            run.failure("certificate signature").is_some(),
+            "changing the {what} should break the certificate signature\n{run}"
+        );
+    }
+}
+
+#[test]
+fn verify_with_key_catches_a_build_re_signed_with_another_key() {
+    let b = BuildCopy::new("re-signed");
+    let original = b.certificate();
+    let entries = b.log_entries();
+    let (certificate_entry, decisions) = entries.split_last().expect("entries");
+    assert_eq!(certificate_entry.kind, "certificate");
+
+    // A forger rebuilds the whole log with a key of their own ...
+    let key = BuildKey::generate().expect("generate a key");
+    let fingerprint = key.public().fingerprint();
+    assert_ne!(fingerprint, b.fingerprint);
+    std::fs::remove_file(b.log()).expect("remove log.redb");
+    let mut log = DecisionLog::create(&b.log(), key.clone()).expect("create log");
+    for e in decisions {
+        log.append(&e.kind, &e.body_json().expect("entry body"))
+            .expect("append");
+    }
+    // ... and signs the certificate with it, pinning the new head, then records it in the log
+    // the way a build does.
+    let mut body = original.body.clone();
+    body["log_head"] = serde_json::to_value(log.head().expect("head").pin()).unwrap();
+    body["key_fingerprint"] = json!(fingerprint);
+    let signed = Signed::sign(body, &key);
+    std::fs::write(
+        b.dir.join("certificate.json"),
+        serde_json::to_string_pretty(&signed).unwrap(),
+    )
+    .unwrap();
+    let certificate_digest = synod_store::digest(signed.body.to_string().as_bytes());
+    log.append(
+        "certificate",
+        &json!({"certificate_digest": certificate_digest, "fingerprint": fingerprint}),
+    )
+    .expect("append the certificate entry");
+    drop(log);
+
+    // Without --key, verify can only check the directory against itself: a forger who re-signs
+    // everything is indistinguishable from the real build. This is why the build prints its
+    // fingerprint and `verify --key` exists.
+    b.verify(None)
+        .expect_code(0, "verify without --key of a consistently re-signed build");
+    b.verify(Some(&fingerprint))
+        .expect_code(0, "verify with the forger's own key");
+    let run = b.verify(Some(&b.fingerprint));
+    run.expect_code(
+        1,
+        "verify --key <original fingerprint> of a re-signed build",
+    );
+    assert_eq!(run.failed_checks(), ["signing key"], "{run}");
+    assert!(
+        run.failure("signing key").unwrap().contains(&b.fingerprint),
+        "{run}"
+    );
+}
+
+// ---- clarification ---------------------------------------------------------------------------
+
+#[test]
+fn rounding_example_asks_then_completes_with_answers() {
+    let tmp = TempDir::new("rounding");
+    let rounding = example("rounding");
+
+    // No answers and stdin is not a terminal: stop with the question.
+    let asked = synod(
+        tmp.path(),
+        &[&"build", &rounding, &"--out", &tmp.join("asked")],
+    );
+    asked.expect_code(3, "build examples/rounding without answers");
+    for reading in ["reading A (", "reading B ("] {
+        assert!(
+            asked.stdout.contains(reading),
+            "the question shows {reading}\n{asked}"
+        );
+    }
+    assert!(
+        asked
+            .stdout
+            .lines()
+            .any(|l| l.contains("→") && l.contains("A: ") && l.contains("| B: ")),
+        "the question shows an input the readings differ on\n{asked}"
+    );
+    assert!(asked.stdout.contains("--answers"), "{asked}");
+
+    let json_run = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &rounding,
+            &"--out",
+            &tmp.join("asked-json"),
+            &"--json",
+        ],
+    );
+    json_run.expect_code(3, "build examples/rounding --json without answers");
+    let result: Value = serde_json::from_str(&json_run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e})\n{json_run}"));
+    assert_eq!(result["status"], "needs_clarification", "{json_run}");
+    let readings = result["question"]["readings"].as_array().expect("readings");
+    assert_eq!(readings.len(), 2, "{json_run}");
+    assert!(
+        !result["question"]["differing"]
+            .as_array()
+            .expect("differing")
+            .is_empty(),
+        "{json_run}"
+    );
+
+    let out = tmp.join("answered");
+    let answered = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &rounding,
+            &"--out",
+            &out,
+            &"--answers",
+            &rounding.join("answers.toml"),
+        ],
+    );
+    answered.expect_code(0, "build examples/rounding --answers answers.toml");
+    synod(tmp.path(), &[&"verify", &out]).expect_code(0, "verify the answered build");
+    let report = read(&out.join("REPORT.md"));
+    let clarifications = report
+        .split("### Clarifications")
+        .nth(1)
+        .unwrap_or_else(|| panic!("REPORT.md has no Clarifications section\n{report}"));
+    assert!(clarifications.contains("reading B"), "{report}");
+}
+
+// ---- bad input -------------------------------------------------------------------------------
+
+/// `examples/rpn-calculator/agents.toml` with `extra` added to the first `[[agent]]` table (and
+/// its transcripts reachable), written into `tmp`.
+fn rpn_agents_with(tmp: &TempDir, extra: &str) -> PathBuf {
+    let text = read(&example("rpn-calculator/agents.toml"))
+        .replace(
+            "transcript = \"transcript/",
+            &format!(
+                "transcript = \"{}/",
+                example("rpn-calculator/transcript").display()
+            ),
+        )
+        .replacen("[[agent]]\n", &format!("[[agent]]\n{extra}\n"), 1);
+    tmp.write("agents.toml", &text)
+}
+
+#[test]
+fn bad_input_missing_prompt_file() {
+    let tmp = TempDir::new("missing-prompt");
+    let out = tmp.join("out");
+    let run = synod(tmp.path(), &[&"build", &"nosuch/prompt.md", &"--out", &out]);
+    run.expect_usage_error(&["nosuch/prompt.md"]);
+    assert!(!out.exists(), "nothing is written for bad input");
+}
+
+#[test]
+fn bad_input_empty_prompt_file() {
+    let tmp = TempDir::new("empty-prompt");
+    let prompt = tmp.write("prompt.md", " \n\n");
+    let out = tmp.join("out");
+    let run = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &prompt,
+            &"--agents",
+            &example("rpn-calculator/agents.toml"),
+            &"--out",
+            &out,
+        ],
+    );
+    run.expect_usage_error(&["empty"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn bad_input_agents_file_is_not_toml() {
+    let tmp = TempDir::new("agents-syntax");
+    let agents = tmp.write("agents.toml", "[[agent]\nname = \"a\"\n");
+    let out = tmp.join("out");
+    let run = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &example("rpn-calculator/prompt.md"),
+            &"--agents",
+            &agents,
+            &"--out",
+            &out,
+        ],
+    );
+    run.expect_usage_error(&[&agents.display().to_string(), "line 1"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn bad_input_agents_file_with_an_unknown_field() {
+    let tmp = TempDir::new("agents-unknown-field");
+    let agents = rpn_agents_with(&tmp, "colour = \"red\"");
+    let out = tmp.join("out");
+    let run = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &example("rpn-calculator/prompt.md"),
+            &"--agents",
+            &agents,
+            &"--out",
+            &out,
+        ],
+    );
+    run.expect_usage_error(&[&agents.display().to_string(), "colour"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn bad_input_fault_budget_the_rule_cannot_honour() {
+    let tmp = TempDir::new("fault-budget");
+    let out = tmp.join("out");
+    let run = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &example("rpn-calculator"),
+            &"--fault-budget",
+            &"3",
+            &"--out",
+            &out,
+        ],
+    );
+    // 5 agents, m = 3: n ≥ 2m+1 needs 7.
+    run.expect_usage_error(&["n ≥ 2m+1", "at least 7", "at most 2"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn bad_input_new_prompt_without_agents() {
+    let tmp = TempDir::new("no-agents");
+    let out = tmp.join("out");
+    let run = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &"Write a function that reverses a string.",
+            &"--out",
+            &out,
+        ],
+    );
+    run.expect_usage_error(&["needs agents", "--agents", "examples/rpn-calculator"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn bad_input_out_dir_with_a_foreign_file() {
+    let tmp = TempDir::new("out-foreign");
+    let out = tmp.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let notes = out.join("notes.txt");
+    std::fs::write(&notes, "my notes\n").unwrap();
+    let run = synod(
+        tmp.path(),
+        &[&"build", &example("rpn-calculator"), &"--out", &out],
+    );
+    run.expect_usage_error(&[&out.display().to_string(), "not a synod build"]);
+    assert_eq!(read(&notes), "my notes\n", "the foreign file is untouched");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["notes.txt"], "nothing was added to the directory");
+}
+
+#[test]
+fn bad_input_out_dir_holding_an_earlier_build() {
+    let b = BuildCopy::new("out-earlier");
+    let certificate = read(&b.dir.join("certificate.json"));
+    let run = synod(
+        b.tmp.path(),
+        &[&"build", &example("rpn-calculator"), &"--out", &b.dir],
+    );
+    run.expect_usage_error(&[&b.dir.display().to_string(), "earlier synod build"]);
+    assert_eq!(read(&b.dir.join("certificate.json")), certificate);
+    b.verify(Some(&b.fingerprint))
+        .expect_code(0, "the earlier build still verifies");
+}
+
+#[test]
+fn bad_input_malformed_answers_file() {
+    let tmp = TempDir::new("answers");
+    for (name, text, needle) in [
+        ("not-a-list.toml", "answers = \"B\"\n", "not valid"),
+        ("not-toml.toml", "answers = [\"B\"\n", "not valid"),
+        (
+            "empty-answer.toml",
+            "answers = [\"  \"]\n",
+            "1 to 2000 characters",
+        ),
+    ] {
+        let answers = tmp.write(name, text);
+        let out = tmp.join(&format!("out-{name}"));
+        let run = synod(
+            tmp.path(),
+            &[
+                &"build",
+                &example("rpn-calculator"),
+                &"--answers",
+                &answers,
+                &"--out",
+                &out,
+            ],
+        );
+        run.expect_usage_error(&[&answers.display().to_string(), needle]);
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn bad_input_verify_of_a_missing_directory() {
+    let tmp = TempDir::new("verify-missing");
+    let missing = tmp.join("nosuch");
+    synod(tmp.path(), &[&"verify", &missing]).expect_usage_error(&[&missing.display().to_string()]);
+}
+
+// ---- agent faults that must not stop the build -----------------------------------------------
+
+/// Builds the RPN prompt with the agents of `fixtures/agent-faults/<agents>`; returns the run,
+/// the report and the verify run.
+fn build_with_fixture(agents: &str) -> (Run, String, Run) {
+    let tmp = TempDir::new(agents.trim_end_matches(".toml"));
+    let out = tmp.join("out");
+    let run = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &example("rpn-calculator/prompt.md"),
+            &"--agents",
+            &fixture(&format!("agent-faults/{agents}")),
+            &"--out",
+            &out,
+        ],
+    );
+    run.expect_code(0, &format!("build with {agents}"));
+    let report = read(&out.join("REPORT.md"));
+    let verified = synod(tmp.path(), &[&"verify", &out]);
+    verified.expect_code(0, &format!("verify the build with {agents}"));
+    (run, report, verified)
+}
+
+#[test]
+fn agent_fault_interpret_reply_without_json_is_a_fault_not_a_stop() {
+    let (_, report, _) = build_with_fixture("interpret-no-json.toml");
+    let gus = agent_row(&report, "gus");
+    assert!(
+        gus[4].contains("JSON"),
+        "gus's reply had no JSON spec: its faults should say so: {gus:?}"
+    );
+    assert!(
+        report.contains("Reading held by **cyd, dee, eli**"),
+        "the three correct agents decide\n{report}"
+    );
+}
+
+/// The fixture's broken agent `bad` built rpn_eval first; the candidate was rejected for a
+/// reason containing `why`, and another agent built the component.
+fn assert_reassigned(report: &str, bad: &str, why: &str) {
+    let row = component_row(report, "rpn_eval");
+    assert_ne!(
+        row[2], bad,
+        "rpn_eval must be built by another agent: {row:?}"
+    );
+    assert!(
+        row[3].starts_with(&format!("{bad}: ")) && row[3].contains(why),
+        "rpn_eval's rejected candidates should list {bad} ({why}): {row:?}"
+    );
+    let agent = agent_row(report, bad);
+    assert!(agent[4].contains(why), "{bad}'s faults: {agent:?}");
+}
+
+#[test]
+fn agent_fault_implement_reply_without_code_is_reassigned() {
+    let (_, report, _) = build_with_fixture("implement-no-code.toml");
+    assert_reassigned(&report, "hal", "no Python code block");
+}
+
+#[test]
+fn agent_fault_implement_code_with_a_syntax_error_is_reassigned() {
+    let (_, report, _) = build_with_fixture("implement-syntax-error.toml");
+    assert_reassigned(&report, "ike", "SyntaxError");
+}
+
+#[test]
+fn agent_fault_implement_code_that_hangs_on_a_probe_is_reassigned() {
+    let (_, report, _) = build_with_fixture("implement-hang.toml");
+    assert_reassigned(&report, "jay", "does not finish");
+    let row = component_row(&report, "rpn_eval");
+    assert!(
+        row[3].contains("calculate('7 2 /')"),
+        "the hanging input is named: {row:?}"
+    );
+}
