@@ -13,7 +13,7 @@ pub mod scripted;
 
 pub use config::{AgentConfig, AgentsFile, BackendKind, ConfigError, ScriptedFault};
 pub use scripted::ScriptedAgent;
-use synod_core::pipeline::Request;
+use synod_core::pipeline::{Request, Usage};
 
 /// Why an agent produced no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,14 +26,35 @@ pub enum AgentError {
     NoReply(String),
 }
 
+/// A raw reply and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentReply {
+    /// The text, as the model wrote it.
+    pub text: String,
+    /// Tokens, as the backend reported them (zero when it does not).
+    pub usage: Usage,
+}
+
+impl AgentReply {
+    /// A reply whose cost is not reported.
+    pub fn text(text: impl Into<String>) -> AgentReply {
+        AgentReply {
+            text: text.into(),
+            usage: Usage::default(),
+        }
+    }
+}
+
 /// An agent: something that answers requests with text.
 pub trait Agent: Send + Sync {
     /// Its name.
     fn name(&self) -> &str;
     /// Backend and model, for reports (`scripted/recorded`).
     fn describe(&self) -> String;
-    /// Answers one request. May block; the runtime enforces the deadline.
-    fn call(&self, request: &Request) -> Result<String, AgentError>;
+    /// Answers one request. May block; the runtime enforces the deadline. `heartbeat` is called
+    /// whenever the agent shows it is alive (a streamed token, a progress line); each call
+    /// restarts the deadline. It is cheap to call often.
+    fn call(&self, request: &Request, heartbeat: &dyn Fn()) -> Result<AgentReply, AgentError>;
 }
 
 /// Builds the agents of an agents file.

@@ -7,7 +7,7 @@
 //! that does not change its mind keeps its reply.
 
 use crate::config::{AgentConfig, ScriptedFault};
-use crate::{Agent, AgentError};
+use crate::{Agent, AgentError, AgentReply};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use synod_core::pipeline::{Request, Role};
@@ -90,7 +90,7 @@ impl Agent for ScriptedAgent {
         format!("scripted/{}", self.model)
     }
 
-    fn call(&self, request: &Request) -> Result<String, AgentError> {
+    fn call(&self, request: &Request, _heartbeat: &dyn Fn()) -> Result<AgentReply, AgentError> {
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
@@ -105,14 +105,14 @@ impl Agent for ScriptedAgent {
                 ));
             }
             Some(ScriptedFault::Garbage) => {
-                return Ok("\u{1b}[2J garbage \u{0} ]]}{ lorem ipsum ```".into());
+                return Ok(AgentReply::text("\u{1b}[2J garbage \u{0} ]]}{ lorem ipsum ```"));
             }
             None => {}
         }
         for path in self.candidates(request) {
             match std::fs::read(&path) {
                 Ok(bytes) => {
-                    return String::from_utf8(bytes).map_err(|_| {
+                    return String::from_utf8(bytes).map(AgentReply::text).map_err(|_| {
                         AgentError::Failed(format!("{} is not UTF-8", path.display()))
                     });
                 }
@@ -172,16 +172,16 @@ mod tests {
     fn missing_transcript_is_no_reply_and_faults_play() {
         let a = ScriptedAgent::new("a", "/nonexistent-synod-dir");
         assert!(matches!(
-            a.call(&req(Role::Interpret, 0, 0, None)),
+            a.call(&req(Role::Interpret, 0, 0, None), &|| {}),
             Err(AgentError::NoReply(_))
         ));
         let c = a.clone().with_fault(ScriptedFault::Crash);
         assert!(matches!(
-            c.call(&req(Role::Interpret, 0, 0, None)),
+            c.call(&req(Role::Interpret, 0, 0, None), &|| {}),
             Err(AgentError::Failed(_))
         ));
         let g = a.with_fault(ScriptedFault::Garbage);
-        let text = g.call(&req(Role::Interpret, 0, 0, None)).unwrap();
+        let text = g.call(&req(Role::Interpret, 0, 0, None), &|| {}).unwrap().text;
         assert!(crate::reply::parse_interpretation(&text).is_err());
     }
 }

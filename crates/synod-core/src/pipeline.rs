@@ -54,6 +54,8 @@ pub struct PipelineConfig {
     pub build_attempts_max: usize,
     /// Clarification questions before the build gives up.
     pub clarifications_max: u32,
+    /// Tokens (in and out, all agents) the build may spend; `None` for no limit.
+    pub tokens_max: Option<u64>,
 }
 
 impl PipelineConfig {
@@ -70,6 +72,7 @@ impl PipelineConfig {
             resamples_max: 1,
             build_attempts_max: n.max(1),
             clarifications_max: 3,
+            tokens_max: None,
         }
     }
 }
@@ -149,6 +152,27 @@ impl fmt::Display for ReplyFault {
     }
 }
 
+/// Tokens an agent reply cost, as the backend reported them (zero when it does not).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+}
+
+impl Usage {
+    /// Both directions together.
+    pub fn total(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+
+    fn add(&mut self, other: Usage) {
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+    }
+}
+
 /// Identifies an ask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AskId(pub u64);
@@ -170,6 +194,14 @@ pub enum Input {
         ask: AskId,
         /// The parsed reply, or why there is none.
         reply: Result<Reply, ReplyFault>,
+        /// What the reply cost.
+        usage: Usage,
+    },
+    /// An agent working on an ask showed it is alive (a streamed token, a progress line): its
+    /// deadline starts again.
+    Heartbeat {
+        /// The ask.
+        ask: AskId,
     },
     /// A check finished.
     CheckFinished {
@@ -202,7 +234,8 @@ pub enum Output {
         /// What to ask.
         request: Box<Request>,
     },
-    /// Fire [`Input::TimerFired`] at this time (ms since the build started).
+    /// Fire [`Input::TimerFired`] at this time (ms since the build started). A timer set
+    /// again replaces its earlier time.
     SetTimer {
         /// The timer.
         timer: TimerId,
@@ -499,6 +532,9 @@ pub struct AgentRecord {
     pub suspicions: u32,
     /// Whether it is suspected at the end.
     pub suspected: bool,
+    /// Tokens its replies cost.
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 #[derive(Clone, Debug)]
@@ -509,6 +545,7 @@ struct AgentState {
     calls: u32,
     faults: Vec<String>,
     suspicions: u32,
+    usage: Usage,
 }
 
 #[derive(Clone, Debug)]
@@ -522,6 +559,7 @@ struct PendingAsk {
     agent: AgentId,
     purpose: AskPurpose,
     key: String,
+    deadline_ms: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -617,6 +655,7 @@ impl Pipeline {
                 calls: 0,
                 faults: Vec::new(),
                 suspicions: 0,
+                usage: Usage::default(),
             })
             .collect();
         Ok(Pipeline {
@@ -667,7 +706,12 @@ impl Pipeline {
                     self.start_interpret(0, 0, out);
                 }
             }
-            Input::Replied { ask, reply } => self.on_reply(ask, reply, out),
+            Input::Replied { ask, reply, usage } => {
+                if self.account(ask, usage, out) {
+                    self.on_reply(ask, reply, out)
+                }
+            }
+            Input::Heartbeat { ask } => self.on_heartbeat(ask, out),
             Input::CheckFinished { check, report } => self.on_check(check, report, out),
             Input::TimerFired { timer } => self.on_timer(timer, out),
             Input::UserAnswered { answer } => self.on_answer(answer, out),
@@ -693,6 +737,7 @@ impl Pipeline {
                 faults: a.faults.clone(),
                 suspicions: a.suspicions,
                 suspected: a.suspected,
+                usage: a.usage,
             })
             .collect()
     }
@@ -730,6 +775,7 @@ impl Pipeline {
                 agent,
                 purpose,
                 key: key.clone(),
+                deadline_ms: at_ms,
             },
         );
         out.push(Output::Progress(Progress::Asked {
@@ -872,8 +918,63 @@ impl Pipeline {
         }
     }
 
+    /// Records what a reply cost; stops the build when the token budget is spent. Returns
+    /// whether the build goes on.
+    fn account(&mut self, ask: AskId, usage: Usage, out: &mut Vec<Output>) -> bool {
+        let agent = self
+            .asks
+            .get(&ask)
+            .map(|p| (p.agent, p.key.clone()))
+            .or_else(|| self.expired.get(&ask).map(|a| (*a, String::new())));
+        let Some((agent, key)) = agent else {
+            return true;
+        };
+        self.agents[agent.0 as usize].usage.add(usage);
+        out.push(Output::Persist {
+            kind: "agent-replied".into(),
+            body: json!({
+                "agent": agent,
+                "request": key,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+            }),
+        });
+        let spent: u64 = self.agents.iter().map(|a| a.usage.total()).sum();
+        match self.cfg.tokens_max {
+            Some(max) if spent > max && !self.is_done() => {
+                self.fail(
+                    "budget",
+                    format!("token budget exhausted: {spent} tokens spent, at most {max} allowed"),
+                    out,
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn on_heartbeat(&mut self, ask: AskId, out: &mut Vec<Output>) {
+        let Some(pending) = self.asks.get_mut(&ask) else {
+            return;
+        };
+        let at_ms = self.now_ms + self.agents[pending.agent.0 as usize].timeout_ms;
+        if at_ms > pending.deadline_ms {
+            pending.deadline_ms = at_ms;
+            out.push(Output::SetTimer {
+                timer: TimerId(ask.0),
+                at_ms,
+            });
+        }
+    }
+
     fn on_timer(&mut self, timer: TimerId, out: &mut Vec<Output>) {
         let ask = AskId(timer.0);
+        match self.asks.get(&ask) {
+            // A deadline that a heartbeat has moved on.
+            Some(p) if p.deadline_ms > self.now_ms => return,
+            Some(_) => {}
+            None => return,
+        }
         let Some(pending) = self.asks.remove(&ask) else {
             return;
         };

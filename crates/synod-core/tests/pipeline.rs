@@ -198,7 +198,11 @@ impl Driver {
                         } => {
                             self.asks.push((agent, request.key()));
                             if let Some(reply) = self.reply(agent, &request) {
-                                self.queue.push_back(Input::Replied { ask, reply });
+                                self.queue.push_back(Input::Replied {
+                                    ask,
+                                    reply,
+                                    usage: Usage::default(),
+                                });
                             }
                         }
                         Output::SetTimer { timer, at_ms } => {
@@ -561,6 +565,7 @@ fn detector_late_reply_restores_trust_and_doubles_the_timeout() {
         Input::Replied {
             ask: first_ask,
             reply: Ok(Reply::Interpretation(interpretation("abs", &[(1, 1)]))),
+            usage: Usage::default(),
         },
         &mut out,
     );
@@ -592,4 +597,104 @@ fn runs_are_reproducible() {
     assert_eq!(a.asks, b.asks);
     assert_eq!(a.persisted, b.persisted);
     assert_eq!(a.built().probes, b.built().probes);
+}
+
+#[test]
+fn detector_heartbeat_moves_the_deadline_and_the_old_timer_is_ignored() {
+    let cfg = PipelineConfig::new(agents(3), 1, 1);
+    let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
+    let mut out = Vec::new();
+    p.step(0, Input::Start, &mut out);
+    let ask = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Ask { ask, .. } => Some(*ask),
+            _ => None,
+        })
+        .unwrap();
+    out.clear();
+    p.step(600, Input::Heartbeat { ask }, &mut out);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::SetTimer { timer, at_ms } if timer.0 == ask.0 && *at_ms == 600 + TIMEOUT_MS)),
+        "{out:?}"
+    );
+    out.clear();
+    // The original deadline passes: the agent is alive, nothing happens.
+    p.step(
+        TIMEOUT_MS,
+        Input::TimerFired {
+            timer: TimerId(ask.0),
+        },
+        &mut out,
+    );
+    assert!(out.is_empty(), "{out:?}");
+    // The moved deadline passes with no reply: suspected.
+    p.step(
+        600 + TIMEOUT_MS,
+        Input::TimerFired {
+            timer: TimerId(ask.0),
+        },
+        &mut out,
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Progress(Progress::Suspected { .. })))
+    );
+}
+
+#[test]
+fn cost_token_budget_stops_the_build_cleanly() {
+    let mut cfg = PipelineConfig::new(agents(3), 1, 1);
+    cfg.tokens_max = Some(1500);
+    let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
+    let mut out = Vec::new();
+    p.step(0, Input::Start, &mut out);
+    let asks: Vec<AskId> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Ask { ask, .. } => Some(*ask),
+            _ => None,
+        })
+        .collect();
+    let usage = Usage {
+        input_tokens: 500,
+        output_tokens: 300,
+    };
+    out.clear();
+    p.step(
+        1,
+        Input::Replied {
+            ask: asks[0],
+            reply: Ok(Reply::Interpretation(interpretation("abs", &[(1, 1)]))),
+            usage,
+        },
+        &mut out,
+    );
+    assert!(!p.is_done());
+    out.clear();
+    p.step(
+        2,
+        Input::Replied {
+            ask: asks[1],
+            reply: Ok(Reply::Interpretation(interpretation("abs", &[(1, 1)]))),
+            usage,
+        },
+        &mut out,
+    );
+    assert!(p.is_done());
+    match out.last() {
+        Some(Output::Finish(f)) => match f.as_ref() {
+            Finish::Failed {
+                stage,
+                reason,
+                agents,
+            } => {
+                assert_eq!(stage, "budget");
+                assert!(reason.contains("1600"), "{reason}");
+                assert_eq!(agents[0].usage, usage);
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
 }

@@ -26,6 +26,9 @@ use synod_store::{BuildKey, DecisionLog};
 
 pub use verify::{VerifyReport, verify};
 
+/// Heartbeats from one agent call reach the pipeline at most this often.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Name of the marker directory that makes an output directory ours.
 pub const MARKER_DIR: &str = ".synod";
 
@@ -95,6 +98,8 @@ pub struct BuildOptions {
     pub sandbox: Sandbox,
     /// Checks run at once.
     pub check_workers: usize,
+    /// Tokens the build may spend, all agents together; `None` for no limit.
+    pub tokens_max: Option<u64>,
 }
 
 /// How a build ended.
@@ -131,6 +136,10 @@ enum Event {
     Replied {
         ask: synod_core::pipeline::AskId,
         reply: Result<synod_core::pipeline::Reply, ReplyFault>,
+        usage: synod_core::pipeline::Usage,
+    },
+    Heartbeat {
+        ask: synod_core::pipeline::AskId,
     },
     Checked {
         check: CheckId,
@@ -207,6 +216,7 @@ pub fn run_build(
         mut answers,
         sandbox,
         check_workers,
+        tokens_max,
     } = opts;
     let infos: Vec<AgentInfo> = agents
         .iter()
@@ -221,7 +231,8 @@ pub fn run_build(
         .iter()
         .map(|(a, _)| (a.name().to_string(), a.describe()))
         .collect();
-    let cfg = PipelineConfig::new(infos, fault_budget, seed);
+    let mut cfg = PipelineConfig::new(infos, fault_budget, seed);
+    cfg.tokens_max = tokens_max;
     let mut pipeline = Pipeline::new(cfg, prompt.clone())?;
     prepare_out_dir(&out_dir)?;
     let key = BuildKey::generate()?;
@@ -256,8 +267,10 @@ pub fn run_build(
                     }
                     Output::Progress(p) => progress(&p),
                     Output::SetTimer { timer, at_ms } => {
+                        if let Some(old) = timer_at.insert(timer.0, at_ms) {
+                            timers.remove(&(old, timer.0));
+                        }
                         timers.insert((at_ms, timer.0));
-                        timer_at.insert(timer.0, at_ms);
                     }
                     Output::Ask {
                         ask,
@@ -268,14 +281,26 @@ pub fn run_build(
                         let tx = tx.clone();
                         std::thread::spawn(move || {
                             let role = request.role;
-                            let reply = match a.call(&request) {
-                                Ok(text) => synod_agents::reply::parse_reply(role, &text),
-                                Err(AgentError::Failed(e)) => Err(ReplyFault::Crashed(e)),
-                                Err(e @ AgentError::NoReply(_)) => {
-                                    Err(ReplyFault::Crashed(e.to_string()))
+                            // At most one heartbeat event per interval reaches the loop.
+                            let last_beat = Mutex::new(Instant::now());
+                            let beat_tx = tx.clone();
+                            let heartbeat = move || {
+                                let mut last = last_beat.lock().unwrap_or_else(|e| e.into_inner());
+                                if last.elapsed() >= HEARTBEAT_INTERVAL {
+                                    *last = Instant::now();
+                                    let _ = beat_tx.send(Event::Heartbeat { ask });
                                 }
                             };
-                            let _ = tx.send(Event::Replied { ask, reply });
+                            let (reply, usage) = match a.call(&request, &heartbeat) {
+                                Ok(r) => (synod_agents::reply::parse_reply(role, &r.text), r.usage),
+                                Err(AgentError::Failed(e)) => {
+                                    (Err(ReplyFault::Crashed(e)), Default::default())
+                                }
+                                Err(e @ AgentError::NoReply(_)) => {
+                                    (Err(ReplyFault::Crashed(e.to_string())), Default::default())
+                                }
+                            };
+                            let _ = tx.send(Event::Replied { ask, reply, usage });
                         });
                     }
                     Output::RunCheck { check, request } => {
@@ -380,12 +405,13 @@ pub fn run_build(
             ),
         };
         match event {
-            Some(Event::Replied { ask, reply }) => {
+            Some(Event::Replied { ask, reply, usage }) => {
                 if let Some(at) = timer_at.remove(&ask.0) {
                     timers.remove(&(at, ask.0));
                 }
-                queue.push_back(Input::Replied { ask, reply });
+                queue.push_back(Input::Replied { ask, reply, usage });
             }
+            Some(Event::Heartbeat { ask }) => queue.push_back(Input::Heartbeat { ask }),
             Some(Event::Checked { check, report }) => {
                 inflight_checks -= 1;
                 queue.push_back(Input::CheckFinished { check, report });

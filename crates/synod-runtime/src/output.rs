@@ -175,8 +175,11 @@ fn quote(s: &str) -> String {
 
 fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, String)]) {
     let _ = writeln!(r, "## Agents\n");
-    let _ = writeln!(r, "| agent | backend | calls | suspected | faults |");
-    let _ = writeln!(r, "|---|---|---|---|---|");
+    let _ = writeln!(
+        r,
+        "| agent | backend | calls | tokens in | tokens out | suspected | faults |"
+    );
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|");
     for a in records {
         let backend = agents
             .get(a.id.0 as usize)
@@ -193,10 +196,12 @@ fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, Stri
         };
         let _ = writeln!(
             r,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             a.name,
             backend,
             a.calls,
+            a.usage.input_tokens,
+            a.usage.output_tokens,
             if a.suspicions > 0 {
                 format!(
                     "yes ({} missed deadline{})",
@@ -210,10 +215,13 @@ fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, Stri
         );
     }
     let calls: u32 = records.iter().map(|a| a.calls).sum();
-    let _ = writeln!(
-        r,
-        "\nCost: {calls} agent calls in all. Tokens: not reported by these agents (scripted replies).\n"
-    );
+    let tin: u64 = records.iter().map(|a| a.usage.input_tokens).sum();
+    let tout: u64 = records.iter().map(|a| a.usage.output_tokens).sum();
+    let _ = write!(r, "\nCost: {calls} agent calls, {tin} tokens in, {tout} tokens out");
+    if tin + tout == 0 {
+        let _ = write!(r, " (these agents do not report tokens; scripted replies cost nothing)");
+    }
+    let _ = writeln!(r, ".\n");
 }
 
 fn report(

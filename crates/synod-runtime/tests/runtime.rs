@@ -88,6 +88,7 @@ fn options(
             answers: Answers::List(VecDeque::new()),
             sandbox,
             check_workers: 2,
+            tokens_max: None,
         },
         out,
     )

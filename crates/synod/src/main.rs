@@ -57,6 +57,9 @@ enum Command {
         /// Seed for probe variants and differential testing.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Stop cleanly, with a report, once the agents have spent this many tokens (in and out).
+        #[arg(long)]
+        max_tokens_total: Option<u64>,
         /// Print the result as one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -85,8 +88,18 @@ fn main() -> ExitCode {
             out,
             answers,
             seed,
+            max_tokens_total,
             json,
-        } => build(&input, agents, fault_budget, &out, answers, seed, json),
+        } => build(
+            &input,
+            agents,
+            fault_budget,
+            &out,
+            answers,
+            seed,
+            max_tokens_total,
+            json,
+        ),
         Command::Verify { dir, key, json } => verify(&dir, key.as_deref(), json),
     };
     match result {
@@ -184,6 +197,7 @@ fn build(
     out: &Path,
     answers: Option<PathBuf>,
     seed: u64,
+    tokens_max: Option<u64>,
     json: bool,
 ) -> Result<u8> {
     let input = resolve_input(input)?;
@@ -263,6 +277,7 @@ fn build(
             .map(|n| n.get())
             .unwrap_or(2)
             .min(4),
+        tokens_max,
     };
     eprintln!(
         "synod: {n} agents, fault budget m = {m} (decide needs {} agreeing)",

@@ -230,10 +230,12 @@ fn table_row(report: &str, first: &str) -> Vec<String> {
         .collect()
 }
 
-/// Agents table: agent | backend | calls | suspected | faults.
+/// Agents table: agent | backend | calls | tokens in | tokens out | suspected | faults,
+/// returned without the token columns: agent | backend | calls | suspected | faults.
 fn agent_row(report: &str, agent: &str) -> Vec<String> {
-    let row = table_row(report, agent);
-    assert_eq!(row.len(), 5, "agents table row of {agent}: {row:?}");
+    let mut row = table_row(report, agent);
+    assert_eq!(row.len(), 7, "agents table row of {agent}: {row:?}");
+    row.drain(3..5);
     row
 }
 
