@@ -75,6 +75,19 @@ pub struct AgentConfig {
     /// Sampling temperature.
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// Most tokens one reply may have (LLM backends; a cap per reply).
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// LLM backends: stream the reply (default true); each chunk is a heartbeat.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// LLM backends: retries of one call on 429, 5xx and connection errors (default 3).
+    #[serde(default)]
+    pub retries_max: Option<u32>,
+    /// Command backend: the program and its arguments (`["python3", "agent.py"]`), relative
+    /// paths resolved against the agents file's directory as the working directory.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
     /// Deadline for one reply, after which the agent is suspected.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
@@ -91,6 +104,16 @@ pub struct AgentConfig {
 
 /// Default deadline for one reply.
 pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
+/// Default retries of one LLM call.
+pub const DEFAULT_RETRIES_MAX: u32 = 3;
+/// Most retries of one LLM call that a file may ask for.
+pub const RETRIES_MAX: u32 = 10;
+/// Default cap on tokens per reply when the file names none.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// Default endpoint of the `openai` backend.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+/// Default endpoint of the `anthropic` backend.
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 /// Most agents in one file.
 pub const AGENTS_MAX: usize = 64;
 
@@ -207,12 +230,62 @@ impl AgentsFile {
                         )));
                     }
                 }
-                other => {
+                BackendKind::Openai | BackendKind::Anthropic => {
+                    let model_ok = a.model.as_deref().is_some_and(|m| !m.trim().is_empty());
+                    if !model_ok {
+                        return Err(invalid(format!(
+                            "{at}: an {} agent needs `model`, the model name the server knows",
+                            a.backend.as_str()
+                        )));
+                    }
+                    if let Some(url) = &a.base_url
+                        && !(url.starts_with("http://") || url.starts_with("https://"))
+                    {
+                        return Err(invalid(format!(
+                            "{at}: base_url {url:?} must start with http:// or https://"
+                        )));
+                    }
+                    if let Some(var) = &a.api_key_env
+                        && (var.is_empty()
+                            || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                    {
+                        return Err(invalid(format!(
+                            "{at}: api_key_env must be the *name* of an environment variable (letters, digits, '_'), not the key itself"
+                        )));
+                    }
+                    if a.backend == BackendKind::Anthropic && a.api_key_env.is_none() {
+                        return Err(invalid(format!(
+                            "{at}: an anthropic agent needs `api_key_env`, the name of the variable holding the key (e.g. \"ANTHROPIC_API_KEY\")"
+                        )));
+                    }
+                    if a.command.is_some() || a.transcript.is_some() {
+                        return Err(invalid(format!(
+                            "{at}: `command` and `transcript` are not for {} agents",
+                            a.backend.as_str()
+                        )));
+                    }
+                }
+                BackendKind::Command => {
+                    match &a.command {
+                        Some(argv) if !argv.is_empty() && !argv[0].is_empty() => {}
+                        _ => {
+                            return Err(invalid(format!(
+                                "{at}: a command agent needs `command`, the program and its arguments, e.g. [\"python3\", \"agent.py\"]"
+                            )));
+                        }
+                    }
+                }
+                BackendKind::Sim => {
                     return Err(invalid(format!(
-                        "{at}: backend {:?} is not available in this version of synod; only \"scripted\" agents (recorded transcripts) run so far — see README.md",
-                        other.as_str()
+                        "{at}: backend \"sim\" is only for the simulator; it cannot run in a build"
                     )));
                 }
+            }
+            if a.max_tokens == Some(0) {
+                return Err(invalid(format!("{at}: max_tokens must be positive")));
+            }
+            if a.retries_max.is_some_and(|r| r > RETRIES_MAX) {
+                return Err(invalid(format!("{at}: retries_max is at most {RETRIES_MAX}")));
             }
             if a.fault.is_some() && a.backend != BackendKind::Scripted {
                 return Err(invalid(format!(
@@ -281,7 +354,15 @@ fault = "stall"
         let e = parse("[[agent]]\nname = \"a\"\nbackend = \"openai\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("not available"), "{e}");
+        assert!(e.contains("needs `model`"), "{e}");
+        let e = parse("[[agent]]\nname = \"a\"\nbackend = \"openai\"\nmodel = \"m\"\napi_key_env = \"sk-abc123-xyz\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("*name*"), "{e}");
+        let e = parse("[[agent]]\nname = \"a\"\nbackend = \"command\"\ncommand = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs `command`"), "{e}");
         let two = "[[agent]]\nname = \"a\"\nbackend = \"scripted\"\ntranscript = \"x\"\n";
         let e = parse(&format!("{two}{two}")).unwrap_err().to_string();
         assert!(e.contains("twice"), "{e}");

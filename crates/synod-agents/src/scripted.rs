@@ -12,6 +12,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use synod_core::pipeline::{Request, Role};
 
+/// When set, every scripted call appends `<agent> <request key>` to the file it names, so
+/// tests can count the requests a build sends (for example across a kill and a resume).
+pub const CALL_LOG_ENV: &str = "SYNOD_SCRIPTED_CALL_LOG";
+
+fn record_call(path: &Path, agent: &str, key: &str) {
+    use std::io::Write as _;
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{agent} {key}");
+    }
+}
+
 /// How long a stalled scripted agent sleeps: far past any sensible deadline.
 const STALL: Duration = Duration::from_secs(3600);
 
@@ -91,6 +102,9 @@ impl Agent for ScriptedAgent {
     }
 
     fn call(&self, request: &Request, _heartbeat: &dyn Fn()) -> Result<AgentReply, AgentError> {
+        if let Some(path) = std::env::var_os(CALL_LOG_ENV) {
+            record_call(Path::new(&path), &self.name, &request.key());
+        }
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }

@@ -11,6 +11,7 @@ pub use model::*;
 pub use value::{Value, ValueError};
 pub mod pipeline;
 pub mod probes;
+pub mod protocols;
 pub mod rng;
 pub mod tally;
 

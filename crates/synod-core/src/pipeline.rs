@@ -184,7 +184,7 @@ pub struct CheckId(pub u64);
 pub struct TimerId(pub u64);
 
 /// Events fed to the pipeline.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Input {
     /// Begin the build.
     Start,

@@ -33,17 +33,35 @@
 //!
 //! # How a run goes
 //!
-//! 1. A fresh scratch directory gets the modules (`prog/<name>.py`) and the embedded harness
-//!    (`harness.py`, see `src/harness.py`).
-//! 2. `python3 -I -S -B harness.py` starts in its own session (so its process group can be
-//!    killed as a whole) with a cleared environment and resource limits ([`Limits`]): address
-//!    space, CPU seconds, file size, open files, processes, no core dumps.
-//! 3. The request goes in as one JSON object on stdin. The harness imports the modules, checks
+//! 1. [`Sandbox::new`] finds the interpreter, detects what isolation the kernel allows
+//!    ([`Isolation`]), refuses with [`ExecError::IsolationUnavailable`] if a required mechanism
+//!    is missing, and runs one trivial program confined to prove the confinement works.
+//! 2. Per run, a fresh scratch directory gets the modules (`prog/<name>.py`) and the embedded
+//!    harness (`harness.py`, see `src/harness.py`).
+//! 3. `python3 -I -S -B harness.py` starts with a cleared environment, confined between fork
+//!    and exec (see `src/isolation.rs`): its own session and process group; resource limits
+//!    ([`Limits`]: address space, CPU seconds, file size, open files, processes, no core
+//!    dumps); its own network namespace; as root, a uid of its own; landlock (reads only
+//!    beneath the interpreter and system libraries, writes only in the scratch directory, no
+//!    TCP, no signals out); a seccomp filter (no sockets but `AF_UNIX`).
+//! 4. The request goes in as one JSON object on stdin. The harness imports the modules, checks
 //!    the interface, runs each call under a per-call alarm and writes one line
 //!    `SYNOD <nonce> <json>` per step on its private copy of stdout.
-//! 4. This side reads those lines (capped), keeps a tail of stderr, kills the whole process
-//!    group at the wall-clock limit or once the interpreter exits, and assembles the report:
-//!    calls that never reported are [`Outcome::Timeout`](synod_core::Outcome::Timeout).
+//! 5. This side reads those lines (capped), keeps a tail of stderr, kills the whole process
+//!    group (and, with a uid per run, every process of that uid) at the wall-clock limit or once
+//!    the interpreter exits, and assembles the report: calls that never reported are
+//!    [`Outcome::Timeout`](synod_core::Outcome::Timeout).
+//!
+//! # Isolation
+//!
+//! [`Sandbox::isolation`] says what confines candidates, mechanism by mechanism, and
+//! implements `Display` (for `synod doctor`) and `Serialize` (for the certificate). Required:
+//! a network namespace, landlock, and something that stops a candidate from signalling synod
+//! (a uid of its own, or landlock scopes). [`Sandbox::new_unsafe_no_sandbox`] runs with
+//! resource limits only, for users who pass `--unsafe-no-sandbox`; its isolation report says
+//! so. `tests/hostile.rs` attacks the sandbox (fork and memory bombs, escaping children, TCP,
+//! UDP, DNS, writes, reads, deletes outside scratch, signals to synod, floods, forged result
+//! lines); the threat model is in `docs/SECURITY.md`.
 //!
 //! # Outcomes and comparison
 //!
@@ -64,10 +82,11 @@
 //! # What it does not do (yet)
 //!
 //! The candidate runs in the same interpreter as the harness, so a program that goes looking can
-//! forge results (see the harness docstring). There are no namespaces or landlock rules: the
-//! candidate can read what the user running synod can read, and a child that calls `setsid`
-//! escapes the process-group kill. `RLIMIT_NPROC` counts every process of the user and is not
-//! enforced for root.
+//! forge its own results (see the harness docstring): isolation protects the machine, not the
+//! honesty of a candidate's report about itself. When synod does not run as root, candidates
+//! run as synod's uid (in a user namespace), and a child that calls `setsid` escapes the
+//! process-group kill. Time limits are per process: CPU time taken within them is not
+//! accounted anywhere else.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -77,8 +96,13 @@ use std::{fs, io, thread};
 
 use synod_core::{CheckReport, CheckRequest, is_identifier};
 
+mod isolation;
 mod process;
 mod protocol;
+
+pub use isolation::{Isolation, IsolationMode, Mechanism, SANDBOX_UID_BASE, SANDBOX_UID_COUNT};
+
+use isolation::{Confinement, Kernel};
 
 /// Limits on one run of a candidate program.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,7 +220,30 @@ pub enum ExecError {
         /// Why.
         source: io::Error,
     },
+    /// Candidates cannot be isolated here: a required mechanism is missing, or a confined
+    /// interpreter does not work. [`Sandbox::new`] refuses rather than run hostile code
+    /// unconfined.
+    #[error("candidate programs cannot be isolated on this machine: {what}. {how_to_proceed}")]
+    IsolationUnavailable {
+        /// What is missing or failed.
+        what: String,
+        /// What the user can do about it.
+        how_to_proceed: String,
+    },
+    /// A run's confinement could not be prepared (the landlock ruleset could not be built).
+    #[error("cannot prepare the confinement of a run: {detail}")]
+    Confine {
+        /// What failed.
+        detail: String,
+    },
 }
+
+/// What [`ExecError::IsolationUnavailable`] tells the user to do.
+const HOW_TO_PROCEED: &str = "Run `synod doctor` to see each mechanism and what it needs \
+     (Linux 5.13+ with landlock enabled, network namespaces; as a non-root user, unprivileged \
+     user namespaces). If you accept that generated code may read your files, write where you \
+     can and use the network, pass --unsafe-no-sandbox: candidates then run with resource \
+     limits only, and the certificate says so";
 
 /// Runs candidate programs in limited `python3` processes. Cheap to share between threads:
 /// concurrent runs use separate scratch directories.
@@ -206,6 +253,11 @@ pub struct Sandbox {
     python_version: String,
     scratch_root: PathBuf,
     limits: Limits,
+    /// What the kernel allows; `None` in the unsafe mode.
+    kernel: Option<Kernel>,
+    isolation: Isolation,
+    /// Beneath these the interpreter may read: its prefixes and real executable.
+    read_roots: Vec<PathBuf>,
 }
 
 /// Environment variable naming the interpreter to use instead of `python3` on `PATH`.
@@ -217,23 +269,26 @@ const PYTHON_MIN: (u32, u32) = (3, 8);
 /// How long the version probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Printed by the version probe: the real interpreter (not a shim) and its version.
-const PROBE_SCRIPT: &str =
-    "import sys; print(sys.executable); print('%d.%d.%d' % tuple(sys.version_info[:3]))";
+/// Printed by the version probe: the real interpreter (not a shim), its version, and the
+/// directories it reads its standard library from.
+const PROBE_SCRIPT: &str = "import sys; print(sys.executable); \
+     print('%d.%d.%d' % tuple(sys.version_info[:3])); \
+     print(sys.prefix); print(sys.base_prefix); print(sys.exec_prefix); \
+     print(sys.base_exec_prefix)";
 
 /// Numbers runs of this process, for unique scratch directory names and nonces.
 static RUN_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 impl Sandbox {
     /// Finds python3 (the `SYNOD_PYTHON` environment variable if set, else `python3` on
-    /// `PATH`), checks that it runs and is at least 3.8, and creates `scratch_root` if missing.
+    /// `PATH`), checks that it runs and is at least 3.8, creates `scratch_root` if missing,
+    /// detects the isolation the kernel allows and checks that a confined interpreter works.
     /// Scratch directories of runs are made under `scratch_root`.
+    ///
+    /// Refuses with [`ExecError::IsolationUnavailable`] if candidates cannot be isolated (see
+    /// [`Isolation::missing`]); [`Sandbox::new_unsafe_no_sandbox`] is the explicit way around.
     pub fn new(scratch_root: impl Into<PathBuf>, limits: Limits) -> Result<Sandbox, ExecError> {
-        let python = std::env::var_os(PYTHON_ENV)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("python3"));
-        Sandbox::with_python(python, scratch_root, limits)
+        Sandbox::with_python(default_python(), scratch_root, limits)
     }
 
     /// Like [`Sandbox::new`], with the interpreter given explicitly (a path, or a name looked up
@@ -243,18 +298,103 @@ impl Sandbox {
         scratch_root: impl Into<PathBuf>,
         limits: Limits,
     ) -> Result<Sandbox, ExecError> {
-        let scratch_root = scratch_root.into();
+        let mut sandbox = Sandbox::unconfined(python.into(), scratch_root.into(), limits)?;
+        let kernel = Kernel::detect();
+        let isolation = kernel.isolation();
+        let missing = isolation.missing();
+        if !missing.is_empty() {
+            return Err(ExecError::IsolationUnavailable {
+                what: missing.join("; "),
+                how_to_proceed: HOW_TO_PROCEED.to_string(),
+            });
+        }
+        sandbox.kernel = Some(kernel);
+        sandbox.isolation = isolation;
+        sandbox.check_confined_run()?;
+        Ok(sandbox)
+    }
+
+    /// **Unsafe.** Like [`Sandbox::new`], but candidates run with resource limits, their own
+    /// process group and the wall-clock limit only: no namespaces, no landlock, no seccomp, as
+    /// synod's own user. They can read the user's files, write where the user can, use the
+    /// network and signal synod. For machines where isolation is unavailable and the user has
+    /// said `--unsafe-no-sandbox`; [`Sandbox::isolation`] says so, for the certificate.
+    pub fn new_unsafe_no_sandbox(
+        scratch_root: impl Into<PathBuf>,
+        limits: Limits,
+    ) -> Result<Sandbox, ExecError> {
+        Sandbox::with_python_unsafe_no_sandbox(default_python(), scratch_root, limits)
+    }
+
+    /// **Unsafe.** [`Sandbox::new_unsafe_no_sandbox`] with the interpreter given explicitly.
+    pub fn with_python_unsafe_no_sandbox(
+        python: impl Into<PathBuf>,
+        scratch_root: impl Into<PathBuf>,
+        limits: Limits,
+    ) -> Result<Sandbox, ExecError> {
+        Sandbox::unconfined(python.into(), scratch_root.into(), limits)
+    }
+
+    /// A sandbox in the unsafe mode: the common part of both constructors.
+    fn unconfined(
+        python: PathBuf,
+        scratch_root: PathBuf,
+        limits: Limits,
+    ) -> Result<Sandbox, ExecError> {
         fs::create_dir_all(&scratch_root).map_err(|source| ExecError::ScratchRoot {
             path: scratch_root.clone(),
             source,
         })?;
-        let (python, python_version) = probe_python(&python.into())?;
+        let probe = probe_python(&python)?;
         Ok(Sandbox {
-            python,
-            python_version,
+            python: probe.executable,
+            python_version: probe.version,
             scratch_root,
             limits,
+            kernel: None,
+            isolation: Isolation::unsafe_no_sandbox(),
+            read_roots: probe.read_roots,
         })
+    }
+
+    /// Runs a trivial program confined, so that a rule that keeps the interpreter from starting
+    /// (say, its prefix outside what landlock allows) is found now and not as a load error of
+    /// every candidate.
+    fn check_confined_run(&self) -> Result<(), ExecError> {
+        let request = CheckRequest {
+            program: synod_core::Program::single("synod_smoke", "def ok():\n    return 1\n"),
+            function_modules: [("ok".to_string(), "synod_smoke".to_string())]
+                .into_iter()
+                .collect(),
+            interface: Vec::new(),
+            calls: vec![synod_core::CheckCall {
+                call: synod_core::Call {
+                    function: "ok".into(),
+                    args: Vec::new(),
+                },
+                expect: None,
+            }],
+        };
+        let failed = |detail: String| ExecError::IsolationUnavailable {
+            what: format!(
+                "a confined python ({}) does not work: {detail}",
+                self.python.display()
+            ),
+            how_to_proceed: HOW_TO_PROCEED.to_string(),
+        };
+        let report = self.run(&request).map_err(|e| failed(error_chain(&e)))?;
+        if let Some(reason) = report.load_error {
+            return Err(failed(reason));
+        }
+        if report.outcomes != [synod_core::Outcome::Value("1".into())] {
+            return Err(failed(format!("a trivial call gave {:?}", report.outcomes)));
+        }
+        Ok(())
+    }
+
+    /// What confines candidates: each mechanism, active or not, and why.
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
     }
 
     /// The limits every run gets.
@@ -296,13 +436,60 @@ impl Sandbox {
         let nonce = nonce(serial);
         let input = protocol::harness_request(request, &nonce, &self.limits)
             .map_err(|source| ExecError::Encode { source })?;
-        let run = process::run_harness(&self.python, scratch.path(), input, &nonce, &self.limits)?;
+        let (confinement, run_uid) = match &self.kernel {
+            Some(kernel) => {
+                let uid = isolation::run_uid(serial);
+                let confinement =
+                    kernel.prepare(&self.limits, scratch.path(), &self.read_roots, uid)?;
+                (confinement, kernel.run_uid(uid))
+            }
+            None => (Confinement::limits_only(&self.limits), None),
+        };
+        let run = process::run_harness(
+            &self.python,
+            scratch.path(),
+            input,
+            &nonce,
+            &self.limits,
+            confinement,
+            run_uid,
+        )?;
         Ok(protocol::report(request, &run, &self.limits))
     }
 }
 
-/// Asks `python` for its real executable and version, with a timeout.
-fn probe_python(python: &Path) -> Result<(PathBuf, String), ExecError> {
+/// The interpreter named by `SYNOD_PYTHON`, else `python3`.
+fn default_python() -> PathBuf {
+    std::env::var_os(PYTHON_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// An error and its causes, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// What the version probe found out.
+struct PythonProbe {
+    /// The real executable.
+    executable: PathBuf,
+    /// As `3.11.7`.
+    version: String,
+    /// The prefixes and the executable, canonical and existing.
+    read_roots: Vec<PathBuf>,
+}
+
+/// Asks `python` for its real executable, version and prefixes, with a timeout.
+fn probe_python(python: &Path) -> Result<PythonProbe, ExecError> {
     let probe_error = |detail: String| ExecError::PythonProbe {
         python: python.to_path_buf(),
         detail,
@@ -359,12 +546,19 @@ fn probe_python(python: &Path) -> Result<(PathBuf, String), ExecError> {
             version,
         });
     }
+    let prefixes: Vec<&str> = lines.map(str::trim).collect();
     let real = if executable.is_empty() {
         python.to_path_buf()
     } else {
         PathBuf::from(executable)
     };
-    Ok((real, version))
+    let mut roots: Vec<&str> = prefixes;
+    roots.push(executable);
+    Ok(PythonProbe {
+        executable: real,
+        version,
+        read_roots: isolation::existing(&roots),
+    })
 }
 
 /// `(major, minor)` of a `3.11.7` version text.

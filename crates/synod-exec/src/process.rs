@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::isolation::{Confinement, kill_uid};
 use crate::protocol::{HarnessLine, LineSplitter};
 use crate::{ExecError, HARNESS_FILE, Limits};
 
@@ -44,13 +45,17 @@ pub(crate) struct Finished {
     pub stderr_tail: String,
 }
 
-/// Runs the harness in `scratch` with `input` on stdin, under `limits`.
+/// Runs the harness in `scratch` with `input` on stdin, under `limits` and `confinement`.
+/// `run_uid`, if the run has a uid of its own, is the uid whose processes are all killed at the
+/// end.
 pub(crate) fn run_harness(
     python: &Path,
     scratch: &Path,
     input: Vec<u8>,
     nonce: &str,
     limits: &Limits,
+    confinement: Confinement,
+    run_uid: Option<u32>,
 ) -> Result<Finished, ExecError> {
     let mut command = Command::new(python);
     command
@@ -64,7 +69,7 @@ pub(crate) fn run_harness(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    confine(&mut command, limits);
+    confine(&mut command, confinement);
     let child = command.spawn().map_err(|source| ExecError::Spawn {
         python: python.to_path_buf(),
         source,
@@ -73,6 +78,7 @@ pub(crate) fn run_harness(
     // From here on the child must not outlive this function, whatever fails.
     let mut running = Running {
         child,
+        run_uid,
         reaped: false,
     };
     let child = &mut running.child;
@@ -201,10 +207,11 @@ fn read_tail(mut stderr: impl Read, tail: &Mutex<Tail>) {
 }
 
 /// The interpreter, leader of its own process group. However [`run_harness`] ends, the group
-/// is killed and the leader reaped, so nothing the candidate started stays behind (unless it
-/// left the group).
+/// is killed and the leader reaped, so nothing the candidate started stays behind; with a uid of
+/// its own, every process of that uid is killed too, which reaches children that left the group.
 struct Running {
     child: Child,
+    run_uid: Option<u32>,
     reaped: bool,
 }
 
@@ -213,11 +220,11 @@ impl Running {
         self.child.id()
     }
 
-    /// Kills the group (the leader is dead or dies with it) and reaps the leader. The group is
-    /// killed before reaping: until then the leader's pid cannot be reused, so it still names
-    /// our group.
+    /// Kills the group and the run's uid (the leader is dead or dies with them) and reaps the
+    /// leader. The group is killed before reaping: until then the leader's pid cannot be
+    /// reused, so it still names our group.
     fn finish(&mut self) -> Result<ExitStatus, ExecError> {
-        kill_group(self.pid());
+        self.kill_all();
         let status = self
             .child
             .wait()
@@ -225,63 +232,35 @@ impl Running {
         self.reaped = true;
         Ok(status)
     }
+
+    fn kill_all(&self) {
+        kill_group(self.pid());
+        if let Some(uid) = self.run_uid {
+            kill_uid(uid);
+        }
+    }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         if !self.reaped {
-            kill_group(self.pid());
+            self.kill_all();
             let _ = self.child.wait();
         }
     }
 }
 
-/// Puts the child in its own session and process group, and sets its resource limits.
+/// Makes the child confine itself between fork and exec (see `isolation.rs` for what and why
+/// there).
 #[allow(unsafe_code)]
-fn confine(command: &mut Command, limits: &Limits) {
-    // (resource, soft limit, hard limit). CPU gets a second of slack on the hard limit so that
-    // the soft limit's SIGXCPU, not SIGKILL, is what normally ends a CPU hog.
-    let caps = [
-        (libc::RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
-        (
-            libc::RLIMIT_CPU,
-            limits.cpu_s,
-            limits.cpu_s.saturating_add(1),
-        ),
-        (libc::RLIMIT_FSIZE, limits.file_bytes, limits.file_bytes),
-        (libc::RLIMIT_NOFILE, limits.open_files, limits.open_files),
-        (libc::RLIMIT_NPROC, limits.processes, limits.processes),
-        (libc::RLIMIT_CORE, 0, 0),
-    ];
+fn confine(command: &mut Command, confinement: Confinement) {
     // SAFETY: the closure runs in the forked child between fork and exec, where only
-    // async-signal-safe calls are allowed. It calls only setsid, getrlimit and setrlimit (plain
-    // system calls), allocates nothing (`caps` is a Copy array moved in; `last_os_error` builds
-    // an error without allocating) and takes no locks. The pointers passed are to live locals.
+    // async-signal-safe calls are allowed. `Confinement::apply` makes plain system calls only
+    // (setsid, setrlimit, unshare, setres[ug]id, capset, prctl, open/write/close,
+    // landlock_restrict_self, seccomp) on data prepared before the fork, allocates nothing and
+    // takes no locks.
     unsafe {
-        command.pre_exec(move || {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for (resource, soft, hard) in caps {
-                let mut current = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                if libc::getrlimit(resource, &mut current) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // Without privileges a hard limit can only go down; never ask for more than we have.
-                let hard = (hard as libc::rlim_t).min(current.rlim_max);
-                let wanted = libc::rlimit {
-                    rlim_cur: (soft as libc::rlim_t).min(hard),
-                    rlim_max: hard,
-                };
-                if libc::setrlimit(resource, &wanted) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+        command.pre_exec(move || confinement.apply());
     }
 }
 

@@ -665,10 +665,10 @@ fn dying_before_loading_reports_status_and_stderr() {
 #[test]
 fn children_left_behind_are_killed() {
     let source = "\
-import subprocess
+import subprocess, sys
 
 def spawn():
-    return subprocess.Popen(['sleep', '30']).pid
+    return subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']).pid
 ";
     let report = run(&request(
         source,

@@ -17,10 +17,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use synod_agents::{Agent, AgentError};
 use synod_core::pipeline::{
-    AgentInfo, CheckId, Finish, Input, Output, Pipeline, PipelineConfig, Progress, Question,
-    ReplyFault, TimerId,
+    AgentInfo, AskId, CheckId, Finish, Input, Output, Pipeline, PipelineConfig, Progress,
+    Question, ReplyFault, Request, TimerId,
 };
-use synod_core::{CheckReport, Prompt};
+use synod_core::{AgentId, CheckReport, CheckRequest, Prompt};
 use synod_exec::Sandbox;
 use synod_store::{BuildKey, DecisionLog};
 
@@ -65,6 +65,9 @@ pub enum RuntimeError {
     /// An invariant of the loop broke (a bug).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The build in the output directory cannot be resumed.
+    #[error("cannot resume: {0}")]
+    Resume(String),
 }
 
 /// Someone who can answer a question (a person at a terminal); `None` means they declined.
@@ -100,6 +103,8 @@ pub struct BuildOptions {
     pub check_workers: usize,
     /// Tokens the build may spend, all agents together; `None` for no limit.
     pub tokens_max: Option<u64>,
+    /// Continue the build already in `out_dir` (after a kill or a question), if there is one.
+    pub resume: bool,
 }
 
 /// How a build ended.
@@ -121,6 +126,13 @@ pub enum BuildResult {
         /// Why.
         reason: String,
         /// The output directory (its report says more).
+        out_dir: PathBuf,
+    },
+    /// `--resume` found a build that had already finished: nothing was done.
+    AlreadyFinished {
+        /// Whether it was built (else it failed).
+        built: bool,
+        /// The output directory.
         out_dir: PathBuf,
     },
     /// A clarification is needed and no answer was available.
@@ -202,7 +214,15 @@ pub fn prepare_out_dir(out: &Path) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// Runs a build to its end. `progress` sees every progress event.
+/// Runs a build to its end, or resumes one (`opts.resume`). `progress` sees every progress
+/// event.
+///
+/// Every input fed to the pipeline is appended to the log (kind `input`) before the pipeline
+/// sees it, and every decision it persists follows it. Resuming replays the logged inputs into a
+/// fresh pipeline, which is deterministic: it must persist exactly the entries the log holds
+/// (else the resume is refused), and it ends in the state the killed build had. Then asks that
+/// were never answered are sent again, checks that never finished run again, and the build goes
+/// on, signing with its own key.
 pub fn run_build(
     opts: BuildOptions,
     progress: &mut dyn FnMut(&Progress),
@@ -213,10 +233,11 @@ pub fn run_build(
         fault_budget,
         seed,
         out_dir,
-        mut answers,
+        answers,
         sandbox,
         check_workers,
         tokens_max,
+        resume,
     } = opts;
     let infos: Vec<AgentInfo> = agents
         .iter()
@@ -233,157 +254,147 @@ pub fn run_build(
         .collect();
     let mut cfg = PipelineConfig::new(infos, fault_budget, seed);
     cfg.tokens_max = tokens_max;
-    let mut pipeline = Pipeline::new(cfg, prompt.clone())?;
-    prepare_out_dir(&out_dir)?;
-    let key = BuildKey::generate()?;
-    key.save(&out_dir.join(MARKER_DIR).join("key"))?;
-    let fingerprint = key.public().fingerprint();
-    let mut log = DecisionLog::create(&out_dir.join(output::LOG_FILE), key)?;
-
-    let agents: Vec<Arc<dyn Agent>> = agents.into_iter().map(|(a, _)| Arc::from(a)).collect();
-    let sandbox = Arc::new(sandbox);
-    let slots = Arc::new(Slots {
-        free: Mutex::new(check_workers.max(1)),
-        cv: Condvar::new(),
-    });
+    let pipeline = Pipeline::new(cfg, prompt.clone())?;
+    let key_file = out_dir.join(MARKER_DIR).join("key");
+    let log_file = out_dir.join(output::LOG_FILE);
+    // The log appears under its name only once it exists whole (created aside, then renamed):
+    // a build killed before that decided nothing, and --resume starts it afresh.
+    if resume && out_dir.join(MARKER_DIR).is_dir() && !log_file.exists() {
+        discard_unstarted(&out_dir)?;
+    }
+    let resuming = resume && out_dir.join(MARKER_DIR).is_dir() && log_file.exists();
+    let log = if resuming {
+        // The report is written last: with it, the build finished.
+        if out_dir.join(output::REPORT_FILE).exists() || !key_file.exists() {
+            return finished_already(&out_dir, &key_file);
+        }
+        DecisionLog::open(&log_file, BuildKey::load(&key_file)?)?
+    } else {
+        prepare_out_dir(&out_dir)?;
+        let key = BuildKey::generate()?;
+        key.save(&key_file)?;
+        let fresh = out_dir.join(MARKER_DIR).join("log.redb.new");
+        let _ = std::fs::remove_file(&fresh);
+        drop(DecisionLog::create(&fresh, key.clone())?);
+        std::fs::rename(&fresh, &log_file).map_err(|source| RuntimeError::Io {
+            what: "cannot move the new decision log to",
+            path: log_file.clone(),
+            source,
+        })?;
+        DecisionLog::open(&log_file, key)?
+    };
+    let fingerprint = log.key().public().fingerprint();
+    let sandbox_info = serde_json::to_value(sandbox.isolation())
+        .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    let mut log = log;
+    // Which isolation this run's checks had, loudly if none (`--unsafe-no-sandbox`).
+    log.append(SANDBOX_KIND, &sandbox_info)?;
     let (tx, rx) = mpsc::channel::<Event>();
+    let mut d = Driver {
+        pipeline,
+        log,
+        agents: agents.into_iter().map(|(a, _)| Arc::from(a)).collect(),
+        sandbox: Arc::new(sandbox),
+        slots: Arc::new(Slots {
+            free: Mutex::new(check_workers.max(1)),
+            cv: Condvar::new(),
+        }),
+        tx,
+        timers: BTreeSet::new(),
+        timer_at: BTreeMap::new(),
+        asks: BTreeMap::new(),
+        checks: BTreeMap::new(),
+        question: None,
+        finish: None,
+        replay: None,
+        progress,
+    };
+    let mut base_ms = 0;
+    if resuming {
+        base_ms = d.replay()?;
+        (d.progress)(&Progress::Stage {
+            stage: "resume".into(),
+            detail: format!(
+                "replayed the log up to {base_ms} ms: {} ask(s) and {} check(s) to redo",
+                d.asks.len(),
+                d.checks.len()
+            ),
+        });
+    }
     let start = Instant::now();
-    let now_ms = || start.elapsed().as_millis() as u64;
-    let mut timers: BTreeSet<(u64, u64)> = BTreeSet::new();
-    let mut inflight_checks = 0usize;
-    // Deadline of each ask still waiting, so a timer can be dropped when its reply comes.
-    let mut timer_at: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut queue: VecDeque<Input> = VecDeque::from([Input::Start]);
-    let mut outputs = Vec::new();
-
+    let now_ms = move || base_ms + start.elapsed().as_millis() as u64;
+    let mut answers = answers;
+    let mut queue: VecDeque<Input> = VecDeque::new();
+    if resuming {
+        d.relaunch();
+    } else {
+        queue.push_back(Input::Start);
+    }
     loop {
         while let Some(input) = queue.pop_front() {
-            outputs.clear();
-            pipeline.step(now_ms(), input, &mut outputs);
-            for o in outputs.drain(..) {
-                match o {
-                    Output::Persist { kind, body } => {
-                        log.append(&kind, &body)?;
-                    }
-                    Output::Progress(p) => progress(&p),
-                    Output::SetTimer { timer, at_ms } => {
-                        if let Some(old) = timer_at.insert(timer.0, at_ms) {
-                            timers.remove(&(old, timer.0));
-                        }
-                        timers.insert((at_ms, timer.0));
-                    }
-                    Output::Ask {
-                        ask,
-                        agent,
-                        request,
-                    } => {
-                        let a = Arc::clone(&agents[agent.0 as usize]);
-                        let tx = tx.clone();
-                        std::thread::spawn(move || {
-                            let role = request.role;
-                            // At most one heartbeat event per interval reaches the loop.
-                            let last_beat = Mutex::new(Instant::now());
-                            let beat_tx = tx.clone();
-                            let heartbeat = move || {
-                                let mut last = last_beat.lock().unwrap_or_else(|e| e.into_inner());
-                                if last.elapsed() >= HEARTBEAT_INTERVAL {
-                                    *last = Instant::now();
-                                    let _ = beat_tx.send(Event::Heartbeat { ask });
-                                }
-                            };
-                            let (reply, usage) = match a.call(&request, &heartbeat) {
-                                Ok(r) => (synod_agents::reply::parse_reply(role, &r.text), r.usage),
-                                Err(AgentError::Failed(e)) => {
-                                    (Err(ReplyFault::Crashed(e)), Default::default())
-                                }
-                                Err(e @ AgentError::NoReply(_)) => {
-                                    (Err(ReplyFault::Crashed(e.to_string())), Default::default())
-                                }
-                            };
-                            let _ = tx.send(Event::Replied { ask, reply, usage });
-                        });
-                    }
-                    Output::RunCheck { check, request } => {
-                        let sb = Arc::clone(&sandbox);
-                        let slots = Arc::clone(&slots);
-                        let tx = tx.clone();
-                        inflight_checks += 1;
-                        std::thread::spawn(move || {
-                            slots.acquire();
-                            let result = sb.run(&request);
-                            slots.release();
-                            let _ = tx.send(match result {
-                                Ok(report) => Event::Checked { check, report },
-                                Err(error) => Event::CheckFailed { error },
-                            });
-                        });
-                    }
-                    Output::AskUser(question) => {
-                        let answer = match &mut answers {
-                            Answers::None => None,
-                            Answers::List(list) => list.pop_front(),
-                            Answers::Ask(f) => f(&question),
-                        };
-                        match answer {
-                            Some(answer) => queue.push_back(Input::UserAnswered { answer }),
-                            None => {
-                                output::write_question(&out_dir, &question)?;
-                                return Ok(BuildResult::NeedsClarification { question, out_dir });
-                            }
-                        }
-                    }
-                    Output::Finish(finish) => {
-                        // A finished build is never signed again: drop its secret key, so a
-                        // copy of the directory cannot be re-signed with it.
-                        let key_file = out_dir.join(MARKER_DIR).join("key");
-                        let finished = match *finish {
-                            Finish::Built(outcome) => {
-                                output::write_build(
-                                    &out_dir,
-                                    &outcome,
-                                    &descriptions,
-                                    &mut log,
-                                    &fingerprint,
-                                )?;
-                                Ok(BuildResult::Built {
-                                    outcome,
-                                    fingerprint,
-                                    out_dir,
-                                })
-                            }
-                            Finish::Failed {
-                                stage,
-                                reason,
-                                agents: records,
-                            } => {
-                                output::write_failure(
-                                    &out_dir,
-                                    &prompt,
-                                    &stage,
-                                    &reason,
-                                    &records,
-                                    &descriptions,
-                                )?;
-                                Ok(BuildResult::Failed {
-                                    stage,
-                                    reason,
-                                    out_dir,
-                                })
-                            }
-                        };
-                        std::fs::remove_file(&key_file).map_err(|source| RuntimeError::Io {
-                            what: "cannot remove the signing key",
-                            path: key_file,
-                            source,
-                        })?;
-                        return finished;
-                    }
+            d.feed(now_ms(), input)?;
+        }
+        if let Some(finish) = d.finish.take() {
+            let finished = match *finish {
+                Finish::Built(outcome) => {
+                    output::write_build(
+                        &out_dir,
+                        &outcome,
+                        &descriptions,
+                        &mut d.log,
+                        &fingerprint,
+                        &sandbox_info,
+                    )?;
+                    Ok(BuildResult::Built {
+                        outcome,
+                        fingerprint,
+                        out_dir: out_dir.clone(),
+                    })
+                }
+                Finish::Failed {
+                    stage,
+                    reason,
+                    agents: records,
+                } => {
+                    output::write_failure(&out_dir, &prompt, &stage, &reason, &records, &descriptions)?;
+                    Ok(BuildResult::Failed {
+                        stage,
+                        reason,
+                        out_dir: out_dir.clone(),
+                    })
+                }
+            };
+            // A question it stopped at earlier is answered now.
+            let _ = std::fs::remove_file(out_dir.join(output::QUESTION_FILE));
+            // A finished build is never signed again: drop its secret key, so a copy of the
+            // directory cannot be re-signed with it.
+            std::fs::remove_file(&key_file).map_err(|source| RuntimeError::Io {
+                what: "cannot remove the signing key",
+                path: key_file.clone(),
+                source,
+            })?;
+            return finished;
+        }
+        if let Some(question) = d.question.take() {
+            let answer = match &mut answers {
+                Answers::None => None,
+                Answers::List(list) => list.pop_front(),
+                Answers::Ask(f) => f(&question),
+            };
+            match answer {
+                Some(answer) => {
+                    queue.push_back(Input::UserAnswered { answer });
+                    continue;
+                }
+                None => {
+                    output::write_question(&out_dir, &question)?;
+                    return Ok(BuildResult::NeedsClarification { question, out_dir });
                 }
             }
         }
         // Wait for the next event or the next timer.
-        let next_timer = timers.iter().next().copied();
-        if next_timer.is_none() && inflight_checks == 0 && pipeline.pending_asks() == 0 {
+        let next_timer = d.timers.iter().next().copied();
+        if next_timer.is_none() && d.checks.is_empty() && d.pipeline.pending_asks() == 0 {
             return Err(RuntimeError::Internal(
                 "the pipeline is waiting but nothing is in flight".into(),
             ));
@@ -406,28 +417,293 @@ pub fn run_build(
         };
         match event {
             Some(Event::Replied { ask, reply, usage }) => {
-                if let Some(at) = timer_at.remove(&ask.0) {
-                    timers.remove(&(at, ask.0));
-                }
                 queue.push_back(Input::Replied { ask, reply, usage });
             }
             Some(Event::Heartbeat { ask }) => queue.push_back(Input::Heartbeat { ask }),
             Some(Event::Checked { check, report }) => {
-                inflight_checks -= 1;
                 queue.push_back(Input::CheckFinished { check, report });
             }
             Some(Event::CheckFailed { error }) => return Err(RuntimeError::Exec(error)),
             None => {
                 let now = now_ms();
-                while let Some(&(at, id)) = timers.iter().next() {
+                while let Some(&(at, id)) = d.timers.iter().next() {
                     if at > now {
                         break;
                     }
-                    timers.remove(&(at, id));
-                    timer_at.remove(&id);
+                    d.timers.remove(&(at, id));
+                    d.timer_at.remove(&id);
                     queue.push_back(Input::TimerFired { timer: TimerId(id) });
                 }
             }
         }
     }
 }
+
+/// A build directory whose log was never created: nothing was decided. Remove what the killed
+/// start left (the marker directory only), so a fresh build can start there.
+fn discard_unstarted(out_dir: &Path) -> Result<(), RuntimeError> {
+    let mut others = std::fs::read_dir(out_dir)
+        .map_err(|source| RuntimeError::Io {
+            what: "cannot read",
+            path: out_dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() != MARKER_DIR);
+    if let Some(other) = others.next() {
+        return Err(RuntimeError::OutDir {
+            path: out_dir.to_path_buf(),
+            message: format!(
+                "has no decision log but holds {:?}: not a build that can be resumed",
+                other.file_name()
+            ),
+        });
+    }
+    std::fs::remove_dir_all(out_dir.join(MARKER_DIR)).map_err(|source| RuntimeError::Io {
+        what: "cannot remove",
+        path: out_dir.join(MARKER_DIR),
+        source,
+    })
+}
+
+/// `--resume` on a build that already finished: nothing to do.
+fn finished_already(out_dir: &Path, key_file: &Path) -> Result<BuildResult, RuntimeError> {
+    let built = out_dir.join(output::CERT_FILE).exists();
+    if out_dir.join(output::REPORT_FILE).exists() {
+        // Killed after the report but before the key was dropped.
+        if key_file.exists() {
+            std::fs::remove_file(key_file).map_err(|source| RuntimeError::Io {
+                what: "cannot remove the signing key",
+                path: key_file.to_path_buf(),
+                source,
+            })?;
+        }
+        return Ok(BuildResult::AlreadyFinished {
+            built,
+            out_dir: out_dir.to_path_buf(),
+        });
+    }
+    Err(RuntimeError::OutDir {
+        path: out_dir.to_path_buf(),
+        message: "holds a build whose signing key is gone but which never finished: it cannot be resumed".into(),
+    })
+}
+
+/// The loop's state: the pipeline, the log, what is in flight.
+struct Driver<'p> {
+    pipeline: Pipeline,
+    log: DecisionLog,
+    agents: Vec<Arc<dyn Agent>>,
+    sandbox: Arc<Sandbox>,
+    slots: Arc<Slots>,
+    tx: mpsc::Sender<Event>,
+    timers: BTreeSet<(u64, u64)>,
+    /// Deadline of each ask still waiting, so a timer can be moved or dropped.
+    timer_at: BTreeMap<u64, u64>,
+    /// Asks sent and not answered.
+    asks: BTreeMap<u64, (AgentId, Box<Request>)>,
+    /// Checks started and not finished.
+    checks: BTreeMap<u64, Box<CheckRequest>>,
+    question: Option<Box<Question>>,
+    finish: Option<Box<Finish>>,
+    /// While replaying: the entries the current input must persist, in order.
+    replay: Option<VecDeque<synod_store::Entry>>,
+    progress: &'p mut dyn FnMut(&Progress),
+}
+
+impl Driver<'_> {
+    /// Logs an input (unless replaying), then steps the pipeline and carries out its outputs.
+    fn feed(&mut self, now_ms: u64, input: Input) -> Result<(), RuntimeError> {
+        if self.replay.is_none() {
+            let body = serde_json::json!({"now_ms": now_ms, "input": input});
+            self.log.append(INPUT_KIND, &body)?;
+        }
+        match &input {
+            Input::Replied { ask, .. } => {
+                self.asks.remove(&ask.0);
+                if let Some(at) = self.timer_at.remove(&ask.0) {
+                    self.timers.remove(&(at, ask.0));
+                }
+            }
+            Input::CheckFinished { check, .. } => {
+                self.checks.remove(&check.0);
+            }
+            _ => {}
+        }
+        let mut outputs = Vec::new();
+        self.pipeline.step(now_ms, input, &mut outputs);
+        for o in outputs {
+            self.carry_out(o)?;
+        }
+        Ok(())
+    }
+
+    fn carry_out(&mut self, o: Output) -> Result<(), RuntimeError> {
+        let live = self.replay.is_none();
+        match o {
+            Output::Persist { kind, body } => match self.replay.as_mut().and_then(|r| r.pop_front()) {
+                Some(logged) => {
+                    let same = logged.kind == kind
+                        && logged.body_json().ok().as_ref() == Some(&body);
+                    if !same {
+                        return Err(RuntimeError::Resume(format!(
+                            "replaying the log gives {kind:?} where entry {} holds {:?}: the prompt, agents file or synod version differ from the build being resumed",
+                            logged.seq, logged.kind
+                        )));
+                    }
+                }
+                // The build was killed after logging this input but before all its decisions
+                // were persisted: persist the rest now.
+                None => {
+                    self.log.append(&kind, &body)?;
+                }
+            },
+            Output::Progress(p) => {
+                if live {
+                    (self.progress)(&p)
+                }
+            }
+            Output::SetTimer { timer, at_ms } => {
+                if let Some(old) = self.timer_at.insert(timer.0, at_ms) {
+                    self.timers.remove(&(old, timer.0));
+                }
+                self.timers.insert((at_ms, timer.0));
+            }
+            Output::Ask {
+                ask,
+                agent,
+                request,
+            } => {
+                if live {
+                    self.spawn_ask(ask, agent, &request);
+                }
+                self.asks.insert(ask.0, (agent, request));
+            }
+            Output::RunCheck { check, request } => {
+                if live {
+                    self.spawn_check(check, &request);
+                }
+                self.checks.insert(check.0, request);
+            }
+            Output::AskUser(q) => self.question = Some(q),
+            Output::Finish(f) => self.finish = Some(f),
+        }
+        Ok(())
+    }
+
+    fn spawn_ask(&self, ask: AskId, agent: AgentId, request: &Request) {
+        let a = Arc::clone(&self.agents[agent.0 as usize]);
+        let tx = self.tx.clone();
+        let request = request.clone();
+        std::thread::spawn(move || {
+            let role = request.role;
+            // At most one heartbeat event per interval reaches the loop.
+            let last_beat = Mutex::new(Instant::now());
+            let beat_tx = tx.clone();
+            let heartbeat = move || {
+                let mut last = last_beat.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() >= HEARTBEAT_INTERVAL {
+                    *last = Instant::now();
+                    let _ = beat_tx.send(Event::Heartbeat { ask });
+                }
+            };
+            let (reply, usage) = match a.call(&request, &heartbeat) {
+                Ok(r) => (synod_agents::reply::parse_reply(role, &r.text), r.usage),
+                Err(AgentError::Failed(e)) => (Err(ReplyFault::Crashed(e)), Default::default()),
+                Err(e @ AgentError::NoReply(_)) => {
+                    (Err(ReplyFault::Crashed(e.to_string())), Default::default())
+                }
+            };
+            let _ = tx.send(Event::Replied { ask, reply, usage });
+        });
+    }
+
+    fn spawn_check(&self, check: CheckId, request: &CheckRequest) {
+        let sb = Arc::clone(&self.sandbox);
+        let slots = Arc::clone(&self.slots);
+        let tx = self.tx.clone();
+        let request = request.clone();
+        std::thread::spawn(move || {
+            slots.acquire();
+            let result = sb.run(&request);
+            slots.release();
+            let _ = tx.send(match result {
+                Ok(report) => Event::Checked { check, report },
+                Err(error) => Event::CheckFailed { error },
+            });
+        });
+    }
+
+    /// Replays the logged inputs; returns the time of the last one.
+    fn replay(&mut self) -> Result<u64, RuntimeError> {
+        let entries = self.log.entries()?;
+        let mut last_ms = 0;
+        let mut i = 0;
+        while i < entries.len() {
+            let e = &entries[i];
+            if e.kind != INPUT_KIND {
+                if e.kind == "certificate" || e.kind == SANDBOX_KIND {
+                    i += 1;
+                    continue;
+                }
+                return Err(RuntimeError::Resume(format!(
+                    "entry {} ({:?}) is not the consequence of any logged input",
+                    e.seq, e.kind
+                )));
+            }
+            let body = e.body_json()?;
+            let now_ms = body.get("now_ms").and_then(|v| v.as_u64()).ok_or_else(|| {
+                RuntimeError::Resume(format!("input entry {} has no time", e.seq))
+            })?;
+            let input: Input = serde_json::from_value(body.get("input").cloned().unwrap_or_default())
+                .map_err(|err| RuntimeError::Resume(format!("input entry {} does not parse: {err}", e.seq)))?;
+            let mut j = i + 1;
+            let mut expected = VecDeque::new();
+            while j < entries.len()
+                && ![INPUT_KIND, "certificate", SANDBOX_KIND].contains(&entries[j].kind.as_str())
+            {
+                expected.push_back(entries[j].clone());
+                j += 1;
+            }
+            self.replay = Some(expected);
+            self.feed(now_ms, input)?;
+            if let Some(left) = self.replay.take()
+                && let Some(extra) = left.front()
+            {
+                return Err(RuntimeError::Resume(format!(
+                    "replaying the log does not produce entry {} ({:?}): the prompt, agents file or synod version differ from the build being resumed",
+                    extra.seq, extra.kind
+                )));
+            }
+            last_ms = now_ms;
+            i = j;
+        }
+        Ok(last_ms)
+    }
+
+    /// After a replay: send again what was in flight when the build stopped.
+    fn relaunch(&mut self) {
+        let asks: Vec<(u64, AgentId, Box<Request>)> = self
+            .asks
+            .iter()
+            .map(|(k, (a, r))| (*k, *a, r.clone()))
+            .collect();
+        for (ask, agent, request) in asks {
+            (self.progress)(&Progress::Asked {
+                agent: self.agents[agent.0 as usize].name().to_string(),
+                request: format!("{} (again, after resume)", request.key()),
+            });
+            self.spawn_ask(AskId(ask), agent, &request);
+        }
+        let checks: Vec<(u64, Box<CheckRequest>)> =
+            self.checks.iter().map(|(k, r)| (*k, r.clone())).collect();
+        for (check, request) in checks {
+            self.spawn_check(CheckId(check), &request);
+        }
+    }
+}
+
+/// Log entries of this kind hold the pipeline's inputs, for replay.
+pub const INPUT_KIND: &str = "input";
+/// Log entries of this kind record the sandbox's isolation for the run that follows.
+pub const SANDBOX_KIND: &str = "sandbox";

@@ -95,6 +95,7 @@ pub fn write_build(
     agents: &[(String, String)],
     log: &mut DecisionLog,
     fingerprint: &str,
+    sandbox: &serde_json::Value,
 ) -> Result<(), RuntimeError> {
     let dir = out.join(PROGRAM_DIR);
     std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io {
@@ -116,23 +117,42 @@ pub fn write_build(
         .as_bytes(),
     )?;
     let mut body = certificate_body(outcome, agents, fingerprint);
-    let head = log
-        .head()
+    body["sandbox"] = sandbox.clone();
+    // The certificate pins the last decision before its own log entry. A resumed build that
+    // was killed after logging the certificate finds that entry already there; ed25519 and the
+    // body are deterministic, so it recomputes the same certificate.
+    let entries = log.entries()?;
+    let logged = entries.last().filter(|e| e.kind == "certificate").cloned();
+    let head = entries
+        .iter()
+        .rev()
+        .find(|e| e.kind != "certificate")
         .map(|e| e.pin())
         .ok_or_else(|| RuntimeError::Internal("empty decision log at the end of a build".into()))?;
     body["log_head"] =
         serde_json::to_value(&head).map_err(|e| RuntimeError::Internal(e.to_string()))?;
     let signed = Signed::sign(body, log.key());
+    let digest = synod_store::digest(canonical(&signed.body).as_bytes());
+    let entry = json!({"certificate_digest": digest, "fingerprint": fingerprint});
+    match logged {
+        Some(e) if e.body_json().ok().as_ref() == Some(&entry) => {}
+        Some(e) => {
+            return Err(RuntimeError::Resume(format!(
+                "log entry {} records another certificate than this build produces",
+                e.seq
+            )));
+        }
+        None => {
+            log.append("certificate", &entry)?;
+        }
+    }
+    // Log first, then the file: a certificate file always has its log entry.
     let text =
         serde_json::to_string_pretty(&signed).map_err(|e| RuntimeError::Internal(e.to_string()))?;
     write(out.join(CERT_FILE), text.as_bytes())?;
-    log.append(
-        "certificate",
-        &json!({"certificate_digest": synod_store::digest(canonical(&signed.body).as_bytes()), "fingerprint": fingerprint}),
-    )?;
     write(
         out.join(REPORT_FILE),
-        report(outcome, agents, fingerprint, out).as_bytes(),
+        report(outcome, agents, fingerprint, out, sandbox).as_bytes(),
     )?;
     Ok(())
 }
@@ -229,6 +249,7 @@ fn report(
     agents: &[(String, String)],
     fingerprint: &str,
     out: &Path,
+    sandbox: &serde_json::Value,
 ) -> String {
     let n = agents.len();
     let mut r = String::new();
@@ -322,6 +343,18 @@ fn report(
         outcome.probes.len()
     );
     agents_table(&mut r, &outcome.agents, agents);
+    let _ = writeln!(r, "## Sandbox\n");
+    if sandbox.get("mode").and_then(|m| m.as_str()) == Some("isolated") {
+        let _ = writeln!(
+            r,
+            "Candidate programs ran isolated: own network namespace, landlock, seccomp, resource limits (see `synod doctor`).\n"
+        );
+    } else {
+        let _ = writeln!(
+            r,
+            "**UNSAFE: candidate programs ran without isolation (`--unsafe-no-sandbox`): resource limits only.**\n"
+        );
+    }
     let _ = writeln!(r, "## Files\n");
     let _ = writeln!(
         r,

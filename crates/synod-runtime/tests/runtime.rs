@@ -89,6 +89,7 @@ fn options(
             sandbox,
             check_workers: 2,
             tokens_max: None,
+            resume: false,
         },
         out,
     )

@@ -13,6 +13,8 @@ use synod_core::tally::Tally;
 use synod_exec::{Limits, Sandbox};
 use synod_runtime::{Answers, BuildOptions, BuildResult};
 
+mod doctor_cmd;
+
 const EXIT_OK: u8 = 0;
 const EXIT_NEGATIVE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -60,10 +62,22 @@ enum Command {
         /// Stop cleanly, with a report, once the agents have spent this many tokens (in and out).
         #[arg(long)]
         max_tokens_total: Option<u64>,
+        /// Continue the build in --out (after a kill, or after it stopped with a question): the
+        /// log is replayed, answered requests are not sent again. On a finished build: nothing
+        /// to do. Without a build in --out: start one.
+        #[arg(long)]
+        resume: bool,
+        /// Run candidate programs with resource limits only, without namespaces, landlock or
+        /// seccomp, when the kernel cannot isolate them. Dangerous: generated code can then reach
+        /// the network and your files. Recorded in the certificate and the report.
+        #[arg(long)]
+        unsafe_no_sandbox: bool,
         /// Print the result as one JSON object on stdout.
         #[arg(long)]
         json: bool,
     },
+    /// Can candidate programs run safely here? Shows python3 and each isolation mechanism.
+    Doctor(doctor_cmd::DoctorArgs),
     /// Re-check a build directory offline: certificate signature, decision log chain and
     /// signatures, program digests, and the refinement evidence re-run in the sandbox.
     Verify {
@@ -89,6 +103,8 @@ fn main() -> ExitCode {
             answers,
             seed,
             max_tokens_total,
+            resume,
+            unsafe_no_sandbox,
             json,
         } => build(
             &input,
@@ -98,9 +114,12 @@ fn main() -> ExitCode {
             answers,
             seed,
             max_tokens_total,
+            resume,
+            unsafe_no_sandbox,
             json,
         ),
         Command::Verify { dir, key, json } => verify(&dir, key.as_deref(), json),
+        Command::Doctor(args) => doctor_cmd::run_doctor(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -198,6 +217,8 @@ fn build(
     answers: Option<PathBuf>,
     seed: u64,
     tokens_max: Option<u64>,
+    resume: bool,
+    unsafe_no_sandbox: bool,
     json: bool,
 ) -> Result<u8> {
     let input = resolve_input(input)?;
@@ -263,8 +284,15 @@ fn build(
         None => Answers::None,
     };
     let scratch = std::env::temp_dir().join(format!("synod-build-{}", std::process::id()));
-    let sandbox = Sandbox::new(&scratch, Limits::default())
-        .context("the sandbox cannot run candidate programs")?;
+    let sandbox = if unsafe_no_sandbox {
+        eprintln!(
+            "WARNING: --unsafe-no-sandbox: candidate programs run with resource limits only; they can reach the network and read your files"
+        );
+        Sandbox::new_unsafe_no_sandbox(&scratch, Limits::default())
+    } else {
+        Sandbox::new(&scratch, Limits::default())
+    }
+    .context("the sandbox cannot run candidate programs")?;
     let opts = BuildOptions {
         prompt: Prompt::new(prompt),
         agents,
@@ -278,6 +306,7 @@ fn build(
             .unwrap_or(2)
             .min(4),
         tokens_max,
+        resume,
     };
     eprintln!(
         "synod: {n} agents, fault budget m = {m} (decide needs {} agreeing)",
@@ -337,6 +366,21 @@ fn build(
             }
             Ok(EXIT_NEGATIVE)
         }
+        BuildResult::AlreadyFinished { built, out_dir } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"status": if built { "built" } else { "failed" }, "already_finished": true, "out": out_dir})
+                );
+            } else {
+                println!(
+                    "{} already finished ({}): nothing to resume",
+                    out_dir.display(),
+                    if built { "built" } else { "not built" }
+                );
+            }
+            Ok(if built { EXIT_OK } else { EXIT_NEGATIVE })
+        }
         BuildResult::NeedsClarification { question, out_dir } => {
             if json {
                 println!(
@@ -346,7 +390,7 @@ fn build(
             } else {
                 println!("{question}");
                 println!(
-                    "\nNo answer was available. Run again with --answers FILE (answers = [\"A\"]) and a new --out, or on a terminal to answer interactively. The question is also in {}.",
+                    "\nNo answer was available. Continue with --resume --answers FILE (answers = [\"A\"]) and the same --out, or on a terminal to answer interactively. The question is also in {}.",
                     out_dir.join("question.json").display()
                 );
             }

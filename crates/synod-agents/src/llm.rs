@@ -1,0 +1,496 @@
+//! The HTTP LLM backends: OpenAI chat completions (vLLM, Ollama, llama.cpp server, LM Studio,
+//! hosted) and Anthropic Messages, streaming or not.
+//!
+//! Streaming is the default: each chunk of bytes is a heartbeat, so a model that is slow but
+//! alive keeps its deadline, and a stalled stream is the runtime's deadline (and, much later,
+//! this backend's own backstop, see [`crate::http`]).
+
+use crate::cache::{CacheKey, ResponseCache};
+use crate::config::{
+    ANTHROPIC_BASE_URL, AgentConfig, BackendKind, DEFAULT_MAX_TOKENS, DEFAULT_RETRIES_MAX,
+    DEFAULT_TIMEOUT_MS, OPENAI_BASE_URL,
+};
+use crate::http::{self, Attempt, HttpSettings};
+use crate::prompts::{Messages, render, role_prompts_digest};
+use crate::{Agent, AgentError, AgentReply};
+use serde_json::{Value as Json, json};
+use std::time::Duration;
+use synod_core::pipeline::{Request, Usage};
+
+/// Which wire protocol an [`LlmAgent`] speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `POST {base_url}/chat/completions`, `Authorization: Bearer`.
+    OpenAi,
+    /// `POST {base_url}/v1/messages`, `x-api-key`, `anthropic-version: 2023-06-01`.
+    Anthropic,
+}
+
+/// The Anthropic API version sent.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// An agent answered by a model behind an HTTP endpoint.
+pub struct LlmAgent {
+    name: String,
+    protocol: Protocol,
+    model: String,
+    base_url: String,
+    key_env: Option<String>,
+    key: Option<String>,
+    temperature: Option<f64>,
+    max_tokens: u64,
+    stream: bool,
+    settings: HttpSettings,
+    client: ureq::Agent,
+    cache: Option<ResponseCache>,
+}
+
+/// What one exchange with the server gave.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The reply.
+    pub reply: AgentReply,
+    /// The model the server says answered (when it says).
+    pub served_model: Option<String>,
+}
+
+impl LlmAgent {
+    /// From an `[[agent]]` table of backend `openai` or `anthropic`. Fails when the key
+    /// variable is named but not set.
+    pub fn from_config(c: &AgentConfig, cache: Option<&ResponseCache>) -> Result<LlmAgent, String> {
+        let protocol = match c.backend {
+            BackendKind::Openai => Protocol::OpenAi,
+            BackendKind::Anthropic => Protocol::Anthropic,
+            other => return Err(format!("backend {:?} is not an HTTP backend", other.as_str())),
+        };
+        let key = match &c.api_key_env {
+            Some(var) => Some(http::read_key(var)?),
+            None => None,
+        };
+        let base_url = c.base_url.clone().unwrap_or_else(|| {
+            match protocol {
+                Protocol::OpenAi => OPENAI_BASE_URL,
+                Protocol::Anthropic => ANTHROPIC_BASE_URL,
+            }
+            .to_string()
+        });
+        let settings = HttpSettings {
+            timeout: Duration::from_millis(c.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
+            retries_max: c.retries_max.unwrap_or(DEFAULT_RETRIES_MAX),
+        };
+        Ok(LlmAgent {
+            name: c.name.clone(),
+            protocol,
+            model: c.model.clone().unwrap_or_default(),
+            base_url,
+            key_env: c.api_key_env.clone(),
+            key,
+            temperature: c.temperature,
+            max_tokens: c.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            stream: c.stream.unwrap_or(true),
+            client: settings.client(),
+            settings,
+            cache: cache.cloned(),
+        })
+    }
+
+    /// The endpoint asked.
+    pub fn url(&self) -> String {
+        match self.protocol {
+            Protocol::OpenAi => http::join(&self.base_url, "chat/completions"),
+            Protocol::Anthropic => {
+                if self.base_url.trim_end_matches('/').ends_with("/v1") {
+                    http::join(&self.base_url, "messages")
+                } else {
+                    http::join(&self.base_url, "v1/messages")
+                }
+            }
+        }
+    }
+
+    /// The model asked.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Whether replies are streamed.
+    pub fn streams(&self) -> bool {
+        self.stream
+    }
+
+    fn body(&self, m: &Messages, max_tokens: u64, stream: bool) -> Json {
+        let mut body = match self.protocol {
+            Protocol::OpenAi => json!({
+                "model": self.model,
+                "messages": [
+                    {"role": "system", "content": m.system},
+                    {"role": "user", "content": m.user},
+                ],
+                "max_tokens": max_tokens,
+                "stream": stream,
+            }),
+            Protocol::Anthropic => json!({
+                "model": self.model,
+                "system": m.system,
+                "messages": [{"role": "user", "content": m.user}],
+                "max_tokens": max_tokens,
+                "stream": stream,
+            }),
+        };
+        if let Some(t) = self.temperature {
+            body["temperature"] = json!(t);
+        }
+        if stream && self.protocol == Protocol::OpenAi {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        body
+    }
+
+    /// One exchange with retries: the messages, a token cap, streaming or not.
+    pub fn exchange(
+        &self,
+        m: &Messages,
+        max_tokens: u64,
+        stream: bool,
+        seed: &str,
+        heartbeat: &dyn Fn(),
+    ) -> Result<Exchange, AgentError> {
+        let url = self.url();
+        let body = serde_json::to_vec(&self.body(m, max_tokens, stream))
+            .map_err(|e| AgentError::Failed(format!("cannot encode the request: {e}")))?;
+        http::with_retries(self.settings.retries_max, seed, || {
+            let mut req = self
+                .client
+                .post(&url)
+                .header("content-type", "application/json");
+            req = match (self.protocol, &self.key) {
+                (Protocol::OpenAi, Some(k)) => req.header("authorization", &format!("Bearer {k}")),
+                (Protocol::Anthropic, Some(k)) => req.header("x-api-key", k),
+                (_, None) => req,
+            };
+            if self.protocol == Protocol::Anthropic {
+                req = req.header("anthropic-version", ANTHROPIC_VERSION);
+            }
+            if stream {
+                req = req.header("accept", "text/event-stream");
+            }
+            let resp = match req.send(&body[..]) {
+                Ok(r) => r,
+                Err(e) => return http::transport_error(e, &url, &self.settings),
+            };
+            if resp.status().as_u16() != 200 {
+                return http::status_error(resp, &url, &self.model, self.key_env.as_deref());
+            }
+            heartbeat();
+            let streamed = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            let result = match (self.protocol, streamed) {
+                (Protocol::OpenAi, true) => openai_stream(resp, &url, heartbeat),
+                (Protocol::Anthropic, true) => anthropic_stream(resp, &url, heartbeat),
+                (protocol, false) => match http::read_body(resp, &url) {
+                    Attempt::Done(text) => match protocol {
+                        Protocol::OpenAi => openai_whole(&text, &url),
+                        Protocol::Anthropic => anthropic_whole(&text, &url),
+                    },
+                    Attempt::Retry { reason, after } => Err(Attempt::Retry { reason, after }),
+                    Attempt::Fail(e) => Err(Attempt::Fail(e)),
+                },
+            };
+            match result {
+                Ok(x) => Attempt::Done(x),
+                Err(Attempt::Done(())) => Attempt::Fail(AgentError::Failed(format!(
+                    "{url}: the exchange ended without a reply"
+                ))),
+                Err(Attempt::Retry { reason, after }) => Attempt::Retry { reason, after },
+                Err(Attempt::Fail(e)) => Attempt::Fail(e),
+            }
+        })
+    }
+
+    fn cache_key<'a>(&'a self, m: &'a Messages, digest: &'a str, sample: u32) -> CacheKey<'a> {
+        CacheKey {
+            backend: match self.protocol {
+                Protocol::OpenAi => "openai",
+                Protocol::Anthropic => "anthropic",
+            },
+            model: &self.model,
+            base_url: &self.base_url,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            messages: m,
+            role_prompts_digest: digest,
+            sample,
+        }
+    }
+}
+
+impl Agent for LlmAgent {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn describe(&self) -> String {
+        let backend = match self.protocol {
+            Protocol::OpenAi => "openai",
+            Protocol::Anthropic => "anthropic",
+        };
+        format!("{backend}/{}", self.model)
+    }
+
+    fn call(&self, request: &Request, heartbeat: &dyn Fn()) -> Result<AgentReply, AgentError> {
+        let m = render(request);
+        let digest = role_prompts_digest();
+        let key = self.cache_key(&m, &digest, request.sample);
+        if let Some(cache) = &self.cache
+            && let Some(hit) = cache.lookup(&key)
+        {
+            return Ok(hit);
+        }
+        let seed = format!("{}/{}", self.name, request.key());
+        let x = self.exchange(&m, self.max_tokens, self.stream, &seed, heartbeat)?;
+        if let Some(cache) = &self.cache {
+            // A reply that cannot be cached is still a good reply.
+            let _ = cache.store(&key, &x.reply);
+        }
+        Ok(x.reply)
+    }
+}
+
+type Parsed = Result<Exchange, Attempt<()>>;
+
+fn fail(e: AgentError) -> Attempt<()> {
+    Attempt::Fail(e)
+}
+
+fn u64_at(v: &Json, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        match cur.get(p) {
+            Some(next) => cur = next,
+            None => return 0,
+        }
+    }
+    cur.as_u64().unwrap_or(0)
+}
+
+fn served_model(v: &Json) -> Option<String> {
+    v.get("model").and_then(Json::as_str).map(str::to_string)
+}
+
+/// An error object inside a 200 body or an event (`{"error": {...}}`): overloads are retried.
+fn embedded_error(v: &Json, url: &str) -> Option<Attempt<()>> {
+    let e = v.get("error")?;
+    if e.is_null() {
+        return None;
+    }
+    let msg = e
+        .get("message")
+        .and_then(Json::as_str)
+        .or_else(|| e.as_str())
+        .unwrap_or("unspecified error");
+    let kind = e.get("type").and_then(Json::as_str).unwrap_or("");
+    let msg: String = msg.chars().filter(|c| !c.is_control()).take(300).collect();
+    if kind.contains("overloaded") || kind.contains("rate_limit") || kind == "api_error" {
+        Some(Attempt::Retry {
+            reason: format!("{url} reported {kind}: {msg}"),
+            after: None,
+        })
+    } else {
+        Some(fail(AgentError::Failed(format!("{url} reported an error: {msg}"))))
+    }
+}
+
+fn openai_whole(text: &str, url: &str) -> Parsed {
+    let v = http::parse_json(text, url, "a reply").map_err(fail)?;
+    if let Some(e) = embedded_error(&v, url) {
+        return Err(e);
+    }
+    let content = v
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("message"))
+        .ok_or_else(|| {
+            fail(AgentError::Failed(format!(
+                "{url} sent a reply without choices[0].message"
+            )))
+        })?
+        .get("content")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    Ok(Exchange {
+        reply: AgentReply {
+            text: content,
+            usage: Usage {
+                input_tokens: u64_at(&v, &["usage", "prompt_tokens"]),
+                output_tokens: u64_at(&v, &["usage", "completion_tokens"]),
+            },
+            cached: false,
+        },
+        served_model: served_model(&v),
+    })
+}
+
+fn openai_stream(
+    resp: ureq::http::Response<ureq::Body>,
+    url: &str,
+    heartbeat: &dyn Fn(),
+) -> Parsed {
+    let mut text = String::new();
+    let mut usage = Usage::default();
+    let mut model = None;
+    let done = http::read_sse(resp, url, heartbeat, |ev| {
+        if ev.data.trim() == "[DONE]" {
+            return Ok(true);
+        }
+        let v = http::parse_json(&ev.data, url, "a stream chunk").map_err(fail)?;
+        if let Some(e) = embedded_error(&v, url) {
+            return Err(e);
+        }
+        if model.is_none() {
+            model = served_model(&v);
+        }
+        if let Some(piece) = v
+            .get("choices")
+            .and_then(|c| c.get(0))
+            .and_then(|c| c.get("delta"))
+            .and_then(|d| d.get("content"))
+            .and_then(Json::as_str)
+        {
+            http::push_capped(&mut text, piece, url)?;
+        }
+        if v.get("usage").is_some_and(|u| !u.is_null()) {
+            usage = Usage {
+                input_tokens: u64_at(&v, &["usage", "prompt_tokens"]),
+                output_tokens: u64_at(&v, &["usage", "completion_tokens"]),
+            };
+        }
+        Ok(false)
+    })?;
+    if !done {
+        return Err(Attempt::Retry {
+            reason: format!("the stream from {url} ended before [DONE]"),
+            after: None,
+        });
+    }
+    Ok(Exchange {
+        reply: AgentReply {
+            text,
+            usage,
+            cached: false,
+        },
+        served_model: model,
+    })
+}
+
+fn anthropic_text(v: &Json) -> String {
+    v.get("content")
+        .and_then(Json::as_array)
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Json::as_str) == Some("text"))
+                .filter_map(|b| b.get("text").and_then(Json::as_str))
+                .collect::<Vec<_>>()
+                .join("")
+        })
+        .unwrap_or_default()
+}
+
+fn anthropic_whole(text: &str, url: &str) -> Parsed {
+    let v = http::parse_json(text, url, "a reply").map_err(fail)?;
+    if let Some(e) = embedded_error(&v, url) {
+        return Err(e);
+    }
+    if v.get("content").and_then(Json::as_array).is_none() {
+        return Err(fail(AgentError::Failed(format!(
+            "{url} sent a reply without `content`"
+        ))));
+    }
+    Ok(Exchange {
+        reply: AgentReply {
+            text: anthropic_text(&v),
+            usage: Usage {
+                input_tokens: u64_at(&v, &["usage", "input_tokens"]),
+                output_tokens: u64_at(&v, &["usage", "output_tokens"]),
+            },
+            cached: false,
+        },
+        served_model: served_model(&v),
+    })
+}
+
+fn anthropic_stream(
+    resp: ureq::http::Response<ureq::Body>,
+    url: &str,
+    heartbeat: &dyn Fn(),
+) -> Parsed {
+    let mut text = String::new();
+    let mut usage = Usage::default();
+    let mut model = None;
+    let done = http::read_sse(resp, url, heartbeat, |ev| {
+        let v = http::parse_json(&ev.data, url, "a stream event").map_err(fail)?;
+        let kind = v
+            .get("type")
+            .and_then(Json::as_str)
+            .unwrap_or(ev.event.as_str())
+            .to_string();
+        match kind.as_str() {
+            "message_start" => {
+                model = v
+                    .get("message")
+                    .and_then(|m| m.get("model"))
+                    .and_then(Json::as_str)
+                    .map(str::to_string);
+                usage.input_tokens = u64_at(&v, &["message", "usage", "input_tokens"]);
+                usage.output_tokens = u64_at(&v, &["message", "usage", "output_tokens"]);
+            }
+            "content_block_delta" => {
+                if let Some(piece) = v
+                    .get("delta")
+                    .filter(|d| d.get("type").and_then(Json::as_str) == Some("text_delta"))
+                    .and_then(|d| d.get("text"))
+                    .and_then(Json::as_str)
+                {
+                    http::push_capped(&mut text, piece, url)?;
+                }
+            }
+            "message_delta" => {
+                // Cumulative output tokens; input tokens may be restated.
+                let out = u64_at(&v, &["usage", "output_tokens"]);
+                if out > 0 {
+                    usage.output_tokens = out;
+                }
+                let input = u64_at(&v, &["usage", "input_tokens"]);
+                if input > 0 {
+                    usage.input_tokens = input;
+                }
+            }
+            "message_stop" => return Ok(true),
+            "error" => {
+                return Err(embedded_error(&v, url).unwrap_or_else(|| {
+                    fail(AgentError::Failed(format!("{url} sent an error event")))
+                }));
+            }
+            _ => {}
+        }
+        Ok(false)
+    })?;
+    if !done {
+        return Err(Attempt::Retry {
+            reason: format!("the stream from {url} ended before message_stop"),
+            after: None,
+        });
+    }
+    Ok(Exchange {
+        reply: AgentReply {
+            text,
+            usage,
+            cached: false,
+        },
+        served_model: model,
+    })
+}

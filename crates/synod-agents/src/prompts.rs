@@ -1,0 +1,180 @@
+//! Role prompts and request rendering.
+//!
+//! The role prompts are files in the repository (`crates/synod-agents/prompts/*.md`), each
+//! opening with a version line (`synod-prompt interpret v1`), compiled into the binary and
+//! hashed together by [`role_prompts_digest`], so a certificate can say which instructions the
+//! agents were given. [`render`] turns a [`Request`] into the system and user messages every LLM
+//! backend sends; the response cache keys on them.
+
+use serde::Serialize;
+use synod_core::pipeline::{Request, Role};
+
+/// The interpret role prompt (spec, reference, probes; decomposition is part of it, ADR 0001).
+pub const INTERPRET_PROMPT: &str = include_str!("../prompts/interpret.md");
+/// The implement role prompt (one component of the decided spec).
+pub const IMPLEMENT_PROMPT: &str = include_str!("../prompts/implement.md");
+
+/// The two messages of a chat request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Messages {
+    /// The role prompt.
+    pub system: String,
+    /// The task: the prompt with its clarifications, and for implement the decided spec and
+    /// the component to write.
+    pub user: String,
+}
+
+/// The version line of a role prompt (its first line).
+pub fn prompt_version(prompt: &str) -> &str {
+    prompt.lines().next().unwrap_or("")
+}
+
+/// `blake3:<hex>` over both role prompts, each prefixed by its length so no two different
+/// pairs hash alike.
+pub fn role_prompts_digest() -> String {
+    let mut h = blake3::Hasher::new();
+    for p in [INTERPRET_PROMPT, IMPLEMENT_PROMPT] {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    format!("blake3:{}", h.finalize().to_hex())
+}
+
+/// The messages for a request.
+pub fn render(request: &Request) -> Messages {
+    let mut user = String::new();
+    user.push_str("## The request\n\n");
+    user.push_str(request.prompt.text.trim());
+    user.push('\n');
+    if !request.prompt.clarifications.is_empty() {
+        user.push_str("\n## Clarifications from the user (they override the request)\n");
+        for (i, c) in request.prompt.clarifications.iter().enumerate() {
+            user.push_str(&format!("\n{}. {}\n", i + 1, c.text.trim()));
+            for e in &c.examples {
+                user.push_str(&format!("   - {} {}\n", e.call, e.expect));
+            }
+        }
+    }
+    match request.role {
+        Role::Interpret => {
+            user.push_str(
+                "\nGive your reading: the ```json spec and the ```python reference module.\n",
+            );
+            Messages {
+                system: INTERPRET_PROMPT.to_string(),
+                user,
+            }
+        }
+        Role::Implement => {
+            let component = request.component.as_deref().unwrap_or("unknown");
+            if let Some(spec) = &request.spec {
+                user.push_str("\n## The agreed reading\n\n");
+                user.push_str(spec.summary.trim());
+                user.push_str("\n\nComponents (Python modules) and their functions:\n");
+                for c in &spec.components {
+                    let mark = if c.name == component {
+                        "   <- yours"
+                    } else {
+                        ""
+                    };
+                    user.push_str(&format!("\n- module `{}`{mark}\n", c.name));
+                    for f in &c.functions {
+                        user.push_str(&format!("  - def {f}"));
+                        if !f.doc.trim().is_empty() {
+                            user.push_str(&format!(": {}", f.doc.trim()));
+                        }
+                        user.push('\n');
+                    }
+                }
+                if !spec.contract.is_empty() {
+                    user.push_str("\nThe contract (every example must hold):\n");
+                    for e in &spec.contract {
+                        user.push_str(&format!("- {} {}\n", e.call, e.expect));
+                    }
+                }
+            }
+            user.push_str(&format!(
+                "\n## Your task\n\nWrite the module `{component}`: one ```python block.\n"
+            ));
+            Messages {
+                system: IMPLEMENT_PROMPT.to_string(),
+                user,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synod_core::{
+        Call, Clarification, ComponentSpec, ContractExample, Expectation, FunctionSig, Prompt,
+        Spec, Value,
+    };
+
+    #[test]
+    fn prompts_are_versioned_and_hashed() {
+        assert_eq!(prompt_version(INTERPRET_PROMPT), "synod-prompt interpret v1");
+        assert_eq!(prompt_version(IMPLEMENT_PROMPT), "synod-prompt implement v1");
+        let d = role_prompts_digest();
+        assert!(d.starts_with("blake3:") && d.len() == 7 + 64, "{d}");
+        assert_eq!(d, role_prompts_digest());
+        // The interpret prompt shows the exact format the parser reads.
+        let example = crate::reply::fences(INTERPRET_PROMPT)
+            .into_iter()
+            .find(|f| f.tag == "json")
+            .unwrap();
+        assert!(crate::reply::parse_lenient_json(&example.body).is_ok());
+    }
+
+    #[test]
+    fn rendering_carries_clarifications_spec_and_component() {
+        let mut prompt = Prompt::new("Round money to whole units.");
+        let call = Call {
+            function: "round_money".into(),
+            args: vec![Value::from_json(&serde_json::json!(2.5)).unwrap()],
+        };
+        prompt.clarifications.push(Clarification {
+            text: "Halves round away from zero.".into(),
+            examples: vec![ContractExample {
+                call: call.clone(),
+                expect: Expectation::Returns(Value::from_json(&serde_json::json!(3)).unwrap()),
+            }],
+        });
+        let mut r = Request {
+            role: Role::Interpret,
+            prompt,
+            round: 1,
+            sample: 0,
+            spec: None,
+            component: None,
+        };
+        let m = render(&r);
+        assert!(m.system.starts_with("synod-prompt interpret"));
+        assert!(m.user.contains("Round money") && m.user.contains("away from zero"));
+        assert!(m.user.contains("round_money(2.5) returns 3"), "{}", m.user);
+        r.role = Role::Implement;
+        r.component = Some("money".into());
+        r.spec = Some(Spec {
+            summary: "Rounds money.".into(),
+            components: vec![ComponentSpec {
+                name: "money".into(),
+                functions: vec![FunctionSig {
+                    name: "round_money".into(),
+                    params: vec!["amount".into()],
+                    doc: "half away from zero".into(),
+                }],
+            }],
+            contract: vec![ContractExample {
+                call,
+                expect: Expectation::Raises("TypeError".into()),
+            }],
+        });
+        let m = render(&r);
+        assert!(m.system.starts_with("synod-prompt implement"));
+        assert!(m.user.contains("def round_money(amount): half away from zero"));
+        assert!(m.user.contains("<- yours"));
+        assert!(m.user.contains("round_money(2.5) raises TypeError"));
+        assert!(m.user.contains("Write the module `money`"));
+    }
+}

