@@ -14,6 +14,8 @@ use synod_exec::{Limits, Sandbox};
 use synod_runtime::{Answers, BuildOptions, BuildResult};
 
 mod doctor_cmd;
+mod lab_cmd;
+mod sim_cmd;
 
 const EXIT_OK: u8 = 0;
 const EXIT_NEGATIVE: u8 = 1;
@@ -76,8 +78,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Can candidate programs run safely here? Shows python3 and each isolation mechanism.
-    Doctor(doctor_cmd::DoctorArgs),
     /// Re-check a build directory offline: certificate signature, decision log chain and
     /// signatures, program digests, and the refinement evidence re-run in the sandbox.
     Verify {
@@ -90,6 +90,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Can candidate programs run safely here? Shows python3 and each isolation mechanism.
+    Doctor(doctor_cmd::DoctorArgs),
+    /// Run the consensus protocols in the deterministic simulator: one seed, or a sweep.
+    Sim(sim_cmd::SimArgs),
+    /// The theory, executable: Byzantine generals, FLP, scaling of the fault bounds, failure
+    /// detectors, model checking.
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Lamport's OM(m) (and SM(m) with --signed), over every traitor placement and strategy.
+    Generals(lab_cmd::GeneralsArgs),
+    /// An adversary keeps a consensus protocol undecided; a failure detector lets it decide;
+    /// Ben-Or's randomized consensus with independent and correlated coins.
+    Flp(lab_cmd::FlpArgs),
+    /// Probability that faults stay within budget, and agent calls, as the number of agents grows.
+    Scaling(lab_cmd::ScalingArgs),
+    /// Detection time versus false suspicions for both failure detectors under several delay
+    /// distributions.
+    Detector(sim_cmd::DetectorArgs),
+    /// Model checking (stateright): the BFT core and the trusted tally, at and below their bounds.
+    Check(sim_cmd::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +144,12 @@ fn main() -> ExitCode {
         ),
         Command::Verify { dir, key, json } => verify(&dir, key.as_deref(), json),
         Command::Doctor(args) => doctor_cmd::run_doctor(&args),
+        Command::Sim(args) => sim_cmd::run_sim(&args),
+        Command::Lab(LabCommand::Generals(args)) => lab_cmd::run_generals(&args),
+        Command::Lab(LabCommand::Flp(args)) => lab_cmd::run_flp(&args),
+        Command::Lab(LabCommand::Scaling(args)) => lab_cmd::run_scaling(&args),
+        Command::Lab(LabCommand::Detector(args)) => sim_cmd::run_detector(&args),
+        Command::Lab(LabCommand::Check(args)) => sim_cmd::run_check(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -254,7 +284,7 @@ fn build(
             agents_path.display()
         )
     })?;
-    let built = synod_agents::build_agents(&file)?;
+    let built = synod_agents::build_agents(&file, None)?;
     let agents: Vec<(Box<dyn synod_agents::Agent>, u64)> = built
         .into_iter()
         .zip(&file.agents)
