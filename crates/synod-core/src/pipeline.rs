@@ -1474,12 +1474,12 @@ impl Pipeline {
         for d in &dissent {
             let reason = match &d.example {
                 Some((c, ours, theirs)) => format!(
-                    "outvoted in the vote: its reading differs from the decided one on {c}: {theirs} instead of {ours}"
+                    "outvoted: its reading differs from the decided one on {c}: {theirs} instead of {ours}"
                 ),
-                None => "outvoted in the vote".into(),
+                None => "outvoted".into(),
             };
             for a in &d.agents {
-                self.fault(*a, "agree", reason.clone(), out);
+                self.fault(*a, "vote", reason.clone(), out);
             }
         }
         let names: Vec<String> = members.iter().map(|a| self.name(*a)).collect();

@@ -14,6 +14,7 @@ use synod_exec::{Limits, Sandbox};
 use synod_runtime::{Answers, BuildOptions, BuildResult};
 
 mod doctor_cmd;
+mod eval_cmd;
 mod lab_cmd;
 mod sim_cmd;
 
@@ -94,6 +95,9 @@ enum Command {
     Doctor(doctor_cmd::DoctorArgs),
     /// Run the consensus protocols in the deterministic simulator: one seed, or a sweep.
     Sim(sim_cmd::SimArgs),
+    /// Compare synod with the usual ways of using several agents on real benchmark tasks
+    /// (simulated agents): delivered-correct, silently-wrong, asked, cost.
+    Eval(eval_cmd::EvalArgs),
     /// The theory, executable: Byzantine generals, FLP, scaling of the fault bounds, failure
     /// detectors, model checking.
     #[command(subcommand)]
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
         Command::Verify { dir, key, json } => verify(&dir, key.as_deref(), json),
         Command::Doctor(args) => doctor_cmd::run_doctor(&args),
         Command::Sim(args) => sim_cmd::run_sim(&args),
+        Command::Eval(args) => eval_cmd::run_eval(&args),
         Command::Lab(LabCommand::Generals(args)) => lab_cmd::run_generals(&args),
         Command::Lab(LabCommand::Flp(args)) => lab_cmd::run_flp(&args),
         Command::Lab(LabCommand::Scaling(args)) => lab_cmd::run_scaling(&args),
@@ -212,30 +217,9 @@ fn resolve_input(input: &str) -> Result<Input> {
 }
 
 fn read_answers(path: &Path) -> Result<VecDeque<String>> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct File {
-        answers: Vec<String>,
-    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read answers file {}", path.display()))?;
-    let f: File = toml::from_str(&text).map_err(|e| {
-        anyhow!(
-            "answers file {} is not valid (expected answers = [\"B\", ...]): {}",
-            path.display(),
-            e.to_string().trim().replace('\n', " ")
-        )
-    })?;
-    if f.answers
-        .iter()
-        .any(|a| a.trim().is_empty() || a.len() > 2000)
-    {
-        bail!(
-            "answers file {}: every answer must be 1 to 2000 characters",
-            path.display()
-        );
-    }
-    Ok(f.answers.into())
+    synod_runtime::answers::parse_answers(&text, path).map_err(|e| anyhow!(e))
 }
 
 #[allow(clippy::too_many_arguments)]

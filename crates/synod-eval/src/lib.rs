@@ -1,0 +1,368 @@
+//! synod-eval: does agreement beat the usual ways of using several agents?
+//!
+//! Runs strategies (`single`, `majority-text`, `majority-behaviour`, `codet`, `synod`) on the
+//! same simulated agents' same replies over benchmark tasks, judges each delivered program on
+//! the task's hidden tests, and writes `results.csv`, `summary.md` and PNG plots.
+//!
+//! # Driving it
+//!
+//! Build an [`EvalConfig`] (the CLI's `synod eval` does) and call [`run`]. Per task, once:
+//! [`prepare::prepare`] makes K rewrites and K mutants of the reference (cached under
+//! `out/programs/`). Per task and grid cell: [`sim::plans`] draws what each agent does, and
+//! [`strategies::Cell::run`] runs each strategy. Every sandbox run goes through
+//! [`checks::CheckCache`], keyed by program and calls, so a grid of fifty cells costs little
+//! more than one.
+//!
+//! What an agent sees: the task text, the entry point's signature and the first test as the
+//! example. The other tests are hidden; they decide correctness and nothing else
+//! ([`checks::CheckCache::hidden_verdict`] keeps their verdicts apart from everything else).
+//!
+//! A killed run resumes: rows already in `results.csv` are skipped.
+
+pub mod checks;
+pub mod prepare;
+pub mod report;
+pub mod sim;
+pub mod strategies;
+pub mod suite;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use sim::{SimSpec, SimTask};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+use strategies::{Cell, STRATEGIES};
+use suite::{SuiteKind, Task};
+
+/// What went wrong in the harness (never in a candidate: those are verdicts).
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A file could not be read or written.
+    #[error("cannot {what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The suite file is not what its kind says.
+    #[error("suite {path}: {why}")]
+    Suite {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The agents description is not usable.
+    #[error("agents {0}")]
+    Agents(String),
+    /// The sandbox could not be set up or run.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    /// Something the harness does not do (yet).
+    #[error("not supported: {0}")]
+    Unsupported(String),
+}
+
+/// One evaluation.
+#[derive(Clone, Debug)]
+pub struct EvalConfig {
+    /// The suite file.
+    pub suite: PathBuf,
+    /// Its kind.
+    pub kind: SuiteKind,
+    /// Grid cells (one for a plain run).
+    pub cells: Vec<SimSpec>,
+    /// Strategies to run.
+    pub strategies: Vec<String>,
+    /// First N tasks only.
+    pub tasks: Option<usize>,
+    /// These tasks only.
+    pub task_ids: Option<Vec<String>>,
+    /// Seed of everything.
+    pub seed: u64,
+    /// Worker threads.
+    pub jobs: usize,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// The MBPP grid: p ∈ {0, .1, .2, .3, .4} × (n, m) ∈ {(3,1), (4,1), (5,2), (7,2), (7,3)} ×
+/// ρ ∈ {0, .5}.
+pub fn mbpp_grid() -> Vec<SimSpec> {
+    let mut out = Vec::new();
+    for (n, m) in [(3, 1), (4, 1), (5, 2), (7, 2), (7, 3)] {
+        for rho in [0.0, 0.5] {
+            for p in [0.0, 0.1, 0.2, 0.3, 0.4] {
+                out.push(SimSpec {
+                    n,
+                    m,
+                    p,
+                    rho,
+                    ..SimSpec::default()
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The smaller grid for ClassEval and HumanEvalComm: p ∈ {0, .2, .4} × (n, m) ∈ {(4,1),
+/// (5,2)} × ρ ∈ {0, .5}.
+pub fn small_grid() -> Vec<SimSpec> {
+    let mut out = Vec::new();
+    for (n, m) in [(4, 1), (5, 2)] {
+        for rho in [0.0, 0.5] {
+            for p in [0.0, 0.2, 0.4] {
+                out.push(SimSpec {
+                    n,
+                    m,
+                    p,
+                    rho,
+                    ..SimSpec::default()
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The columns of results.csv.
+pub const CSV_HEADER: &str = "suite,task_id,variant,n,m,p,rho,seed,strategy,outcome,calls,interpret_calls,tokens,questions,seconds,detail";
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    /// Rows written now.
+    pub rows_written: usize,
+    /// Rows found from an earlier run.
+    pub rows_resumed: usize,
+    /// Tasks skipped, with why.
+    pub skipped: Vec<(String, String)>,
+    /// Sandbox runs.
+    pub sandbox_runs: u64,
+    /// Cache hits.
+    pub cache_hits: u64,
+    /// Wall time of this run.
+    pub seconds: f64,
+}
+
+/// Runs the evaluation and writes results.csv, summary.md and plots under `cfg.out`.
+pub fn run(cfg: &EvalConfig) -> Result<RunSummary, EvalError> {
+    let t0 = Instant::now();
+    let io = |what: String| move |source| EvalError::Io { what, source };
+    std::fs::create_dir_all(&cfg.out).map_err(io(format!("create {}", cfg.out.display())))?;
+    let mut tasks = suite::load(&cfg.suite, cfg.kind)?;
+    if let Some(ids) = &cfg.task_ids {
+        tasks.retain(|t| ids.contains(&t.id));
+    }
+    if let Some(k) = cfg.tasks {
+        tasks.truncate(k);
+    }
+    let csv_path = cfg.out.join("results.csv");
+    let done = read_done(&csv_path);
+    let rows_resumed = done.len();
+    let mut csv = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&csv_path)
+        .map_err(io(format!("open {}", csv_path.display())))?;
+    if std::fs::metadata(&csv_path).map(|m| m.len()).unwrap_or(0) == 0 {
+        writeln!(csv, "{CSV_HEADER}").map_err(io("write results.csv".into()))?;
+    }
+    let csv = Mutex::new(csv);
+    let cache = checks::CheckCache::open(&cfg.out.join("cache"))?;
+    let programs_dir = cfg.out.join("programs");
+    let units: Vec<(usize, usize)> = tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| (0..t.prompts.len()).map(move |v| (i, v)))
+        .collect();
+    let bar = if cfg.progress {
+        ProgressBar::new(units.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} tasks ({eta} left) {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let next = AtomicUsize::new(0);
+    let written = AtomicUsize::new(0);
+    let skipped = Mutex::new(Vec::new());
+    let failure: Mutex<Option<EvalError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..cfg.jobs.max(1) {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(ti, vi)) = units.get(k) else { break };
+                    if failure.lock().expect("lock").is_some() {
+                        break;
+                    }
+                    match run_unit(cfg, &tasks[ti], vi, &done, &cache, &programs_dir) {
+                        Ok(UnitResult::Rows(rows)) => {
+                            if !rows.is_empty() {
+                                let mut f = csv.lock().expect("lock");
+                                let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+                                if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.flush())
+                                {
+                                    *failure.lock().expect("lock") = Some(EvalError::Io {
+                                        what: "append results.csv".into(),
+                                        source: e,
+                                    });
+                                }
+                                written.fetch_add(rows.len(), Ordering::Relaxed);
+                            }
+                        }
+                        Ok(UnitResult::Skipped(why)) => {
+                            if vi == 0 {
+                                skipped
+                                    .lock()
+                                    .expect("lock")
+                                    .push((tasks[ti].id.clone(), why));
+                            }
+                        }
+                        Err(e) => {
+                            *failure.lock().expect("lock") = Some(e);
+                        }
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = failure.into_inner().expect("lock") {
+        return Err(e);
+    }
+    let mut skipped = skipped.into_inner().expect("lock");
+    skipped.sort();
+    let summary = RunSummary {
+        rows_written: written.into_inner(),
+        rows_resumed,
+        skipped,
+        sandbox_runs: cache.stats.runs.load(Ordering::Relaxed),
+        cache_hits: cache.stats.hits.load(Ordering::Relaxed),
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    report::write(cfg, &summary)?;
+    Ok(summary)
+}
+
+enum UnitResult {
+    Rows(Vec<String>),
+    Skipped(String),
+}
+
+/// Task seed: the run's seed and the task id.
+pub fn task_seed(seed: u64, task: &str) -> u64 {
+    let h = blake3::hash(format!("{seed}/{task}").as_bytes());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+fn row_key(task: &str, variant: &str, c: &SimSpec, seed: u64, strategy: &str) -> String {
+    format!(
+        "{task},{variant},{},{},{},{},{seed},{strategy}",
+        c.n, c.m, c.p, c.rho
+    )
+}
+
+fn read_done(path: &Path) -> BTreeSet<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeSet::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter(|l| l.split(',').count() >= 15)
+        .map(|l| l.split(',').skip(1).take(8).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+fn run_unit(
+    cfg: &EvalConfig,
+    task: &Task,
+    variant: usize,
+    done: &BTreeSet<String>,
+    cache: &checks::CheckCache,
+    programs_dir: &Path,
+) -> Result<UnitResult, EvalError> {
+    let v = &task.prompts[variant];
+    let todo: Vec<(&SimSpec, &String)> = cfg
+        .cells
+        .iter()
+        .flat_map(|c| cfg.strategies.iter().map(move |s| (c, s)))
+        .filter(|(c, s)| !done.contains(&row_key(&task.id, &v.name, c, cfg.seed, s)))
+        .collect();
+    if todo.is_empty() {
+        return Ok(UnitResult::Rows(Vec::new()));
+    }
+    let tseed = task_seed(cfg.seed, &task.id);
+    let prepared = prepare::prepare(task, programs_dir, tseed)?;
+    if !prepared.ok {
+        return Ok(UnitResult::Skipped(prepared.why.clone()));
+    }
+    let mut sim_task = SimTask::new(&prepared, &task.reference, tseed, &task.id);
+    let ambiguous = cfg.kind == SuiteKind::Humanevalcomm;
+    if ambiguous {
+        // The other reading: a mutant stands in for it (injected ambiguity).
+        sim_task.alt = prepared.mutants.first().map(|m| m.src.clone());
+    }
+    let mut rows = Vec::new();
+    for (cell, strategy) in todo {
+        let plans = sim::plans(
+            cell,
+            cfg.seed,
+            &task.id,
+            &prepared,
+            ambiguous && sim_task.alt.is_some(),
+        );
+        let c = Cell {
+            task,
+            prompt: &v.text,
+            sim: &sim_task,
+            spec: cell,
+            plans,
+            cache,
+            task_seed: tseed,
+            user: ambiguous,
+        };
+        let t = Instant::now();
+        let r = c.run(strategy)?;
+        let secs = t.elapsed().as_secs_f64();
+        rows.push(format!(
+            "{},{},{},{},{},{},{},{:.3},{}",
+            cfg.kind.name(),
+            row_key(&task.id, &v.name, cell, cfg.seed, strategy),
+            r.verdict.name(),
+            r.calls,
+            r.interpret_calls,
+            r.tokens,
+            r.questions,
+            secs,
+            csv_field(&r.detail)
+        ));
+    }
+    Ok(UnitResult::Rows(rows))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\"").replace('\n', " "))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The default strategies.
+pub fn all_strategies() -> Vec<String> {
+    STRATEGIES.iter().map(|s| s.to_string()).collect()
+}

@@ -1,0 +1,317 @@
+"""synod-eval task preparation: rewrites and mutants of a reference solution.
+
+Reads one JSON object on stdin:
+  {"code": str, "tests": [assert source], "setup": str, "k": int, "seed": int,
+   "entry": str or null}
+and writes one JSON object on stdout:
+  {"ok": bool, "why": str, "entry": str, "params": [str], "example_args": [tagged],
+   "example_returns": tagged or null, "reference_passes": [bool],
+   "rewrites": [src], "mutants": [{"src", "kind", "passes_example", "hidden_failed"}]}
+
+Trusted code run on the dataset's reference (not on agent output). Mutants are buggy, not
+hostile: each test runs under an interval timer and the process under RLIMIT_AS.
+Tests: tests[0] is the example an agent sees; tests[1:] are hidden.
+"""
+
+import ast
+import contextlib
+import io
+import json
+import math
+import random
+import resource
+import signal
+import sys
+
+TEST_SECONDS = 1.0
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(_sig, _frm):
+    raise _Timeout()
+
+
+signal.signal(signal.SIGALRM, _alarm)
+
+
+def _guard(fn):
+    signal.setitimer(signal.ITIMER_REAL, TEST_SECONDS)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return fn()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def run_tests(src, setup, tests):
+    """One bool per test: did it pass against the program `src`?"""
+    g = {"__name__": "solution"}
+    try:
+        _guard(lambda: exec(compile(src, "solution.py", "exec"), g))
+        _guard(lambda: exec(setup, g))
+    except BaseException:
+        return [False] * len(tests)
+    out = []
+    for t in tests:
+        env = dict(g)
+        try:
+            _guard(lambda: exec(t, env))
+            out.append(True)
+        except BaseException:
+            out.append(False)
+    return out
+
+
+def tagged(v, depth=0):
+    """A Python value in synod_core::Value's serde form, or raise ValueError."""
+    if depth > 16:
+        raise ValueError("too deep")
+    if v is None:
+        return {"t": "none"}
+    if isinstance(v, bool):
+        return {"t": "bool", "v": v}
+    if isinstance(v, int):
+        if -(2**63) <= v < 2**63:
+            return {"t": "int", "v": v}
+        raise ValueError("int out of range")
+    if isinstance(v, float):
+        if math.isfinite(v):
+            return {"t": "float", "v": repr(v)}
+        raise ValueError("non-finite float")
+    if isinstance(v, str):
+        return {"t": "str", "v": v}
+    if isinstance(v, list):
+        return {"t": "list", "v": [tagged(x, depth + 1) for x in v]}
+    if isinstance(v, tuple):
+        return {"t": "tuple", "v": [tagged(x, depth + 1) for x in v]}
+    if isinstance(v, dict):
+        return {"t": "dict", "v": [[tagged(a, depth + 1), tagged(b, depth + 1)] for a, b in v.items()]}
+    raise ValueError("unsupported type " + type(v).__name__)
+
+
+def top_defs(tree):
+    return [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def find_entry(tree, test):
+    names = {d.name for d in top_defs(tree)}
+    for node in ast.walk(ast.parse(test)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names:
+            return node.func.id
+    return None
+
+
+def example_call(test, entry):
+    for node in ast.walk(ast.parse(test)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == entry:
+            if node.keywords:
+                raise ValueError("example call uses keyword arguments")
+            return [ast.literal_eval(a) for a in node.args]
+    raise ValueError("example does not call " + entry)
+
+
+# ---------------------------------------------------------------- rewrites (same behaviour)
+
+class _Renamer(ast.NodeTransformer):
+    def __init__(self, mapping):
+        self.mapping = mapping
+
+    def visit_Name(self, node):
+        if node.id in self.mapping:
+            node.id = self.mapping[node.id]
+        return node
+
+
+def _locals_of(fn):
+    params = {a.arg for a in fn.args.args + fn.args.kwonlyargs + fn.args.posonlyargs}
+    if fn.args.vararg:
+        params.add(fn.args.vararg.arg)
+    if fn.args.kwarg:
+        params.add(fn.args.kwarg.arg)
+    declared = set()
+    stored = set()
+    for node in ast.walk(fn):
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared.update(node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            stored.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) and node is not fn:
+            a = node.args
+            for x in a.args + a.kwonlyargs + a.posonlyargs:
+                declared.add(x.arg)  # nested parameters: leave alone
+    return sorted(stored - params - declared)
+
+
+STYLES = [
+    lambda s, i: "%s_%d" % (s, i),
+    lambda s, i: "v%d_%s" % (i, s[:3]),
+    lambda s, i: "_" + s,
+    lambda s, i: s.upper() + "_",
+    lambda s, i: "tmp%d" % i,
+]
+
+
+def rewrite(code, rng, style):
+    tree = ast.parse(code)
+    for fn in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+        names = _locals_of(fn)
+        mapping = {n: STYLES[style % len(STYLES)](n, i) for i, n in enumerate(names)}
+        for stmt in fn.body:
+            _Renamer(mapping).visit(stmt)
+    # Reorder top-level definitions (all defined before any call) and flip if/else.
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    rest = [n for n in tree.body if n not in imports and n not in defs]
+    if not rest:
+        rng.shuffle(defs)
+        tree.body = imports + defs
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and node.orelse and rng.random() < 0.5:
+            node.test = ast.UnaryOp(op=ast.Not(), operand=node.test)
+            node.body, node.orelse = node.orelse, node.body
+    ast.fix_missing_locations(tree)
+    src = ast.unparse(tree)
+    if style % 2 == 1:
+        src = "# solution\n\n" + src.replace("\n\ndef ", "\n\n\ndef ")
+    if style % 3 == 2:
+        src = src.replace("    ", "  ")
+    return src + "\n"
+
+
+# ---------------------------------------------------------------- mutants (different behaviour)
+
+CMP_FLIP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
+            ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In}
+BIN_FLIP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.FloorDiv: ast.Mod,
+            ast.Mod: ast.FloorDiv, ast.Div: ast.Mult}
+
+
+def _sites(tree):
+    """(index, kind) of every mutable spot, in walk order."""
+    out = []
+    for i, node in enumerate(ast.walk(tree)):
+        if isinstance(node, ast.Compare) and type(node.ops[0]) in CMP_FLIP:
+            out.append((i, "flipped comparison"))
+        if isinstance(node, ast.BinOp) and type(node.op) in BIN_FLIP:
+            out.append((i, "swapped operator"))
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            out.append((i, "off-by-one"))
+        if isinstance(node, ast.If):
+            out.append((i, "dropped branch"))
+        if isinstance(node, ast.Call) and len(node.args) >= 2:
+            out.append((i, "swapped arguments"))
+        if isinstance(node, ast.BoolOp):
+            out.append((i, "and/or"))
+        if isinstance(node, ast.Return) and node.value is not None:
+            out.append((i, "negated return"))
+    return out
+
+
+def mutate(code, index, kind):
+    tree = ast.parse(code)
+    node = list(ast.walk(tree))[index]
+    if kind == "flipped comparison":
+        node.ops[0] = CMP_FLIP[type(node.ops[0])]()
+    elif kind == "swapped operator":
+        node.op = BIN_FLIP[type(node.op)]()
+    elif kind == "off-by-one":
+        node.value = node.value + 1
+    elif kind == "dropped branch":
+        node.body = [ast.Pass()] if not node.orelse else node.orelse
+        node.orelse = []
+    elif kind == "swapped arguments":
+        node.args[0], node.args[1] = node.args[1], node.args[0]
+    elif kind == "and/or":
+        node.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+    elif kind == "negated return":
+        node.value = ast.UnaryOp(op=ast.Not(), operand=node.value)
+    ast.fix_missing_locations(tree)
+    return ast.unparse(tree) + "\n"
+
+
+def main():
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    req = json.load(sys.stdin)
+    code, tests, setup = req["code"], req["tests"], req.get("setup", "")
+    k, rng = req["k"], random.Random(req["seed"])
+    out = {"ok": False, "why": "", "rewrites": [], "mutants": []}
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as e:
+        out["why"] = "reference does not parse: %s" % e
+        return out
+    entry = req.get("entry") or find_entry(tree, tests[0])
+    if entry is None:
+        out["why"] = "no top-level function of the reference is called by the example"
+        return out
+    fn = next((d for d in top_defs(tree) if d.name == entry), None)
+    if fn is None:
+        out["why"] = "entry point %s not defined at top level" % entry
+        return out
+    a = fn.args
+    if a.vararg or a.kwarg or a.kwonlyargs:
+        out["why"] = "entry point takes *args, **kwargs or keyword-only parameters"
+        return out
+    out["entry"] = entry
+    out["params"] = [x.arg for x in a.posonlyargs + a.args]
+    try:
+        args = example_call(tests[0], entry)
+        out["example_args"] = [tagged(x) for x in args]
+    except (ValueError, SyntaxError) as e:
+        out["why"] = "example inputs are not plain values: %s" % e
+        return out
+    g = {"__name__": "solution"}
+    try:
+        _guard(lambda: exec(compile(code, "solution.py", "exec"), g))
+        ret = _guard(lambda: g[entry](*example_call(tests[0], entry)))
+        out["example_returns"] = tagged(ret)
+    except BaseException:
+        out["example_returns"] = None
+    passes = run_tests(code, setup, tests)
+    out["reference_passes"] = passes
+    if not all(passes):
+        out["why"] = "reference fails its own tests"
+        return out
+    seen = {code}
+    for style in range(k * 3):
+        if len(out["rewrites"]) >= k:
+            break
+        try:
+            src = rewrite(code, rng, style + req["seed"])
+        except Exception:
+            continue
+        if src in seen or not all(run_tests(src, setup, tests)):
+            continue
+        seen.add(src)
+        out["rewrites"].append(src)
+    sites = _sites(tree)
+    rng.shuffle(sites)
+    found = []
+    for index, kind in sites[: 12 * k]:
+        try:
+            src = mutate(code, index, kind)
+        except Exception:
+            continue
+        if src in seen:
+            continue
+        seen.add(src)
+        res = run_tests(src, setup, tests)
+        if all(res[1:]):
+            continue  # not a fault the hidden tests can see
+        found.append({"src": src, "kind": kind, "passes_example": res[0],
+                      "hidden_failed": sum(1 for r in res[1:] if not r)})
+        if sum(1 for f in found if f["passes_example"]) >= k:
+            break
+    # The insidious ones first: a Dunning-Kruger agent checked the example.
+    found.sort(key=lambda f: not f["passes_example"])
+    out["mutants"] = found[:k]
+    out["ok"] = True
+    return out
+
+
+if __name__ == "__main__":
+    result = main()
+    sys.stdout.write(json.dumps(result))

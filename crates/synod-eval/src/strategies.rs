@@ -1,0 +1,556 @@
+//! The strategies compared, each run on the same agents' same replies.
+//!
+//! - `single`: the first agent's first answer.
+//! - `majority-text`: the most frequent normalized source text among the n answers.
+//! - `majority-behaviour`: the largest class of identical behaviour on the probe pool
+//!   (AlphaCode / MBR-exec style).
+//! - `codet`: dual execution agreement (CodeT): each agent's tests are its probes with its own
+//!   program's outcomes; a solution's score is (solutions passing exactly the same tests) ×
+//!   (tests it passes).
+//! - `synod`: the full pipeline ([`synod_core::Pipeline`]) driven synchronously in virtual time.
+//!
+//! Ties go to the earliest agent, as in the agents file.
+
+use crate::EvalError;
+use crate::checks::CheckCache;
+use crate::sim::{FaultKind, Plan, SimSpec, SimTask, tokens};
+use crate::suite::Task;
+use std::collections::{BTreeMap, VecDeque};
+use synod_core::pipeline::{
+    AgentInfo, Finish, Input, Output, Pipeline, PipelineConfig, REFERENCE_MODULE, Reply,
+    ReplyFault, Request, Role, Usage,
+};
+use synod_core::{
+    Call, CheckCall, CheckRequest, Expectation, Interpretation, Outcome, Program, Prompt,
+};
+
+/// The strategies, in report order.
+pub const STRATEGIES: &[&str] = &[
+    "single",
+    "majority-text",
+    "majority-behaviour",
+    "codet",
+    "synod",
+];
+
+/// How a task ended for a strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Delivered a program that passes every hidden test.
+    Correct,
+    /// Delivered a program that fails a hidden test.
+    SilentlyWrong,
+    /// Stopped with a question for the user that nobody answers.
+    Asked,
+    /// Delivered nothing.
+    Abstained,
+    /// The harness failed.
+    Error,
+}
+
+impl Verdict {
+    /// Its name in results.csv.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Correct => "correct",
+            Verdict::SilentlyWrong => "silently-wrong",
+            Verdict::Asked => "asked",
+            Verdict::Abstained => "abstained",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+/// A strategy's result on one task.
+#[derive(Clone, Debug)]
+pub struct StrategyResult {
+    /// How it ended.
+    pub verdict: Verdict,
+    /// Agent calls.
+    pub calls: u32,
+    /// Of which, calls for readings (the decision).
+    pub interpret_calls: u32,
+    /// Tokens (estimated for simulated agents).
+    pub tokens: u64,
+    /// Questions put to the user.
+    pub questions: u32,
+    /// One line on why.
+    pub detail: String,
+}
+
+/// One task in one grid cell: the agents' plans and everything the strategies share.
+pub struct Cell<'a> {
+    /// The task.
+    pub task: &'a Task,
+    /// The prompt fed.
+    pub prompt: &'a str,
+    /// The agent-visible task and its programs.
+    pub sim: &'a SimTask<'a>,
+    /// The agents.
+    pub spec: &'a SimSpec,
+    /// Each agent's plan.
+    pub plans: Vec<Plan>,
+    /// The caches.
+    pub cache: &'a CheckCache,
+    /// Seed of the task (probe pool, differential inputs).
+    pub task_seed: u64,
+    /// Simulated user answers questions (HumanEvalComm).
+    pub user: bool,
+}
+
+impl Cell<'_> {
+    fn task_key(&self) -> String {
+        self.task.id.clone()
+    }
+
+    /// Is `src` (module `solution`) correct on the hidden tests?
+    fn judge(&self, src: &str) -> Result<Verdict, EvalError> {
+        let ok = self.cache.hidden_verdict(
+            &self.task_key(),
+            &Program::single("solution", src),
+            "solution",
+            &self.task.setup,
+            self.task.hidden_tests(),
+        )?;
+        Ok(if ok {
+            Verdict::Correct
+        } else {
+            Verdict::SilentlyWrong
+        })
+    }
+
+    /// The interpret answers of every agent (`None`: no program).
+    fn answers(&self) -> Vec<Option<String>> {
+        self.plans.iter().map(|p| self.sim.program(*p, 0)).collect()
+    }
+
+    fn call_tokens(&self, answer: Option<&String>) -> u64 {
+        tokens(self.prompt.len() + 600) + tokens(answer.map_or(40, |a| a.len() + 400))
+    }
+
+    fn result_of(
+        &self,
+        chosen: Option<usize>,
+        answers: &[Option<String>],
+        calls: usize,
+        why: &str,
+    ) -> Result<StrategyResult, EvalError> {
+        let tokens = answers
+            .iter()
+            .take(calls)
+            .map(|a| self.call_tokens(a.as_ref()))
+            .sum();
+        let (verdict, detail) = match chosen.and_then(|i| answers[i].as_ref().map(|a| (i, a))) {
+            Some((i, src)) => (self.judge(src)?, format!("{why}: agent {i}")),
+            None => (Verdict::Abstained, format!("{why}: no program")),
+        };
+        Ok(StrategyResult {
+            verdict,
+            calls: calls as u32,
+            interpret_calls: calls as u32,
+            tokens,
+            questions: 0,
+            detail,
+        })
+    }
+
+    /// The probe pool synod builds in its first round, and the request that checks a
+    /// reading on it (the same request as the pipeline's, so they share cache entries).
+    fn pool(&self) -> Vec<Call> {
+        let spec = self.sim.spec("");
+        let mut own: Vec<Call> = spec.contract.iter().map(|c| c.call.clone()).collect();
+        own.extend(self.sim.probes.iter().cloned());
+        synod_core::probes::pool(&own, self.task_seed, &Default::default())
+    }
+
+    fn behaviour(&self, src: &str, pool: &[Call]) -> Result<Option<Vec<Outcome>>, EvalError> {
+        let spec = self.sim.spec("");
+        let f = &spec.components[0].functions[0];
+        let mut calls: Vec<CheckCall> = spec
+            .contract
+            .iter()
+            .map(|c| CheckCall {
+                call: c.call.clone(),
+                expect: Some(c.expect.clone()),
+            })
+            .collect();
+        let contract_len = calls.len();
+        calls.extend(pool.iter().map(|c| CheckCall {
+            call: c.clone(),
+            expect: None,
+        }));
+        let request = CheckRequest {
+            program: Program::single(REFERENCE_MODULE, src),
+            function_modules: [(f.name.clone(), REFERENCE_MODULE.to_string())]
+                .into_iter()
+                .collect(),
+            interface: vec![(REFERENCE_MODULE.to_string(), f.clone())],
+            calls,
+        };
+        let r = self.cache.run(&request)?;
+        if r.load_error.is_some() || !r.interface_errors.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            r.outcomes[contract_len.min(r.outcomes.len())..].to_vec(),
+        ))
+    }
+
+    /// Runs one strategy.
+    pub fn run(&self, strategy: &str) -> Result<StrategyResult, EvalError> {
+        let answers = self.answers();
+        let n = answers.len();
+        match strategy {
+            "single" => self.result_of(Some(0), &answers, 1, "first answer"),
+            "majority-text" => {
+                let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+                for (i, a) in answers.iter().enumerate() {
+                    if let Some(a) = a {
+                        let e = counts.entry(normalize_source(a)).or_insert((0, i));
+                        e.0 += 1;
+                    }
+                }
+                let best = counts
+                    .values()
+                    .max_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)))
+                    .map(|x| x.1);
+                self.result_of(best, &answers, n, "most frequent text")
+            }
+            "majority-behaviour" => {
+                let pool = self.pool();
+                let mut classes: BTreeMap<Vec<Outcome>, (usize, usize)> = BTreeMap::new();
+                for (i, a) in answers.iter().enumerate() {
+                    if let Some(a) = a
+                        && let Some(b) = self.behaviour(a, &pool)?
+                    {
+                        classes.entry(b).or_insert((0, i)).0 += 1;
+                    }
+                }
+                let best = classes
+                    .values()
+                    .max_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)))
+                    .map(|x| x.1);
+                self.result_of(best, &answers, n, "largest behaviour class")
+            }
+            "codet" => self.codet(&answers),
+            "synod" => self.synod(),
+            other => Err(EvalError::Unsupported(format!("strategy {other:?}"))),
+        }
+    }
+
+    fn codet(&self, answers: &[Option<String>]) -> Result<StrategyResult, EvalError> {
+        // Each agent's tests: its own probes (and the example) with its own outcomes.
+        let mut own: Vec<Call> = self
+            .sim
+            .spec("")
+            .contract
+            .iter()
+            .map(|c| c.call.clone())
+            .collect();
+        own.extend(self.sim.probes.iter().cloned());
+        // The pool starts with these calls, so its (cached) run holds their outcomes.
+        let pool = self.pool();
+        let at: Vec<usize> = own
+            .iter()
+            .filter_map(|c| pool.iter().position(|x| x == c))
+            .collect();
+        let mut outcomes: Vec<Option<Vec<Outcome>>> = Vec::new();
+        for a in answers {
+            outcomes.push(match a {
+                Some(a) => self
+                    .behaviour(a, &pool)?
+                    .map(|b| at.iter().map(|k| b[*k].clone()).collect()),
+                None => None,
+            });
+        }
+        let tests: Vec<(usize, Outcome)> = outcomes
+            .iter()
+            .flatten()
+            .flat_map(|o| o.iter().cloned().enumerate())
+            .collect();
+        let passed: Vec<Option<Vec<bool>>> = outcomes
+            .iter()
+            .map(|o| {
+                o.as_ref()
+                    .map(|o| tests.iter().map(|(k, want)| o[*k] == *want).collect())
+            })
+            .collect();
+        let mut best: Option<(usize, usize)> = None;
+        for (i, p) in passed.iter().enumerate() {
+            let Some(p) = p else { continue };
+            let agreeing = passed.iter().flatten().filter(|q| *q == p).count();
+            let score = agreeing * p.iter().filter(|b| **b).count();
+            if best.is_none_or(|(s, _)| score > s) {
+                best = Some((score, i));
+            }
+        }
+        self.result_of(best.map(|b| b.1), answers, answers.len(), "dual agreement")
+    }
+
+    /// The full pipeline, in virtual time, with the simulated agents and the cached sandbox.
+    fn synod(&self) -> Result<StrategyResult, EvalError> {
+        let agents: Vec<AgentInfo> = (0..self.spec.n)
+            .map(|i| AgentInfo {
+                id: synod_core::AgentId(i as u32),
+                name: format!("sim{i}"),
+                timeout_ms: 60_000,
+            })
+            .collect();
+        let cfg = PipelineConfig::new(agents, self.spec.m, self.task_seed);
+        let mut p = Pipeline::new(cfg, Prompt::new(self.prompt))
+            .map_err(|e| EvalError::Agents(e.to_string()))?;
+        let mut queue = VecDeque::from([Input::Start]);
+        let mut timers: BTreeMap<u64, Vec<synod_core::pipeline::TimerId>> = BTreeMap::new();
+        let mut now = 0u64;
+        let mut calls = 0u32;
+        let mut interpret_calls = 0u32;
+        let mut tokens_used = 0u64;
+        let mut questions = 0u32;
+        let mut steps = 0usize;
+        loop {
+            while let Some(input) = queue.pop_front() {
+                steps += 1;
+                assert!(
+                    steps < 100_000,
+                    "pipeline did not finish within 100000 steps"
+                );
+                let mut out = Vec::new();
+                p.step(now, input, &mut out);
+                for o in out {
+                    match o {
+                        Output::Ask {
+                            ask,
+                            agent,
+                            request,
+                        } => {
+                            calls += 1;
+                            if request.role == Role::Interpret {
+                                interpret_calls += 1;
+                            }
+                            let plan = self.plans[agent.0 as usize];
+                            if let Some((reply, usage)) = self.reply(plan, &request)? {
+                                tokens_used += usage.total();
+                                queue.push_back(Input::Replied { ask, reply, usage });
+                            }
+                        }
+                        Output::SetTimer { timer, at_ms } => {
+                            timers.entry(at_ms).or_default().push(timer)
+                        }
+                        Output::RunCheck { check, request } => {
+                            let report = self.cache.run(&request)?;
+                            queue.push_back(Input::CheckFinished { check, report });
+                        }
+                        Output::Persist { .. } | Output::Progress(_) => {}
+                        Output::AskUser(q) => {
+                            questions += 1;
+                            if !self.user {
+                                return Ok(StrategyResult {
+                                    verdict: Verdict::Asked,
+                                    calls,
+                                    interpret_calls,
+                                    tokens: tokens_used,
+                                    questions,
+                                    detail: format!("{} readings", q.readings.len()),
+                                });
+                            }
+                            let answer = self.user_answer(&q)?;
+                            queue.push_back(Input::UserAnswered { answer });
+                        }
+                        Output::Finish(f) => {
+                            let (verdict, detail) = match *f {
+                                Finish::Built(b) => {
+                                    let module = b
+                                        .spec
+                                        .function_modules()
+                                        .get(&self.sim.prepared.entry)
+                                        .cloned()
+                                        .unwrap_or_else(|| "solution".into());
+                                    let ok = self.cache.hidden_verdict(
+                                        &self.task_key(),
+                                        &b.program,
+                                        &module,
+                                        &self.task.setup,
+                                        self.task.hidden_tests(),
+                                    )?;
+                                    (
+                                        if ok {
+                                            Verdict::Correct
+                                        } else {
+                                            Verdict::SilentlyWrong
+                                        },
+                                        format!("class of {}", b.class.len()),
+                                    )
+                                }
+                                Finish::Failed { stage, reason, .. } => (
+                                    Verdict::Abstained,
+                                    format!(
+                                        "{stage}: {}",
+                                        reason.chars().take(80).collect::<String>()
+                                    ),
+                                ),
+                            };
+                            return Ok(StrategyResult {
+                                verdict,
+                                calls,
+                                interpret_calls,
+                                tokens: tokens_used,
+                                questions,
+                                detail,
+                            });
+                        }
+                    }
+                }
+            }
+            let Some((&at, _)) = timers.iter().next() else {
+                return Ok(StrategyResult {
+                    verdict: Verdict::Error,
+                    calls,
+                    interpret_calls,
+                    tokens: tokens_used,
+                    questions,
+                    detail: "pipeline stuck: nothing in flight".into(),
+                });
+            };
+            let fired = timers.remove(&at).unwrap_or_default();
+            now = at;
+            for t in fired {
+                queue.push_back(Input::TimerFired { timer: t });
+            }
+        }
+    }
+
+    /// A simulated agent's reply to a pipeline ask; `None` for a stall.
+    fn reply(&self, plan: Plan, request: &Request) -> Result<Option<SimReply>, EvalError> {
+        let prompt_len = request.prompt.full_text().len() + 600;
+        let fault = |r: Result<Reply, ReplyFault>| {
+            Some((
+                r,
+                Usage {
+                    input_tokens: tokens(prompt_len),
+                    output_tokens: 10,
+                },
+            ))
+        };
+        match plan {
+            Plan::Faulty(FaultKind::Stall, _) => return Ok(None),
+            Plan::Faulty(FaultKind::Crash, _) => {
+                return Ok(fault(Err(ReplyFault::Crashed(
+                    "backend exited with status 1".into(),
+                ))));
+            }
+            Plan::Faulty(FaultKind::Garbage, _) => {
+                return Ok(fault(Err(ReplyFault::Invalid(
+                    "no fenced json spec in the reply".into(),
+                ))));
+            }
+            _ => {}
+        }
+        let attempt = match request.role {
+            Role::Interpret => request.sample as usize,
+            Role::Implement => 1,
+        };
+        let plan = self.reading_after_clarification(plan, &request.prompt)?;
+        let Some(src) = self.sim.program(plan, attempt) else {
+            return Ok(fault(Err(ReplyFault::Crashed(
+                "no mutant for this task".into(),
+            ))));
+        };
+        let usage = Usage {
+            input_tokens: tokens(prompt_len),
+            output_tokens: tokens(src.len() + 400),
+        };
+        let reply = match request.role {
+            Role::Interpret => Reply::Interpretation(Interpretation {
+                spec: self
+                    .sim
+                    .spec(request.prompt.text.lines().next().unwrap_or("")),
+                reference: src,
+                probes: self.sim.probes.clone(),
+            }),
+            Role::Implement => Reply::Implementation(src),
+        };
+        Ok(Some((Ok(reply), usage)))
+    }
+
+    /// A correct agent that took the other reading reads the clarification: it follows
+    /// whichever reading meets the chosen outcomes.
+    fn reading_after_clarification(&self, plan: Plan, prompt: &Prompt) -> Result<Plan, EvalError> {
+        let Plan::Correct { rewrite, alt } = plan else {
+            return Ok(plan);
+        };
+        if self.sim.alt.is_none() || prompt.clarifications.is_empty() {
+            return Ok(plan);
+        }
+        let examples: Vec<_> = prompt
+            .clarifications
+            .iter()
+            .flat_map(|c| c.examples.iter())
+            .collect();
+        if examples.is_empty() {
+            return Ok(plan);
+        }
+        let calls: Vec<Call> = examples.iter().map(|e| e.call.clone()).collect();
+        for take_alt in [alt, !alt] {
+            let src = self
+                .sim
+                .program(
+                    Plan::Correct {
+                        rewrite,
+                        alt: take_alt,
+                    },
+                    0,
+                )
+                .unwrap_or_default();
+            let Some(b) = self.behaviour(&src, &calls)? else {
+                continue;
+            };
+            let meets = examples.iter().zip(&b).all(|(e, o)| match &e.expect {
+                Expectation::Same(want) => want == o,
+                _ => true,
+            });
+            if meets {
+                return Ok(Plan::Correct {
+                    rewrite,
+                    alt: take_alt,
+                });
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The simulated user: runs the original problem's tests against each reading's program
+    /// and names the first that passes, or says it has no preference.
+    fn user_answer(&self, q: &synod_core::pipeline::Question) -> Result<String, EvalError> {
+        for r in &q.readings {
+            let Some(agent) = r
+                .agents
+                .first()
+                .and_then(|a| a.strip_prefix("sim"))
+                .and_then(|i| i.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let prompt = Prompt::new(self.prompt);
+            let plan = self.reading_after_clarification(self.plans[agent], &prompt)?;
+            let Some(src) = self.sim.program(plan, 0) else {
+                continue;
+            };
+            if self.judge(&src)? == Verdict::Correct {
+                return Ok(r.label.clone());
+            }
+        }
+        Ok("no preference".into())
+    }
+}
+
+/// A simulated reply and what it cost.
+type SimReply = (Result<Reply, ReplyFault>, Usage);
+
+/// Source text as a text vote sees it: comments, blank lines and trailing spaces dropped.
+pub fn normalize_source(src: &str) -> String {
+    src.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim_end())
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,237 @@
+//! Benchmark suites: reading tasks from the dataset files into one shape.
+
+use crate::EvalError;
+use serde::Deserialize;
+use std::path::Path;
+
+/// Which dataset a suite file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SuiteKind {
+    /// MBPP-sanitized (`sanitized-mbpp.json`).
+    Mbpp,
+    /// ClassEval (`ClassEval_data.json`).
+    Classeval,
+    /// HumanEvalComm (`HumanEvalComm-*.jsonl`).
+    Humanevalcomm,
+}
+
+impl SuiteKind {
+    /// Its name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            SuiteKind::Mbpp => "mbpp",
+            SuiteKind::Classeval => "classeval",
+            SuiteKind::Humanevalcomm => "humanevalcomm",
+        }
+    }
+}
+
+/// One prompt an agent may be given for a task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromptVariant {
+    /// `original`, or the modified prompt's field name (`prompt1a`, …).
+    pub name: String,
+    /// The task text as the agent reads it.
+    pub text: String,
+}
+
+/// A task: text, reference and tests. `tests[0]` is the example agents see; the rest are
+/// hidden and decide correctness, nothing else.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// The dataset's id.
+    pub id: String,
+    /// The prompts to run: one for MBPP and ClassEval; the original and the modified ones
+    /// for HumanEvalComm.
+    pub prompts: Vec<PromptVariant>,
+    /// The reference solution (trusted: it comes from the dataset).
+    pub reference: String,
+    /// Test statements (Python `assert`s, or for ClassEval a unittest module).
+    pub tests: Vec<String>,
+    /// Imports the tests need.
+    pub setup: String,
+    /// The entry point, when the dataset names it.
+    pub entry: Option<String>,
+    /// ClassEval: the class skeleton with docstrings (what agents see instead of an example).
+    pub skeleton: Option<String>,
+}
+
+impl Task {
+    /// The hidden tests: every test but the example.
+    pub fn hidden_tests(&self) -> &[String] {
+        self.tests.get(1..).unwrap_or(&[])
+    }
+}
+
+#[derive(Deserialize)]
+struct MbppRow {
+    task_id: u64,
+    prompt: String,
+    code: String,
+    #[serde(default)]
+    test_imports: Vec<String>,
+    test_list: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct HecRow {
+    name: String,
+    prompt: String,
+    entry_point: String,
+    solution: String,
+    test_case: String,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Reads a suite file. HumanEvalComm test cases are Python literals: they are turned into
+/// `assert` statements here (never evaluated on this side).
+pub fn load(path: &Path, kind: SuiteKind) -> Result<Vec<Task>, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
+        what: format!("read suite {}", path.display()),
+        source,
+    })?;
+    let bad = |why: String| EvalError::Suite {
+        path: path.display().to_string(),
+        why,
+    };
+    match kind {
+        SuiteKind::Mbpp => {
+            let rows: Vec<MbppRow> =
+                serde_json::from_str(&text).map_err(|e| bad(format!("not MBPP JSON: {e}")))?;
+            Ok(rows
+                .into_iter()
+                .filter(|r| r.test_list.len() >= 2)
+                .map(|r| Task {
+                    id: r.task_id.to_string(),
+                    prompts: vec![PromptVariant {
+                        name: "original".into(),
+                        text: r.prompt,
+                    }],
+                    reference: r.code,
+                    tests: r.test_list,
+                    setup: r.test_imports.join("\n"),
+                    entry: None,
+                    skeleton: None,
+                })
+                .collect())
+        }
+        SuiteKind::Humanevalcomm => {
+            let mut tasks = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let r: HecRow = serde_json::from_str(line)
+                    .map_err(|e| bad(format!("line {}: not a HumanEvalComm row: {e}", i + 1)))?;
+                let tests = hec_tests(&r.entry_point, &r.test_case)
+                    .ok_or_else(|| bad(format!("line {}: unreadable test_case", i + 1)))?;
+                let mut prompts = vec![PromptVariant {
+                    name: "original".into(),
+                    text: r.prompt.clone(),
+                }];
+                for (k, v) in &r.rest {
+                    if k.starts_with("prompt")
+                        && let Some(t) = v.as_str()
+                        && !t.trim().is_empty()
+                    {
+                        prompts.push(PromptVariant {
+                            name: k.clone(),
+                            text: t.to_string(),
+                        });
+                    }
+                }
+                tasks.push(Task {
+                    id: r.name.replace('/', "-"),
+                    prompts,
+                    reference: r.solution,
+                    tests,
+                    setup: String::new(),
+                    entry: Some(r.entry_point),
+                    skeleton: None,
+                });
+            }
+            Ok(tasks)
+        }
+        SuiteKind::Classeval => Err(EvalError::Unsupported(
+            "ClassEval is not wired into the harness yet".into(),
+        )),
+    }
+}
+
+/// `test_case` is a Python-literal list of dicts with string fields; it is close enough to
+/// JSON once quotes are swapped that a small scanner reads it without evaluating anything.
+fn hec_tests(entry: &str, test_case: &str) -> Option<Vec<String>> {
+    let cases = scan_dict_list(test_case)?;
+    let mut out = Vec::new();
+    for c in cases {
+        let input = c.iter().find(|(k, _)| k == "input")?.1.clone();
+        let output = c.iter().find(|(k, _)| k == "output")?.1.clone();
+        let rel = c
+            .iter()
+            .find(|(k, _)| k == "relation")
+            .map(|x| x.1.clone())
+            .unwrap_or_else(|| "==".into());
+        if rel != "==" {
+            continue;
+        }
+        out.push(format!("assert {entry}({input}) == {output}"));
+    }
+    (out.len() >= 2).then_some(out)
+}
+
+/// Reads `[{'k': 'v', ...}, ...]` where keys and values are Python string literals.
+fn scan_dict_list(s: &str) -> Option<Vec<Vec<(String, String)>>> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    let mut out = Vec::new();
+    let mut cur: Vec<(String, String)> = Vec::new();
+    let mut pending_key: Option<String> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' || c == '"' {
+            let q = c;
+            let mut lit = String::new();
+            i += 1;
+            while i < chars.len() && chars[i] != q {
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    let e = chars[i + 1];
+                    lit.push(match e {
+                        'n' => '\n',
+                        't' => '\t',
+                        other => other,
+                    });
+                    i += 2;
+                    continue;
+                }
+                lit.push(chars[i]);
+                i += 1;
+            }
+            match pending_key.take() {
+                None => pending_key = Some(lit),
+                Some(k) => cur.push((k, lit)),
+            }
+        } else if c == '}' {
+            out.push(std::mem::take(&mut cur));
+            pending_key = None;
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn humanevalcomm_cases_become_asserts() {
+        let t = hec_tests(
+            "f",
+            "[{'input': '[1, 2], 0.3', 'output': 'True', 'relation': '=='}, {'input': \"'a b'\", 'output': \"['a', 'b']\", 'relation': '=='}]",
+        )
+        .unwrap();
+        assert_eq!(t[0], "assert f([1, 2], 0.3) == True");
+        assert_eq!(t[1], "assert f('a b') == ['a', 'b']");
+    }
+}

@@ -1,0 +1,370 @@
+//! The evaluation harness on a few real MBPP tasks and on constructed ones.
+
+use std::path::PathBuf;
+use synod_eval::checks::CheckCache;
+use synod_eval::prepare::{Mutant, Prepared, prepare};
+use synod_eval::sim::{FaultKind, Plan, SimSpec, SimTask};
+use synod_eval::strategies::{Cell, Verdict};
+use synod_eval::suite::{PromptVariant, SuiteKind, Task, load};
+use synod_eval::{EvalConfig, all_strategies, run};
+
+fn data() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    assert!(
+        p.join("mbpp-sanitized/sanitized-mbpp.json").exists(),
+        "benchmark data missing: expected {} (see shared/data/README.md)",
+        p.display()
+    );
+    p
+}
+
+fn mbpp() -> PathBuf {
+    data().join("mbpp-sanitized/sanitized-mbpp.json")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("synod-eval-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Task ids used in CI: small and quick, and no probe near the per-call time limit (task 3,
+/// `is_not_prime`, loops ~10⁶ times on a 2⁴⁰ probe and times out or not with machine load).
+const SLICE: &[&str] = &["2", "4", "6"];
+
+fn config(out: PathBuf, cell: SimSpec) -> EvalConfig {
+    EvalConfig {
+        suite: mbpp(),
+        kind: SuiteKind::Mbpp,
+        cells: vec![cell],
+        strategies: all_strategies(),
+        tasks: None,
+        task_ids: Some(SLICE.iter().map(|s| s.to_string()).collect()),
+        seed: 7,
+        jobs: 1,
+        out,
+        progress: false,
+    }
+}
+
+fn without_seconds(csv: &str) -> Vec<String> {
+    let mut rows: Vec<String> = csv
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            if f.len() > 14 {
+                f.remove(14);
+            }
+            f.join(",")
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn same_seed_gives_identical_results() {
+    let cell = SimSpec {
+        p: 0.4,
+        ..SimSpec::default()
+    };
+    let (a, b) = (scratch("det-a"), scratch("det-b"));
+    run(&config(a.clone(), cell.clone())).unwrap();
+    run(&config(b.clone(), cell)).unwrap();
+    let ra = std::fs::read_to_string(a.join("results.csv")).unwrap();
+    let rb = std::fs::read_to_string(b.join("results.csv")).unwrap();
+    assert_eq!(ra.lines().count(), 1 + SLICE.len() * 5);
+    assert_eq!(without_seconds(&ra), without_seconds(&rb));
+    // Resuming finds every row and writes none.
+    let again = run(&config(a.clone(), SimSpec::default().clone())).unwrap();
+    assert!(again.rows_resumed >= SLICE.len() * 5);
+    let _ = std::fs::remove_dir_all(a);
+    let _ = std::fs::remove_dir_all(b);
+}
+
+#[test]
+fn hidden_tests_never_reach_agents_probes_or_the_check_cache() {
+    let out = scratch("leak");
+    let cell = SimSpec {
+        p: 0.4,
+        ..SimSpec::default()
+    };
+    run(&config(out.clone(), cell)).unwrap();
+    let tasks = load(&mbpp(), SuiteKind::Mbpp).unwrap();
+    let checks = std::fs::read_to_string(out.join("cache/checks.jsonl")).unwrap();
+    for id in SLICE {
+        let task = tasks.iter().find(|t| t.id == *id).unwrap();
+        let prepared = prepare(task, &out.join("programs"), synod_eval::task_seed(7, id)).unwrap();
+        let sim = SimTask::new(&prepared, &task.reference, synod_eval::task_seed(7, id), id);
+        // What agents see: the prompt, the signature, the example; what they propose.
+        let mut seen = task.prompts[0].text.clone();
+        seen.push_str(&serde_json::to_string(&sim.spec(&task.prompts[0].text)).unwrap());
+        seen.push_str(&serde_json::to_string(&sim.probes).unwrap());
+        // The probe pool every strategy and the pipeline's first round run.
+        let mut own = vec![sim.example.clone()];
+        own.extend(sim.probes.iter().cloned());
+        let pool =
+            synod_core::probes::pool(&own, synod_eval::task_seed(7, id), &Default::default());
+        let pool_text: String = pool.iter().map(|c| format!("{c}\n")).collect();
+        for hidden in task.hidden_tests() {
+            // The cache holds reports only: never a hidden test's text.
+            assert!(
+                !checks.contains(hidden.as_str()),
+                "task {id}: hidden test in the cache"
+            );
+            // The literal inputs and outputs of each hidden assert, as Python text.
+            for piece in literals(hidden) {
+                if task.tests[0].contains(&piece) {
+                    continue; // also in the example, which agents may see
+                }
+                assert!(
+                    !seen.contains(&piece),
+                    "task {id}: {piece:?} reached the agents"
+                );
+                assert!(
+                    !pool_text.contains(&piece),
+                    "task {id}: {piece:?} is a probe"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// Bracketed or parenthesised literals of an assert (the inputs and expected values that are
+/// long enough not to occur by chance).
+fn literals(test: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = test.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if *c == '[' || *c == '(' {
+            let close = if *c == '[' { ']' } else { ')' };
+            let mut depth = 0;
+            for (j, d) in chars.iter().enumerate().skip(i) {
+                if *d == *c {
+                    depth += 1;
+                } else if *d == close {
+                    depth -= 1;
+                    if depth == 0 {
+                        // Whole bracketed values, so a longer probe list that merely
+                        // starts with the same elements does not count.
+                        let s: String = chars[i..=j].iter().collect();
+                        if s.len() >= 10 && !s[1..].contains('(') && !s.contains('=') {
+                            out.push(s);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_mutant_fails_a_hidden_test_and_every_rewrite_passes() {
+    let out = scratch("mutants");
+    let cache = CheckCache::open(&out.join("cache")).unwrap();
+    let tasks = load(&mbpp(), SuiteKind::Mbpp).unwrap();
+    for id in SLICE {
+        let task = tasks.iter().find(|t| t.id == *id).unwrap();
+        let p = prepare(task, &out.join("programs"), 1).unwrap();
+        assert!(p.ok, "{id}: {}", p.why);
+        assert!(!p.mutants.is_empty(), "task {id}: no mutant found");
+        assert!(!p.rewrites.is_empty(), "task {id}: no rewrite");
+        let judge = |src: &str| {
+            cache
+                .hidden_verdict(
+                    id,
+                    &synod_core::Program::single("solution", src),
+                    "solution",
+                    &task.setup,
+                    task.hidden_tests(),
+                )
+                .unwrap()
+        };
+        for m in &p.mutants {
+            assert!(
+                !judge(&m.src),
+                "task {id}: mutant ({}) passes every hidden test",
+                m.kind
+            );
+        }
+        for r in &p.rewrites {
+            assert_ne!(r.trim(), task.reference.trim());
+            assert!(judge(r), "task {id}: rewrite fails a hidden test:\n{r}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// A constructed task: `f(x) = x * 2`; rewrites and mutants written by hand.
+fn constructed() -> (Task, Prepared) {
+    let task = Task {
+        id: "double".into(),
+        prompts: vec![PromptVariant {
+            name: "original".into(),
+            text: "Write f(x) returning twice x.".into(),
+        }],
+        reference: "def f(x):\n    return x * 2\n".into(),
+        tests: vec![
+            "assert f(3) == 6".into(),
+            "assert f(-5) == -10".into(),
+            "assert f(0) == 0".into(),
+        ],
+        setup: String::new(),
+        entry: Some("f".into()),
+        skeleton: None,
+    };
+    let prepared = Prepared {
+        ok: true,
+        why: String::new(),
+        entry: "f".into(),
+        params: vec!["x".into()],
+        example_args: vec![synod_core::Value::Int(3)],
+        example_returns: Some(synod_core::Value::Int(6)),
+        rewrites: vec![
+            "def f(x):\n    y = x + x\n    return y\n".into(),
+            "def f(x):\n    return 2 * x  # doubled\n".into(),
+        ],
+        mutants: vec![
+            // Passes the example (3 → 6) but not the hidden tests.
+            Mutant {
+                src: "def f(x):\n    return x + 3\n".into(),
+                kind: "constructed".into(),
+                passes_example: true,
+                hidden_failed: 2,
+            },
+            Mutant {
+                src: "def f(x):\n    return abs(x) * 2\n".into(),
+                kind: "constructed".into(),
+                passes_example: true,
+                hidden_failed: 1,
+            },
+        ],
+    };
+    (task, prepared)
+}
+
+fn cell_verdict(plans: Vec<Plan>, strategy: &str, n: usize, m: usize) -> (Verdict, String) {
+    let (task, prepared) = constructed();
+    let out = scratch(&format!("constructed-{strategy}"));
+    let cache = CheckCache::open(&out.join("cache")).unwrap();
+    let sim = SimTask::new(&prepared, &task.reference, 11, "double");
+    let spec = SimSpec {
+        n,
+        m,
+        ..SimSpec::default()
+    };
+    let cell = Cell {
+        task: &task,
+        prompt: &task.prompts[0].text,
+        sim: &sim,
+        spec: &spec,
+        plans,
+        cache: &cache,
+        task_seed: 11,
+        user: false,
+    };
+    let r = cell.run(strategy).unwrap();
+    let _ = std::fs::remove_dir_all(out);
+    (r.verdict, r.detail)
+}
+
+const RIGHT0: Plan = Plan::Correct {
+    rewrite: 0,
+    alt: false,
+};
+const RIGHT1: Plan = Plan::Correct {
+    rewrite: 1,
+    alt: false,
+};
+const WRONG0: Plan = Plan::Faulty(FaultKind::DunningKruger, 0);
+
+#[test]
+fn single_takes_the_first_agent() {
+    let (v, d) = cell_verdict(vec![WRONG0, RIGHT0, RIGHT1], "single", 3, 1);
+    assert_eq!(v, Verdict::SilentlyWrong, "{d}");
+}
+
+#[test]
+fn majority_text_is_fooled_by_one_repeated_mistake_among_rewrites() {
+    // Two correct agents wrote different texts; two faulty ones the same mutant.
+    let (v, d) = cell_verdict(vec![RIGHT0, RIGHT1, WRONG0, WRONG0], "majority-text", 4, 1);
+    assert_eq!(v, Verdict::SilentlyWrong, "{d}");
+}
+
+#[test]
+fn majority_behaviour_sees_through_rewrites() {
+    let (v, d) = cell_verdict(vec![WRONG0, RIGHT0, RIGHT1], "majority-behaviour", 3, 1);
+    assert_eq!(v, Verdict::Correct, "{d}");
+    assert!(d.ends_with("agent 1"), "{d}");
+}
+
+#[test]
+fn codet_picks_the_solution_with_most_agreement() {
+    let (v, d) = cell_verdict(
+        vec![
+            WRONG0,
+            Plan::Faulty(FaultKind::DunningKruger, 1),
+            RIGHT0,
+            RIGHT1,
+        ],
+        "codet",
+        4,
+        1,
+    );
+    assert_eq!(v, Verdict::Correct, "{d}");
+}
+
+#[test]
+fn synod_decides_the_class_of_n_minus_m() {
+    let (v, d) = cell_verdict(vec![WRONG0, RIGHT0, RIGHT1, RIGHT0], "synod", 4, 1);
+    assert_eq!(v, Verdict::Correct, "{d}");
+}
+
+#[test]
+fn synod_asks_when_a_mistake_is_shared_beyond_the_budget() {
+    let (v, d) = cell_verdict(vec![WRONG0, WRONG0, RIGHT0, RIGHT1], "synod", 4, 1);
+    assert_eq!(v, Verdict::Asked, "{d}");
+}
+
+#[test]
+fn synod_spends_n_minus_m_reading_calls_without_faults() {
+    let (task, prepared) = constructed();
+    let out = scratch("cost");
+    let cache = CheckCache::open(&out.join("cache")).unwrap();
+    let sim = SimTask::new(&prepared, &task.reference, 11, "double");
+    let spec = SimSpec {
+        n: 5,
+        m: 2,
+        ..SimSpec::default()
+    };
+    let cell = Cell {
+        task: &task,
+        prompt: &task.prompts[0].text,
+        sim: &sim,
+        spec: &spec,
+        plans: vec![RIGHT0, RIGHT1, RIGHT0, RIGHT1, RIGHT0],
+        cache: &cache,
+        task_seed: 11,
+        user: false,
+    };
+    let r = cell.run("synod").unwrap();
+    assert_eq!(r.verdict, Verdict::Correct);
+    assert_eq!(r.interpret_calls, 3);
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn sim_spec_parses_and_refuses() {
+    let s = SimSpec::parse("sim:n=7,m=2,p=0.3,rho=0.5,mix=dk:2+crash:1").unwrap();
+    assert_eq!((s.n, s.m), (7, 2));
+    assert_eq!(s.mix.len(), 2);
+    assert!(
+        SimSpec::parse("sim:n=4,m=2").is_err(),
+        "n = 2m cannot be honoured"
+    );
+    assert!(SimSpec::parse("sim:n=4,q=1").is_err());
+    assert!(SimSpec::parse("agents.toml").is_err());
+}

@@ -1,0 +1,117 @@
+//! `synod eval`: compare ways of using several agents on a benchmark suite.
+
+use std::path::PathBuf;
+use synod_eval::sim::SimSpec;
+use synod_eval::suite::SuiteKind;
+
+/// Arguments of `synod eval`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// The suite file (MBPP `sanitized-mbpp.json`, ClassEval `ClassEval_data.json`,
+    /// HumanEvalComm `*.jsonl`).
+    #[arg(long)]
+    pub suite: PathBuf,
+    /// What the suite file holds.
+    #[arg(long, value_enum)]
+    pub suite_kind: SuiteKind,
+    /// Simulated agents: `sim:n=4,m=1,p=0.2,rho=0[,mix=dk:0.6+crash:0.2+hostile:0.2][,split=0.5]`.
+    /// Default: sim:n=4,m=1,p=0.2,rho=0 (Dunning-Kruger faults). Agents files (real models)
+    /// are not supported yet.
+    #[arg(long)]
+    pub agents: Option<String>,
+    /// Run the standard grid for the suite instead of one cell (MBPP: 50 cells; others: 12).
+    #[arg(long)]
+    pub grid: bool,
+    /// Strategies, comma-separated: single, majority-text, majority-behaviour, codet, synod.
+    #[arg(long, value_delimiter = ',')]
+    pub strategy: Option<Vec<String>>,
+    /// Run the first N tasks only.
+    #[arg(long)]
+    pub tasks: Option<usize>,
+    /// Run these task ids only.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub task_ids: Option<Vec<String>>,
+    /// Seed of the simulated agents, probes and differential inputs.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Output directory (results.csv, summary.md, plots, caches). Re-running resumes.
+    #[arg(long, default_value = "eval-out")]
+    pub out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs `synod eval`: 0 when the evaluation finished, 2 for arguments it does not accept.
+pub fn run_eval(args: &EvalArgs) -> anyhow::Result<u8> {
+    let cells = match (&args.agents, args.grid) {
+        (Some(_), true) => {
+            eprintln!("synod eval: --grid sets the agents itself; drop --agents");
+            return Ok(2);
+        }
+        (_, true) => match args.suite_kind {
+            SuiteKind::Mbpp => synod_eval::mbpp_grid(),
+            _ => synod_eval::small_grid(),
+        },
+        (None, false) => {
+            eprintln!(
+                "synod eval: no --agents: simulated agents sim:n=4,m=1,p=0.2,rho=0 (Dunning-Kruger faults)"
+            );
+            vec![SimSpec::default()]
+        }
+        (Some(spec), false) if spec.starts_with("sim") => match SimSpec::parse(spec) {
+            Ok(s) => vec![s],
+            Err(e) => {
+                eprintln!("synod eval: {e}");
+                return Ok(2);
+            }
+        },
+        (Some(file), false) => {
+            eprintln!(
+                "synod eval: --agents {file}: agents files (real models) are not supported by eval yet; use sim:n=..,m=..,p=..,rho=.."
+            );
+            return Ok(2);
+        }
+    };
+    let strategies = args
+        .strategy
+        .clone()
+        .unwrap_or_else(synod_eval::all_strategies);
+    if let Some(bad) = strategies
+        .iter()
+        .find(|s| !synod_eval::strategies::STRATEGIES.contains(&s.as_str()))
+    {
+        eprintln!(
+            "synod eval: unknown strategy {bad:?} (known: {})",
+            synod_eval::strategies::STRATEGIES.join(", ")
+        );
+        return Ok(2);
+    }
+    let cfg = synod_eval::EvalConfig {
+        suite: args.suite.clone(),
+        kind: args.suite_kind,
+        cells,
+        strategies,
+        tasks: args.tasks,
+        task_ids: args.task_ids.clone(),
+        seed: args.seed,
+        jobs: args.jobs.max(1),
+        out: args.out.clone(),
+        progress: !args.quiet,
+    };
+    let summary = synod_eval::run(&cfg)?;
+    eprintln!(
+        "synod eval: {} rows written ({} resumed), {} tasks skipped, {} sandbox runs, {} cache hits, {:.0} s; see {}",
+        summary.rows_written,
+        summary.rows_resumed,
+        summary.skipped.len(),
+        summary.sandbox_runs,
+        summary.cache_hits,
+        summary.seconds,
+        cfg.out.join("summary.md").display()
+    );
+    Ok(0)
+}
