@@ -118,10 +118,7 @@ fn locked_node() -> BftNode {
             prevote(1, 0, Some("ok:0")),
         ],
     );
-    assert_eq!(
-        sent_vote(&out, VoteKind::Precommit),
-        Some(Some(v("ok:0")))
-    );
+    assert_eq!(sent_vote(&out, VoteKind::Precommit), Some(Some(v("ok:0"))));
     n
 }
 
@@ -203,7 +200,11 @@ fn bft_4_reproposal_with_its_valid_round_is_prevoted() {
     // Without the prevote quorum of round 0 at hand, a re-proposal waits (L28 not enabled)…
     let mut fresh = bft_node(3, 4, 1);
     feed(&mut fresh, 0, BftInput::Start);
-    msgs(&mut fresh, 1, vec![precommit(0, 1, None), prevote(1, 1, None)]);
+    msgs(
+        &mut fresh,
+        1,
+        vec![precommit(0, 1, None), prevote(1, 1, None)],
+    );
     assert_eq!(fresh.round(), Round(1));
     let out = msgs(&mut fresh, 2, vec![proposal(1, 1, "ok:0", Some(0))]);
     assert_eq!(sent_vote(&out, VoteKind::Prevote), None);
@@ -272,7 +273,11 @@ fn bft_8_f_plus_1_messages_of_a_higher_round_skip_to_it() {
     assert_eq!(n.round(), Round(0), "one sender could be Byzantine");
     let out = msgs(&mut n, 2, vec![prevote(1, 3, None)]);
     assert_eq!(n.round(), Round(3));
-    assert!(timers(&out).iter().any(|(_, t)| *t == Timeout::Propose(Round(3))));
+    assert!(
+        timers(&out)
+            .iter()
+            .any(|(_, t)| *t == Timeout::Propose(Round(3)))
+    );
 }
 
 #[test]
@@ -291,7 +296,11 @@ fn bft_10_prevote_timeout_precommits_nil() {
     let mut n = bft_node(2, 4, 1);
     feed(&mut n, 0, BftInput::Start);
     msgs(&mut n, 5, vec![proposal(0, 0, "ok:0", None)]);
-    let out = msgs(&mut n, 6, vec![prevote(0, 0, None), prevote(1, 0, Some("ok:9"))]);
+    let out = msgs(
+        &mut n,
+        6,
+        vec![prevote(0, 0, None), prevote(1, 0, Some("ok:9"))],
+    );
     let (at, t) = timers(&out)[0];
     assert_eq!(t, Timeout::Prevote(Round(0)));
     let out = feed(&mut n, at, BftInput::Timeout(t));
@@ -306,16 +315,12 @@ fn bft_11_precommit_timeout_starts_the_next_round_with_longer_timeouts() {
         .into_iter()
         .find(|(_, t)| *t == Timeout::Propose(Round(0)))
         .unwrap();
-    feed(&mut n, 60, BftInput::Timeout(Timeout::Propose(Round(0))));
-    let out = msgs(
-        &mut n,
-        61,
-        vec![precommit(0, 0, None), precommit(1, 0, None)],
-    );
-    assert!(timers(&out).iter().all(|(_, t)| *t != Timeout::Precommit(Round(0))));
-    feed(&mut n, 62, BftInput::Timeout(Timeout::Precommit(Round(0))));
-    // n's own precommit is missing (it only prevoted), so feed one more.
-    let out = msgs(&mut n, 63, vec![precommit(3, 0, None)]);
+    feed(&mut n, at0, BftInput::Timeout(Timeout::Propose(Round(0))));
+    let out = msgs(&mut n, 61, vec![prevote(0, 0, None), prevote(1, 0, None)]);
+    assert_eq!(sent_vote(&out, VoteKind::Precommit), Some(None));
+    let out = msgs(&mut n, 62, vec![precommit(0, 0, None)]);
+    assert!(timers(&out).is_empty(), "two precommits are not a quorum");
+    let out = msgs(&mut n, 63, vec![precommit(1, 0, None)]);
     let (at, t) = timers(&out)[0];
     assert_eq!(t, Timeout::Precommit(Round(0)));
     let out = feed(&mut n, at, BftInput::Timeout(t));
@@ -343,11 +348,21 @@ fn bft_12_gossip_resends_the_decision_proof() {
     );
     let out = feed(&mut n, 200, BftInput::Timeout(Timeout::Rebroadcast));
     let payloads = sent(&out);
-    assert!(payloads.iter().any(|p| matches!(p, Payload::Proposal { .. })));
     assert!(
         payloads
             .iter()
-            .filter(|p| matches!(p, Payload::Vote { kind: VoteKind::Precommit, .. }))
+            .any(|p| matches!(p, Payload::Proposal { .. }))
+    );
+    assert!(
+        payloads
+            .iter()
+            .filter(|p| matches!(
+                p,
+                Payload::Vote {
+                    kind: VoteKind::Precommit,
+                    ..
+                }
+            ))
             .count()
             >= 3
     );
@@ -508,7 +523,11 @@ fn ct_4_participant_adopts_and_acks() {
     );
     assert!(sends(&out).contains(&(NodeId(0), CtMessage::Ack { round: Round(0) })));
     assert_eq!(n.estimate(), (&v("ok:0"), 1));
-    assert_eq!(n.round(), Round(1), "CT-8: a participant moves on after replying");
+    assert_eq!(
+        n.round(),
+        Round(1),
+        "CT-8: a participant moves on after replying"
+    );
 }
 
 #[test]
@@ -565,9 +584,15 @@ fn ct_7_retransmit_resends_recent_messages() {
     let mut n = ct_node(1, 3);
     ct(&mut n, CtInput::Start);
     let out = ct(&mut n, CtInput::Retransmit);
-    assert!(sends(&out).iter().any(|(to, m)| *to == NodeId(0)
-        && matches!(m, CtMessage::Estimate { .. })));
-    assert!(out.iter().any(|o| matches!(o, CtOutput::SetRetransmit { .. })));
+    assert!(
+        sends(&out)
+            .iter()
+            .any(|(to, m)| *to == NodeId(0) && matches!(m, CtMessage::Estimate { .. }))
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, CtOutput::SetRetransmit { .. }))
+    );
 }
 
 #[test]
@@ -585,7 +610,15 @@ fn ct_bad_input_is_dropped_and_counted() {
             },
         ),
     );
-    ct(&mut n, ct_msg(2, CtMessage::Ack { round: Round(9_999) }));
+    ct(
+        &mut n,
+        ct_msg(
+            2,
+            CtMessage::Ack {
+                round: Round(10_000),
+            },
+        ),
+    );
     let c = n.counters();
     assert_eq!(c.unknown_sender, 1);
     assert_eq!(c.misdirected, 1);
@@ -625,7 +658,10 @@ fn fd_2_false_suspicion_restores_trust_and_grows_the_timeout() {
         vec![DetectorOutput::Trust(NodeId(1))]
     );
     assert_eq!(d.timeout_ms(NodeId(1)), Some(150));
-    assert!(fd(&mut d, 270, DetectorInput::Tick).is_empty(), "more patient now");
+    assert!(
+        fd(&mut d, 270, DetectorInput::Tick).is_empty(),
+        "more patient now"
+    );
     fd(&mut d, 271, DetectorInput::Tick);
     fd(&mut d, 280, DetectorInput::Heartbeat(NodeId(1)));
     assert_eq!(d.timeout_ms(NodeId(1)), Some(180), "capped");

@@ -57,16 +57,16 @@ fn good_case_table() {
 fn throughput(c: &mut Criterion) {
     good_case_table();
     let mut g = c.benchmark_group("throughput");
-    g.sample_size(10);
+    g.sample_size(10)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3));
     for protocol in [ProtocolKind::Bft, ProtocolKind::Ct] {
         for n in SIZES {
             let events = decide(protocol, n).stats().events;
             g.throughput(Throughput::Elements(events));
-            g.bench_with_input(
-                BenchmarkId::new(protocol.to_string(), n),
-                &n,
-                |b, &n| b.iter(|| black_box(decide(protocol, n).stats().events)),
-            );
+            g.bench_with_input(BenchmarkId::new(protocol.to_string(), n), &n, |b, &n| {
+                b.iter(|| black_box(decide(protocol, n).stats().events))
+            });
         }
     }
     g.finish();

@@ -50,7 +50,9 @@ fn parse_seeds(s: &str) -> Result<std::ops::Range<u64>, String> {
         .parse()
         .map_err(|_| format!("--seeds {s:?}: {b:?} is not a number"))?;
     if b <= a {
-        return Err(format!("--seeds {s:?}: the range is empty (B must exceed A)"));
+        return Err(format!(
+            "--seeds {s:?}: the range is empty (B must exceed A)"
+        ));
     }
     Ok(a..b)
 }

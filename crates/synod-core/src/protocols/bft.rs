@@ -507,11 +507,9 @@ impl BftNode {
                 self.vote(VoteKind::Precommit, None, out);
                 self.step = Step::Precommit;
             }
-            Timeout::Precommit(r) if r == self.round => {
-                // L65-L67
-                if r.0 + 1 < self.config.rounds_max {
-                    self.start_round(now_ms, Round(r.0 + 1), out);
-                }
+            Timeout::Precommit(r) if r == self.round && r.0 + 1 < self.config.rounds_max => {
+                // L65-L67 (no round at or beyond rounds_max is entered)
+                self.start_round(now_ms, Round(r.0 + 1), out);
             }
             Timeout::Rebroadcast => {
                 self.gossip(out);

@@ -24,10 +24,8 @@ pub struct CtConfig {
     pub n: usize,
     /// Retransmission period (CT-7).
     pub retransmit_ms: u64,
-    /// Rounds are never entered at or beyond this.
+    /// Rounds are never entered at or beyond this; messages for them are dropped.
     pub rounds_max: u32,
-    /// Messages more than this many rounds ahead are dropped.
-    pub rounds_ahead_max: u32,
 }
 
 impl CtConfig {
@@ -37,7 +35,6 @@ impl CtConfig {
             n,
             retransmit_ms: 100,
             rounds_max: 10_000,
-            rounds_ahead_max: 16,
         }
     }
 
@@ -128,10 +125,10 @@ pub enum CtOutput {
 pub struct CtCounters {
     /// Messages from ids outside `0..n`.
     pub unknown_sender: u64,
-    /// Messages for rounds already left or too far ahead.
+    /// Messages for rounds already left or at or beyond `rounds_max`.
     pub out_of_window: u64,
-    /// Proposals from a node that is not the round's coordinator, or phase-1/4 messages to a
-    /// node that does not coordinate that round.
+    /// Proposals from a node that is not the round's coordinator, or replies to a node that
+    /// does not coordinate that round.
     pub misdirected: u64,
     /// Repeats.
     pub duplicate: u64,
@@ -245,6 +242,19 @@ impl CtNode {
                         message: m.clone(),
                     });
                 }
+                // CT-7: announce the round to everyone, so nodes left behind catch up (CT-9)
+                // even when every node waits as the coordinator of its own round.
+                let c = self.config.coordinator(self.round);
+                for to in self.others().into_iter().filter(|p| *p != c) {
+                    out.push(CtOutput::Send {
+                        to,
+                        message: CtMessage::Estimate {
+                            round: self.round,
+                            estimate: self.estimate.clone(),
+                            ts: self.ts,
+                        },
+                    });
+                }
             }
         }
         if self.started {
@@ -313,19 +323,24 @@ impl CtNode {
             | CtMessage::Nack { round } => *round,
             CtMessage::Decide { .. } => return,
         };
-        if round < self.round
-            || round.0 > self.round.0.saturating_add(self.config.rounds_ahead_max)
-            || round.0 >= self.config.rounds_max
-        {
+        if round < self.round || round.0 >= self.config.rounds_max {
             self.counters.out_of_window += 1;
             return;
+        }
+        if round > self.round && self.decision.is_none() {
+            // CT-9: catch up. Leaving the rounds in between is what a node too slow for them
+            // would look like (it neither adopts nor acks there; its estimate and ts are
+            // unchanged), so safety is kept; without it a node whose old-round estimates were
+            // lost in a partition could wait forever as the coordinator of a round everyone
+            // else has left.
+            self.enter_round(round, out);
         }
         let coordinator = self.config.coordinator(round);
         let st = self.rounds.entry(round).or_default();
         match message {
             CtMessage::Estimate { estimate, ts, .. } => {
                 if coordinator != self.id {
-                    self.counters.misdirected += 1;
+                    // A round announcement (CT-7); CT-9 has already acted on it.
                 } else if st.estimates.insert(from, (estimate, ts)).is_some() {
                     self.counters.duplicate += 1;
                 }

@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use synod_core::protocols::bft::{
-    BftConfig, BftInput, BftNode, BftOutput, Payload, SignedMessage, Timeout, VoteKind,
-    signing_key,
+    BftConfig, BftInput, BftNode, BftOutput, Payload, SignedMessage, Timeout, VoteKind, signing_key,
 };
 use synod_core::protocols::ct::{CtConfig, CtInput, CtMessage, CtNode, CtOutput};
 use synod_core::protocols::detector::{
@@ -82,6 +81,10 @@ pub trait SimActor: Send {
     /// Messages this node dropped as invalid (bad signature, out of window, …).
     fn dropped(&self) -> u64 {
         0
+    }
+    /// A one-line summary of the node's protocol state, for failure reports.
+    fn describe(&self) -> String {
+        String::new()
     }
 }
 
@@ -180,6 +183,16 @@ impl SimActor for BftActor {
     fn dropped(&self) -> u64 {
         let c = self.node.counters();
         c.bad_signature + c.unknown_sender + c.out_of_window + c.not_proposer + c.invalid_value
+    }
+    fn describe(&self) -> String {
+        let n = &self.node;
+        format!(
+            "round {} step {:?} locked {:?} valid {:?}",
+            n.round().0,
+            n.step_kind(),
+            n.locked(),
+            n.valid_value()
+        )
     }
 }
 
@@ -298,6 +311,18 @@ impl SimActor for CtActor {
     fn dropped(&self) -> u64 {
         let c = self.node.counters();
         c.unknown_sender + c.out_of_window + c.misdirected
+    }
+    fn describe(&self) -> String {
+        let (e, ts) = self.node.estimate();
+        let suspected: Vec<u16> = (0..64)
+            .map(NodeId)
+            .filter(|p| self.detector.is_suspected(*p))
+            .map(|p| p.0)
+            .collect();
+        format!(
+            "round {} estimate {e} ts {ts} suspects {suspected:?}",
+            self.node.round().0
+        )
     }
 }
 
@@ -479,7 +504,8 @@ impl ByzantineActor {
             }
             Strategy::Flood => {
                 for _ in 0..FLOOD_PER_TICK {
-                    let round = Round(self.rng.below(u64::from(self.config.rounds_max) + 10) as u32);
+                    let round =
+                        Round(self.rng.below(u64::from(self.config.rounds_max) + 10) as u32);
                     let value = match self.rng.below(3) {
                         0 => None,
                         1 => Some(Self::value(&format!("F{}", self.rng.below(4)))),

@@ -412,16 +412,13 @@ impl Model for TallyModel {
 
     fn properties(&self) -> Vec<Property<Self>> {
         vec![
-            Property::always("decided class has a correct agent", |m: &TallyModel, s: &TallyState| {
-                match s.decided {
+            Property::always(
+                "decided class has a correct agent",
+                |m: &TallyModel, s: &TallyState| match s.decided {
                     None => true,
-                    Some(c) => s
-                        .votes
-                        .iter()
-                        .enumerate()
-                        .any(|(i, v)| *v == c && i >= m.m),
-                }
-            }),
+                    Some(c) => s.votes.iter().enumerate().any(|(i, v)| *v == c && i >= m.m),
+                },
+            ),
             Property::sometimes("decision", |_, s: &TallyState| s.decided.is_some()),
         ]
     }
@@ -528,7 +525,11 @@ fn rows(model: &str, expect_safe: bool, e: Explored) -> Vec<CheckRow> {
                 let result = if found { "violated" } else { "holds" };
                 (expected, result, found != expect_safe)
             } else {
-                ("reachable", if found { "reachable" } else { "unreachable" }, found)
+                (
+                    "reachable",
+                    if found { "reachable" } else { "unreachable" },
+                    found,
+                )
             };
             CheckRow {
                 model: model.to_string(),
@@ -539,7 +540,11 @@ fn rows(model: &str, expect_safe: bool, e: Explored) -> Vec<CheckRow> {
                 states: e.states,
                 depth: e.depth,
                 time_ms: e.time_ms,
-                trace: if always { trace.unwrap_or_default() } else { Vec::new() },
+                trace: if always {
+                    trace.unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
             }
         })
         .collect()

@@ -18,6 +18,9 @@ use synod_core::protocols::detector::{
 };
 use synod_core::rng::SeededRng;
 
+/// Builds a fresh detector for one trial.
+type MakeDetector = Box<dyn Fn() -> Box<dyn FailureDetector>>;
+
 /// Settings of the lab.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LabConfig {
@@ -131,8 +134,7 @@ fn trial(
 pub fn run(cfg: &LabConfig) -> DetectorReport {
     let mut points = Vec::new();
     for (name, delay) in lab_delays(cfg.mean_delay_ms) {
-        let mut settings: Vec<(String, String, Box<dyn Fn() -> Box<dyn FailureDetector>>)> =
-            Vec::new();
+        let mut settings: Vec<(String, String, MakeDetector)> = Vec::new();
         for &t in &cfg.timeouts_ms {
             let inc = cfg.increment_ms;
             settings.push((

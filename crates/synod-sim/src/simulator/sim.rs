@@ -139,8 +139,15 @@ struct Slot {
 
 enum Event {
     Start(NodeId),
-    Deliver { from: NodeId, to: NodeId, wire: Wire },
-    Timer { node: NodeId, tag: u64 },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        wire: Wire,
+    },
+    Timer {
+        node: NodeId,
+        tag: u64,
+    },
 }
 
 /// A seeded simulation. The same configuration, seed and scenario calls give the same run,
@@ -207,12 +214,9 @@ impl NodeHandle<'_> {
         );
         let cfg = sim.bft_config();
         let actor: Box<dyn SimActor> = match strategy {
-            Strategy::WrongValue => Box::new(BftActor::new(
-                id,
-                cfg,
-                sim.seed,
-                Value(b"not-ok".to_vec()),
-            )),
+            Strategy::WrongValue => {
+                Box::new(BftActor::new(id, cfg, sim.seed, Value(b"not-ok".to_vec())))
+            }
             s => Box::new(ByzantineActor::new(id, cfg, sim.seed, s)),
         };
         let slot = &mut sim.nodes[id.index()];
@@ -432,8 +436,7 @@ impl Simulation {
             self.stats.lost += 1;
             return;
         }
-        let copies = if !self.synchronous && net.duplicate > 0.0 && self.rng.chance(net.duplicate)
-        {
+        let copies = if !self.synchronous && net.duplicate > 0.0 && self.rng.chance(net.duplicate) {
             2
         } else {
             1
@@ -516,7 +519,11 @@ impl Simulation {
 
     /// Runs every event up to `t_ms` (virtual), or until the queue or event budget is spent.
     pub fn run_until(&mut self, t_ms: u64) {
-        while self.queue.first_key_value().is_some_and(|((t, _), _)| *t <= t_ms) {
+        while self
+            .queue
+            .first_key_value()
+            .is_some_and(|((t, _), _)| *t <= t_ms)
+        {
             if !self.step() {
                 break;
             }
@@ -532,7 +539,11 @@ impl Simulation {
             if self.all_decided() {
                 return true;
             }
-            if !self.queue.first_key_value().is_some_and(|((t, _), _)| *t <= deadline) {
+            if self
+                .queue
+                .first_key_value()
+                .is_none_or(|((t, _), _)| *t > deadline)
+            {
                 return false;
             }
             if !self.step() {
@@ -552,7 +563,11 @@ impl Simulation {
     /// The time the last non-Byzantine, up node decided, if all have.
     pub fn all_decided_at_ms(&self) -> Option<u64> {
         let mut last = 0;
-        for s in self.nodes.iter().filter(|s| s.role == Role::Correct && s.up) {
+        for s in self
+            .nodes
+            .iter()
+            .filter(|s| s.role == Role::Correct && s.up)
+        {
             last = last.max(s.decided.as_ref()?.1);
         }
         Some(last)
@@ -566,9 +581,17 @@ impl Simulation {
             .collect()
     }
 
+    /// Each node's protocol state in one line.
+    pub fn describe_nodes(&self) -> Vec<String> {
+        self.nodes.iter().map(|s| s.actor.describe()).collect()
+    }
+
     /// Which nodes are Byzantine.
     pub fn byzantine(&self) -> Vec<bool> {
-        self.nodes.iter().map(|s| s.role == Role::Byzantine).collect()
+        self.nodes
+            .iter()
+            .map(|s| s.role == Role::Byzantine)
+            .collect()
     }
 
     /// Which nodes are up.

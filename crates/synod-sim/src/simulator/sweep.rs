@@ -72,7 +72,10 @@ impl std::str::FromStr for Scenario {
             .map(|(_, sc)| *sc)
             .ok_or_else(|| {
                 let names: Vec<&str> = Scenario::ALL.iter().map(|(n, _)| *n).collect();
-                format!("unknown scenario {s:?}: expected one of {}", names.join(", "))
+                format!(
+                    "unknown scenario {s:?}: expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -123,6 +126,8 @@ pub struct NodeReport {
     pub fault: String,
     /// What it decided (none for Byzantine and undecided nodes).
     pub decision: Option<String>,
+    /// Its protocol state at the end of the run.
+    pub state: String,
 }
 
 /// The outcome of one seeded run.
@@ -282,6 +287,7 @@ pub fn run_seed(spec: &RunSpec, seed: u64) -> RunReport {
 
     let decided = sim.all_decided();
     let decisions = sim.decisions();
+    let states = sim.describe_nodes();
     let nodes = (0..spec.n as u16)
         .map(|i| {
             let fault = match faults.iter().find(|(j, _)| *j == i).map(|(_, f)| *f) {
@@ -295,6 +301,7 @@ pub fn run_seed(spec: &RunSpec, seed: u64) -> RunReport {
                 node: i,
                 fault,
                 decision: decisions[usize::from(i)].as_ref().map(|v| v.to_string()),
+                state: states[usize::from(i)].clone(),
             }
         })
         .collect();
@@ -351,18 +358,20 @@ impl fmt::Display for RunReport {
             self.network.duplicate,
             self.network.reorder,
             match &self.partition {
-                Some((t, a)) => format!(", partition {a:?} | rest from {t} ms until {FAULT_PHASE_MS} ms"),
+                Some((t, a)) =>
+                    format!(", partition {a:?} | rest from {t} ms until {FAULT_PHASE_MS} ms"),
                 None => String::new(),
             }
         )?;
-        writeln!(f, "{:<6} {:<24} decision", "node", "fault")?;
+        writeln!(f, "{:<6} {:<24} {:<10} state", "node", "fault", "decision")?;
         for nr in &self.nodes {
             writeln!(
                 f,
-                "{:<6} {:<24} {}",
+                "{:<6} {:<24} {:<10} {}",
                 format!("n{}", nr.node),
                 nr.fault,
-                nr.decision.as_deref().unwrap_or("-")
+                nr.decision.as_deref().unwrap_or("-"),
+                nr.state
             )?;
         }
         let verdict = |ok: bool| if ok { "ok" } else { "VIOLATED" };
