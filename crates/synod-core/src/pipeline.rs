@@ -484,6 +484,24 @@ pub struct BuildOutcome {
     pub agents: Vec<AgentRecord>,
     /// The fault budget m the decision was made with.
     pub fault_budget: usize,
+    /// For each pair of agents with a checked reading in the deciding round: on how many of
+    /// the probes their references behaved the same. Agents that always agree with each other
+    /// are not independent evidence.
+    #[serde(default)]
+    pub agreement: Vec<PairAgreement>,
+}
+
+/// How often two agents' references behaved the same on the probes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairAgreement {
+    /// One agent.
+    pub a: AgentId,
+    /// The other.
+    pub b: AgentId,
+    /// Probes with the same outcome.
+    pub same: usize,
+    /// Probes compared.
+    pub probes: usize,
 }
 
 /// A class that was outvoted.
@@ -607,6 +625,7 @@ struct Build {
     ref_behaviour: Behaviour,
     builders: Vec<AgentId>,
     comps: Vec<CompState>,
+    agreement: Vec<PairAgreement>,
 }
 
 #[derive(Clone, Debug)]
@@ -1533,6 +1552,18 @@ impl Pipeline {
                 builders.push(a.info.id);
             }
         }
+        let checked: Vec<(&AgentId, &Behaviour)> = it.behaviours.iter().collect();
+        let mut agreement = Vec::new();
+        for (i, (a, ba)) in checked.iter().enumerate() {
+            for (b, bb) in &checked[i + 1..] {
+                agreement.push(PairAgreement {
+                    a: **a,
+                    b: **b,
+                    same: ba.iter().zip(bb.iter()).filter(|(x, y)| x == y).count(),
+                    probes: ba.len().min(bb.len()),
+                });
+            }
+        }
         let comps = spec
             .components
             .iter()
@@ -1556,6 +1587,7 @@ impl Pipeline {
             ref_behaviour,
             builders,
             comps,
+            agreement,
         }));
         out.push(Output::Progress(Progress::Stage {
             stage: "build".into(),
@@ -1805,6 +1837,7 @@ impl Pipeline {
             integration: report,
             agents: self.records(),
             fault_budget: self.tally.m(),
+            agreement: b.agreement.clone(),
         };
         out.push(Output::Finish(Box::new(Finish::Built(Box::new(outcome)))));
         self.asks.clear();

@@ -343,6 +343,31 @@ fn report(
         outcome.probes.len()
     );
     agents_table(&mut r, &outcome.agents, agents);
+    if !outcome.agreement.is_empty() {
+        let _ = writeln!(r, "### Pairwise agreement\n");
+        let _ = writeln!(
+            r,
+            "Share of the probes on which two agents' references behaved the same. Agents that agree on everything, including their mistakes, are not independent: mix models, temperatures and prompts.\n"
+        );
+        let _ = writeln!(r, "| agents | same outcome |");
+        let _ = writeln!(r, "|---|---|");
+        for p in &outcome.agreement {
+            let pct = if p.probes == 0 {
+                0.0
+            } else {
+                100.0 * p.same as f64 / p.probes as f64
+            };
+            let _ = writeln!(
+                r,
+                "| {} · {} | {pct:.1}% ({}/{}) |",
+                agent_name(agents, p.a),
+                agent_name(agents, p.b),
+                p.same,
+                p.probes
+            );
+        }
+        let _ = writeln!(r);
+    }
     let _ = writeln!(r, "## Sandbox\n");
     if sandbox.get("mode").and_then(|m| m.as_str()) == Some("isolated") {
         let _ = writeln!(
