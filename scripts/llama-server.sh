@@ -91,9 +91,12 @@ start() {
   local gguf
   gguf="$(model "$name")"
   local logf="$CACHE/server-$name-$port.log"
-  # --parallel 2: two agents of one model can be asked at once; small context keeps memory low.
+  # --parallel 2: two agents of one model share one batched decode. One thread per server by
+  # default: two servers on two cores with more threads each oversubscribe the CPU, and
+  # llama.cpp's spinning workers then fall to well under 1 token/s (measured).
+  local threads="${SYNOD_LLAMA_THREADS:-1}"
   nohup "$SERVER" --host 127.0.0.1 --port "$port" -m "$gguf" --alias "$name" \
-    --ctx-size 4096 --parallel 2 --threads 2 >"$logf" 2>&1 &
+    --ctx-size 4096 --parallel 2 --threads "$threads" --threads-batch "$threads" >"$logf" 2>&1 &
   echo $!
   log "started $name on 127.0.0.1:$port (pid $!, log $logf)"
 }

@@ -176,7 +176,10 @@ mod tests {
         cache.store(&key(&m, 0, None), &reply).unwrap();
         let hit = cache.lookup(&key(&m, 0, None)).unwrap();
         assert!(hit.cached && hit.text == "hello" && hit.usage.output_tokens == 4);
-        assert!(cache.lookup(&key(&m, 1, None)).is_none(), "a resample asks afresh");
+        assert!(
+            cache.lookup(&key(&m, 1, None)).is_none(),
+            "a resample asks afresh"
+        );
         assert!(cache.lookup(&key(&m, 0, Some(0.7))).is_none());
         // A corrupt entry is a miss, not an error.
         let path = cache.path(&key(&m, 0, None).digest());

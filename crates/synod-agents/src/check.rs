@@ -69,7 +69,10 @@ pub fn check_agent(a: &AgentConfig, base_dir: &Path) -> AgentCheck {
                 out.usable = true;
                 out.note = Some("recorded transcript (offline)".into());
             } else {
-                out.problem = Some(format!("the transcript directory {} does not exist", dir.display()));
+                out.problem = Some(format!(
+                    "the transcript directory {} does not exist",
+                    dir.display()
+                ));
             }
         }
         BackendKind::Command => {
@@ -147,17 +150,18 @@ fn check_llm(a: &AgentConfig, out: &mut AgentCheck) {
     }
     if out.usable && agent.streams() && out.streaming == Some(false) {
         out.usable = false;
-        out.problem = Some("the agent streams, but the server cannot: set `stream = false`".into());
+        out.problem = Some(format!(
+            "the agent streams (the default), but streaming failed and a plain request worked: set `stream = false`; {}",
+            out.note.take().unwrap_or_default()
+        ));
     }
 }
 
 fn explain(message: &str) -> String {
-    let m = message.strip_prefix("agent failed: ").unwrap_or(message);
-    if m.contains("cannot reach") {
-        format!("{m}; check base_url and that the server is up")
-    } else {
-        m.to_string()
-    }
+    message
+        .strip_prefix("agent failed: ")
+        .unwrap_or(message)
+        .to_string()
 }
 
 fn resolve_program(program: &str, base_dir: &Path) -> Option<String> {

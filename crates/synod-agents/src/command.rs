@@ -94,7 +94,8 @@ impl CommandAgent {
                     self.cwd.display()
                 ))
             })?;
-        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let mut guard = ChildGuard(child);
         // stdin: write the request on a thread so a program that does not read cannot block us.
         if let Some(mut stdin) = stdin {
@@ -205,7 +206,10 @@ impl CommandAgent {
                 continue;
             }
             if let Some(e) = v.get("error") {
-                let msg = e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string());
+                let msg = e
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string());
                 return Err(AgentError::Failed(format!(
                     "{who} reported an error: {}",
                     msg.chars().take(300).collect::<String>()

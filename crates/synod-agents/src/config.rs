@@ -265,16 +265,14 @@ impl AgentsFile {
                         )));
                     }
                 }
-                BackendKind::Command => {
-                    match &a.command {
-                        Some(argv) if !argv.is_empty() && !argv[0].is_empty() => {}
-                        _ => {
-                            return Err(invalid(format!(
-                                "{at}: a command agent needs `command`, the program and its arguments, e.g. [\"python3\", \"agent.py\"]"
-                            )));
-                        }
+                BackendKind::Command => match &a.command {
+                    Some(argv) if !argv.is_empty() && !argv[0].is_empty() => {}
+                    _ => {
+                        return Err(invalid(format!(
+                            "{at}: a command agent needs `command`, the program and its arguments, e.g. [\"python3\", \"agent.py\"]"
+                        )));
                     }
-                }
+                },
                 BackendKind::Sim => {
                     return Err(invalid(format!(
                         "{at}: backend \"sim\" is only for the simulator; it cannot run in a build"
@@ -285,7 +283,9 @@ impl AgentsFile {
                 return Err(invalid(format!("{at}: max_tokens must be positive")));
             }
             if a.retries_max.is_some_and(|r| r > RETRIES_MAX) {
-                return Err(invalid(format!("{at}: retries_max is at most {RETRIES_MAX}")));
+                return Err(invalid(format!(
+                    "{at}: retries_max is at most {RETRIES_MAX}"
+                )));
             }
             if a.fault.is_some() && a.backend != BackendKind::Scripted {
                 return Err(invalid(format!(

@@ -89,10 +89,11 @@ pub fn with_retries<T>(
             Attempt::Fail(e) => return Err(e),
             Attempt::Retry { reason, after } => {
                 if tries >= retries_max {
-                    return Err(AgentError::Failed(format!(
-                        "{reason} (gave up after {} attempts)",
-                        tries + 1
-                    )));
+                    return Err(AgentError::Failed(if tries == 0 {
+                        reason
+                    } else {
+                        format!("{reason} (gave up after {} attempts)", tries + 1)
+                    }));
                 }
                 std::thread::sleep(backoff(tries, after, &mut rng));
                 tries += 1;
@@ -144,8 +145,9 @@ pub fn transport_error<T>(e: ureq::Error, url: &str, settings: &HttpSettings) ->
         ureq::Error::HostNotFound => Attempt::Fail(AgentError::Failed(format!(
             "the host of {url} was not found: check base_url"
         ))),
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut
-            || io.kind() == std::io::ErrorKind::WouldBlock =>
+        ureq::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::TimedOut
+                || io.kind() == std::io::ErrorKind::WouldBlock =>
         {
             Attempt::Fail(AgentError::Failed(format!(
                 "no answer from {url}: nothing arrived for {} ms",
@@ -154,11 +156,15 @@ pub fn transport_error<T>(e: ureq::Error, url: &str, settings: &HttpSettings) ->
         }
         ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::Protocol(_) => {
             Attempt::Retry {
-                reason: format!("cannot reach {url}: {e} (is the server running?)"),
+                reason: format!(
+                    "cannot reach {url} ({e}): is the server running, and is base_url right?"
+                ),
                 after: None,
             }
         }
-        other => Attempt::Fail(AgentError::Failed(format!("request to {url} failed: {other}"))),
+        other => Attempt::Fail(AgentError::Failed(format!(
+            "request to {url} failed: {other}"
+        ))),
     }
 }
 
@@ -265,9 +271,7 @@ pub fn io_error<T>(e: std::io::Error, url: &str) -> Attempt<T> {
     ) || text.contains("timeout")
         || text.contains("Timeout")
     {
-        Attempt::Fail(AgentError::Failed(format!(
-            "{url} stopped sending: {text}"
-        )))
+        Attempt::Fail(AgentError::Failed(format!("{url} stopped sending: {text}")))
     } else {
         Attempt::Retry {
             reason: format!("the stream from {url} broke: {text}"),
@@ -325,10 +329,10 @@ pub fn read_sse(
                 }
             };
             if line.is_empty() {
-                if !event.data.is_empty() || !event.event.is_empty() {
-                    if on_event(std::mem::take(&mut event))? {
-                        return Ok(true);
-                    }
+                if (!event.data.is_empty() || !event.event.is_empty())
+                    && on_event(std::mem::take(&mut event))?
+                {
+                    return Ok(true);
                 }
                 continue;
             }
@@ -381,7 +385,11 @@ pub fn parse_json(text: &str, url: &str, what: &str) -> Result<serde_json::Value
 
 /// Joins a base URL and a path without doubling slashes.
 pub fn join(base: &str, path: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 /// Reads the API key from the variable named in the file. `Err` names the variable.
@@ -440,12 +448,23 @@ mod tests {
             }
         });
         assert_eq!(n, 3);
-        assert!(r.unwrap_err().to_string().contains("gave up after 3 attempts"));
+        assert!(
+            r.unwrap_err()
+                .to_string()
+                .contains("gave up after 3 attempts")
+        );
     }
 
     #[test]
     fn joins_urls() {
-        assert_eq!(join("http://h/v1/", "/chat/completions"), "http://h/v1/chat/completions");
-        assert!(read_key("SYNOD_TEST_SURELY_UNSET_VAR").unwrap_err().contains("not set"));
+        assert_eq!(
+            join("http://h/v1/", "/chat/completions"),
+            "http://h/v1/chat/completions"
+        );
+        assert!(
+            read_key("SYNOD_TEST_SURELY_UNSET_VAR")
+                .unwrap_err()
+                .contains("not set")
+        );
     }
 }

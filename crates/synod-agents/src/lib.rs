@@ -138,7 +138,10 @@ pub fn independence_warnings(file: &AgentsFile) -> Vec<String> {
     let first = same(&llm[0]);
     if llm.iter().all(|a| same(a) == first) {
         let what = match llm[0].backend {
-            BackendKind::Command => format!("command {:?}", llm[0].command.clone().unwrap_or_default().join(" ")),
+            BackendKind::Command => format!(
+                "command {:?}",
+                llm[0].command.clone().unwrap_or_default().join(" ")
+            ),
             _ => format!("model {:?}", llm[0].model.clone().unwrap_or_default()),
         };
         let temp = llm[0]

@@ -61,7 +61,12 @@ impl LlmAgent {
         let protocol = match c.backend {
             BackendKind::Openai => Protocol::OpenAi,
             BackendKind::Anthropic => Protocol::Anthropic,
-            other => return Err(format!("backend {:?} is not an HTTP backend", other.as_str())),
+            other => {
+                return Err(format!(
+                    "backend {:?} is not an HTTP backend",
+                    other.as_str()
+                ));
+            }
         };
         let key = match &c.api_key_env {
             Some(var) => Some(http::read_key(var)?),
@@ -299,7 +304,9 @@ fn embedded_error(v: &Json, url: &str) -> Option<Attempt<()>> {
             after: None,
         })
     } else {
-        Some(fail(AgentError::Failed(format!("{url} reported an error: {msg}"))))
+        Some(fail(AgentError::Failed(format!(
+            "{url} reported an error: {msg}"
+        ))))
     }
 }
 

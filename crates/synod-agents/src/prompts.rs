@@ -114,8 +114,14 @@ mod tests {
 
     #[test]
     fn prompts_are_versioned_and_hashed() {
-        assert_eq!(prompt_version(INTERPRET_PROMPT), "synod-prompt interpret v1");
-        assert_eq!(prompt_version(IMPLEMENT_PROMPT), "synod-prompt implement v1");
+        assert_eq!(
+            prompt_version(INTERPRET_PROMPT),
+            "synod-prompt interpret v1"
+        );
+        assert_eq!(
+            prompt_version(IMPLEMENT_PROMPT),
+            "synod-prompt implement v1"
+        );
         let d = role_prompts_digest();
         assert!(d.starts_with("blake3:") && d.len() == 7 + 64, "{d}");
         assert_eq!(d, role_prompts_digest());
@@ -172,7 +178,10 @@ mod tests {
         });
         let m = render(&r);
         assert!(m.system.starts_with("synod-prompt implement"));
-        assert!(m.user.contains("def round_money(amount): half away from zero"));
+        assert!(
+            m.user
+                .contains("def round_money(amount): half away from zero")
+        );
         assert!(m.user.contains("<- yours"));
         assert!(m.user.contains("round_money(2.5) raises TypeError"));
         assert!(m.user.contains("Write the module `money`"));

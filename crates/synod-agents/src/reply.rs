@@ -35,8 +35,10 @@ pub fn fences(text: &str) -> Vec<Fence> {
                 }
             }
             Some((tag, body, ticks)) => {
-                let closing = t.starts_with(&"`".repeat(*ticks))
-                    && t.trim_start_matches('`').trim().is_empty();
+                // Counted, not compared against a built string: a fence of 256 Ki backticks
+                // must not cost 256 Ki bytes per line (found by tests/fuzz.rs).
+                let run = t.bytes().take_while(|b| *b == b'`').count();
+                let closing = run >= *ticks && t[run..].trim().is_empty();
                 if closing {
                     out.push(Fence {
                         tag: std::mem::take(tag),
@@ -97,7 +99,11 @@ pub fn strip_thinking(text: &str) -> String {
             return out;
         };
         out.push_str(&rest[..i]);
-        let close = if tag == "<think>" { "</think>" } else { "</thinking>" };
+        let close = if tag == "<think>" {
+            "</think>"
+        } else {
+            "</thinking>"
+        };
         match rest[i..].find(close) {
             Some(j) => rest = &rest[i + j + close.len()..],
             None => return out,
@@ -368,7 +374,8 @@ def add(a, b):
     fn thinking_blocks_and_capitalised_tags_are_handled() {
         let text = format!(
             "<think>\nMaybe:\n```python\ndef add(a, b):\n    return a - b\n```\n</think>\n{}",
-            GOOD.replace("```json", "```JSON").replace("```python", "```Python")
+            GOOD.replace("```json", "```JSON")
+                .replace("```python", "```Python")
         );
         let i = parse_interpretation(&text).unwrap();
         assert!(i.reference.contains("a + b"), "{}", i.reference);

@@ -18,7 +18,11 @@ pub const CALL_LOG_ENV: &str = "SYNOD_SCRIPTED_CALL_LOG";
 
 fn record_call(path: &Path, agent: &str, key: &str) {
     use std::io::Write as _;
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(f, "{agent} {key}");
     }
 }
@@ -119,7 +123,9 @@ impl Agent for ScriptedAgent {
                 ));
             }
             Some(ScriptedFault::Garbage) => {
-                return Ok(AgentReply::text("\u{1b}[2J garbage \u{0} ]]}{ lorem ipsum ```"));
+                return Ok(AgentReply::text(
+                    "\u{1b}[2J garbage \u{0} ]]}{ lorem ipsum ```",
+                ));
             }
             None => {}
         }
@@ -195,7 +201,10 @@ mod tests {
             Err(AgentError::Failed(_))
         ));
         let g = a.with_fault(ScriptedFault::Garbage);
-        let text = g.call(&req(Role::Interpret, 0, 0, None), &|| {}).unwrap().text;
+        let text = g
+            .call(&req(Role::Interpret, 0, 0, None), &|| {})
+            .unwrap()
+            .text;
         assert!(crate::reply::parse_interpretation(&text).is_err());
     }
 }

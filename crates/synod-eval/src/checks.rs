@@ -21,11 +21,48 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use synod_core::{Call, CheckCall, CheckReport, CheckRequest, Outcome, Program, Value};
 use synod_exec::{Limits, Sandbox};
 
+/// The outcome recorded for a probe call outside the evaluation's input domain.
+pub const OUT_OF_DOMAIN: &str = "SynodEvalOutOfDomain";
+
+/// Smallest integer magnitude bound of the input domain.
+pub const DOMAIN_INT_FLOOR: i64 = 1_000;
+
+/// The largest integer magnitude a probe may hold for a task whose example has `example`
+/// arguments and result: ten times the largest in the example, at least [`DOMAIN_INT_FLOOR`].
+/// Probe variants such as ±2⁴⁰ or 1000·n make loop-bound references run for minutes; every
+/// program times out on them, at the cost of a sandbox run's whole wall-clock limit, and
+/// timing decides which calls time out, which splits classes of correct programs at random.
+pub fn domain_int_max<'a>(example: impl IntoIterator<Item = &'a Value>) -> i64 {
+    let mut m: i64 = 0;
+    for v in example {
+        m = m.max(max_int(v));
+    }
+    m.saturating_mul(10).max(DOMAIN_INT_FLOOR)
+}
+
+fn max_int(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => n.checked_abs().unwrap_or(i64::MAX),
+        Value::Bool(_) | Value::None | Value::Float(_) | Value::Str(_) => 0,
+        Value::List(xs) | Value::Tuple(xs) => xs.iter().map(max_int).max().unwrap_or(0),
+        Value::Dict(es) => es
+            .iter()
+            .map(|(k, v)| max_int(k).max(max_int(v)))
+            .max()
+            .unwrap_or(0),
+    }
+}
+
+fn ints_within(v: &Value, bound: i64) -> bool {
+    max_int(v) <= bound
+}
+
 /// Module that runs the hidden tests inside the sandbox.
 const HIDDEN_MODULE: &str = "synod_hidden";
 
 /// Sandbox limits for evaluation runs: shorter than a build's, since each run is cached and a
-/// looping mutant should cost little.
+/// looping mutant should cost little. Hidden-test verdicts always get these; probe runs get a
+/// per-task call budget ([`call_budget_ms`]) in place of `call_ms`.
 pub fn eval_limits() -> Limits {
     Limits {
         wall_ms: 4_000,
@@ -33,6 +70,29 @@ pub fn eval_limits() -> Limits {
         cpu_s: 6,
         ..Limits::default()
     }
+}
+
+/// Smallest per-call budget of a probe run, in ms.
+pub const CALL_BUDGET_FLOOR_MS: u64 = 100;
+
+/// Wall-clock limit of a probe run with a budget below [`eval_limits`]'s `call_ms`.
+pub const BUDGET_WALL_MS: u64 = 3_000;
+
+/// The per-call budget of probe runs for a task whose reference takes `reference_ms` on its
+/// slowest test: ten times that, at least [`CALL_BUDGET_FLOOR_MS`], at most `call_ms` of
+/// [`eval_limits`], rounded up to a power-of-two multiple of the floor (so few sandboxes are
+/// needed). Unknown reference time: the full `call_ms`.
+pub fn call_budget_ms(reference_ms: Option<f64>) -> u64 {
+    let cap = eval_limits().call_ms;
+    let Some(ms) = reference_ms.filter(|m| m.is_finite() && *m >= 0.0) else {
+        return cap;
+    };
+    let want = (10.0 * ms).ceil() as u64;
+    let mut b = CALL_BUDGET_FLOOR_MS;
+    while b < want && b < cap {
+        b *= 2;
+    }
+    b.min(cap)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -56,11 +116,16 @@ pub struct CacheStats {
     pub runs: AtomicU64,
     /// Milliseconds spent in sandbox runs (all threads).
     pub run_ms: AtomicU64,
+    /// Probe runs with at least one call that timed out.
+    pub runs_timed_out: AtomicU64,
 }
 
 /// The caches and the sandbox behind them.
 pub struct CheckCache {
     sandbox: Sandbox,
+    /// Sandboxes with a smaller per-call budget, by `call_ms`.
+    budgeted: Mutex<HashMap<u64, std::sync::Arc<Sandbox>>>,
+    scratch: std::path::PathBuf,
     checks: Mutex<HashMap<String, CheckReport>>,
     verdicts: Mutex<HashMap<String, Vec<bool>>>,
     checks_file: Mutex<File>,
@@ -76,11 +141,9 @@ impl CheckCache {
             what: format!("create {}", dir.display()),
             source,
         })?;
-        let sandbox = Sandbox::new(
-            std::env::temp_dir().join("synod-eval-scratch"),
-            eval_limits(),
-        )
-        .map_err(|e| EvalError::Sandbox(e.to_string()))?;
+        let scratch = std::env::temp_dir().join("synod-eval-scratch");
+        let sandbox = Sandbox::new(scratch.clone(), eval_limits())
+            .map_err(|e| EvalError::Sandbox(e.to_string()))?;
         let checks = load_lines::<CheckLine>(&dir.join("checks.jsonl"))
             .into_iter()
             .map(|l| (l.key, l.report))
@@ -91,12 +154,43 @@ impl CheckCache {
             .collect();
         Ok(CheckCache {
             sandbox,
+            budgeted: Mutex::new(HashMap::new()),
+            scratch,
             checks: Mutex::new(checks),
             verdicts: Mutex::new(verdicts),
             checks_file: Mutex::new(append(&dir.join("checks.jsonl"))?),
             verdicts_file: Mutex::new(append(&dir.join("verdicts.jsonl"))?),
             stats: CacheStats::default(),
         })
+    }
+
+    /// The key of a request run with per-call budget `call_ms`: [`CheckCache::key`], plus the
+    /// budget when it is not the default.
+    pub fn budget_key(request: &CheckRequest, call_ms: u64) -> String {
+        let key = Self::key(request);
+        if call_ms == eval_limits().call_ms {
+            key
+        } else {
+            format!("{key}:c{call_ms}w{BUDGET_WALL_MS}")
+        }
+    }
+
+    fn sandbox_for(&self, call_ms: u64) -> Result<std::sync::Arc<Sandbox>, EvalError> {
+        let mut map = self.budgeted.lock().expect("lock");
+        if let Some(s) = map.get(&call_ms) {
+            return Ok(s.clone());
+        }
+        let limits = Limits {
+            call_ms,
+            wall_ms: BUDGET_WALL_MS,
+            ..eval_limits()
+        };
+        let s = std::sync::Arc::new(
+            Sandbox::new(self.scratch.clone(), limits)
+                .map_err(|e| EvalError::Sandbox(e.to_string()))?,
+        );
+        map.insert(call_ms, s.clone());
+        Ok(s)
     }
 
     /// The key of a request: program digest + digest of everything else.
@@ -114,18 +208,33 @@ impl CheckCache {
         )
     }
 
-    /// Runs `request` in the sandbox, or answers from the cache.
+    /// Runs `request` in the sandbox with the default limits, or answers from the cache.
     pub fn run(&self, request: &CheckRequest) -> Result<CheckReport, EvalError> {
-        let key = Self::key(request);
+        self.run_budget(request, eval_limits().call_ms)
+    }
+
+    /// Runs `request` with a per-call budget of `call_ms` (see [`call_budget_ms`]), or answers
+    /// from the cache.
+    pub fn run_budget(&self, request: &CheckRequest, call_ms: u64) -> Result<CheckReport, EvalError> {
+        let key = Self::budget_key(request, call_ms);
         if let Some(r) = self.checks.lock().expect("lock").get(&key) {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(r.clone());
         }
         let t = std::time::Instant::now();
-        let report = self
-            .sandbox
-            .run(request)
-            .map_err(|e| EvalError::Sandbox(e.to_string()))?;
+        let report = if call_ms == eval_limits().call_ms {
+            self.sandbox.run(request)
+        } else {
+            self.sandbox_for(call_ms)?.run(request)
+        }
+        .map_err(|e| EvalError::Sandbox(e.to_string()))?;
+        if report
+            .outcomes
+            .iter()
+            .any(|o| *o == Outcome::Timeout)
+        {
+            self.stats.runs_timed_out.fetch_add(1, Ordering::Relaxed);
+        }
         self.stats.runs.fetch_add(1, Ordering::Relaxed);
         self.stats
             .run_ms
@@ -146,6 +255,58 @@ impl CheckCache {
             .expect("lock")
             .insert(key, report.clone());
         Ok(report)
+    }
+
+    /// Runs `request` with per-call budget `call_ms`, except for probe calls (calls with no
+    /// expectation) outside the evaluation's input domain: those with an integer argument of
+    /// magnitude above `int_max` (see [`domain_int_max`]). They are not run; their outcome is
+    /// the error [`OUT_OF_DOMAIN`] for every program alike, so they never split a class, and
+    /// the cache holds the run of the remaining calls.
+    pub fn run_in_domain(
+        &self,
+        request: &CheckRequest,
+        call_ms: u64,
+        int_max: i64,
+    ) -> Result<CheckReport, EvalError> {
+        let inside: Vec<bool> = request
+            .calls
+            .iter()
+            .map(|c| c.expect.is_some() || c.call.args.iter().all(|a| ints_within(a, int_max)))
+            .collect();
+        if inside.iter().all(|b| *b) {
+            return self.run_budget(request, call_ms);
+        }
+        let mut sub = request.clone();
+        sub.calls = request
+            .calls
+            .iter()
+            .zip(&inside)
+            .filter(|(_, i)| **i)
+            .map(|(c, _)| c.clone())
+            .collect();
+        let r = self.run_budget(&sub, call_ms)?;
+        let mut got = r.outcomes.iter().zip(r.met.iter().chain(std::iter::repeat(&None)));
+        let mut outcomes = Vec::with_capacity(inside.len());
+        let mut met = Vec::with_capacity(inside.len());
+        for i in &inside {
+            if *i {
+                let (o, m) = got
+                    .next()
+                    .map(|(o, m)| (o.clone(), *m))
+                    .unwrap_or((Outcome::Timeout, None));
+                outcomes.push(o);
+                met.push(m);
+            } else {
+                outcomes.push(Outcome::Error(OUT_OF_DOMAIN.into()));
+                met.push(None);
+            }
+        }
+        Ok(CheckReport {
+            load_error: r.load_error,
+            interface_errors: r.interface_errors,
+            outcomes,
+            met,
+        })
     }
 
     /// Runs the probe calls `calls` of `entry` on a one-module program `solution`.

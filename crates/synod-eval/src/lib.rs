@@ -90,7 +90,14 @@ pub struct EvalConfig {
     pub out: PathBuf,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// synod's resample budget ([`synod_core::pipeline::PipelineConfig::resamples_max`]):
+    /// after a round that neither decides nor finds ambiguity, every agent is asked afresh
+    /// (simulated agents draw their faults again) up to this many times.
+    pub resamples: u32,
 }
+
+/// The resample budget the evaluation gives synod unless told otherwise.
+pub const DEFAULT_RESAMPLES: u32 = 2;
 
 /// The MBPP grid: p ∈ {0, .1, .2, .3, .4} × (n, m) ∈ {(3,1), (4,1), (5,2), (7,2), (7,3)} ×
 /// ρ ∈ {0, .5}.
@@ -148,6 +155,10 @@ pub struct RunSummary {
     pub sandbox_runs: u64,
     /// Cache hits.
     pub cache_hits: u64,
+    /// Milliseconds spent in sandbox runs (all workers together).
+    pub sandbox_ms: u64,
+    /// Probe runs in which some call timed out.
+    pub runs_timed_out: u64,
     /// Wall time of this run.
     pub seconds: f64,
 }
@@ -252,6 +263,8 @@ pub fn run(cfg: &EvalConfig) -> Result<RunSummary, EvalError> {
         skipped,
         sandbox_runs: cache.stats.runs.load(Ordering::Relaxed),
         cache_hits: cache.stats.hits.load(Ordering::Relaxed),
+        sandbox_ms: cache.stats.run_ms.load(Ordering::Relaxed),
+        runs_timed_out: cache.stats.runs_timed_out.load(Ordering::Relaxed),
         seconds: t0.elapsed().as_secs_f64(),
     };
     report::write(cfg, &summary)?;
@@ -318,19 +331,19 @@ fn run_unit(
     }
     let mut rows = Vec::new();
     for (cell, strategy) in todo {
-        let plans = sim::plans(
-            cell,
-            cfg.seed,
-            &task.id,
-            &prepared,
-            ambiguous && sim_task.alt.is_some(),
-        );
+        let amb = ambiguous && sim_task.alt.is_some();
+        let plans = sim::plans(cell, cfg.seed, &task.id, &prepared, amb);
+        let resampled = (1..=cfg.resamples)
+            .map(|s| sim::plans_at(cell, cfg.seed, &task.id, &prepared, amb, s))
+            .collect();
         let c = Cell {
             task,
             prompt: &v.text,
             sim: &sim_task,
             spec: cell,
             plans,
+            resampled,
+            resamples: cfg.resamples,
             cache,
             task_seed: tseed,
             user: ambiguous,

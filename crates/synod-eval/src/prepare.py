@@ -22,6 +22,7 @@ import random
 import resource
 import signal
 import sys
+import time
 
 TEST_SECONDS = 1.0
 
@@ -232,12 +233,93 @@ def mutate(code, index, kind):
     return ast.unparse(tree) + "\n"
 
 
+# ---------------------------------------------------------------- ClassEval examples
+
+
+def classeval_example(skeleton, cls):
+    """The first doctest of the skeleton as a run() script: one object and its method calls,
+    with literal arguments only. [] when none is usable."""
+    script, var = [], None
+    for line in skeleton.splitlines():
+        line = line.strip()
+        if not line.startswith(">>> "):
+            continue
+        try:
+            node = ast.parse(line[4:]).body[0]
+        except (SyntaxError, IndexError):
+            continue
+        value = getattr(node, "value", None)
+        if not isinstance(value, ast.Call) or value.keywords:
+            continue
+        try:
+            args = [ast.literal_eval(a) for a in value.args]
+            tagged(args)
+        except (ValueError, SyntaxError, TypeError):
+            args = None
+        f = value.func
+        if isinstance(node, ast.Assign) and isinstance(f, ast.Name) and f.id == cls:
+            if any(s[0] != "__init__" for s in script):
+                break
+            if args is None or len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
+                script, var = [], None
+            else:
+                script, var = [["__init__", args]], node.targets[0].id
+            continue
+        if (var and args is not None and isinstance(f, ast.Attribute)
+                and isinstance(f.value, ast.Name) and f.value.id == var):
+            script.append([f.attr, args])
+            if len(script) >= 6:
+                break
+    return script if any(s[0] != "__init__" for s in script) else []
+
+
+def classeval_tests(req, code, setup, tests):
+    """Replaces the placeholder example test with run(script) == the reference's result."""
+    skeleton = req.get("skeleton") or ""
+    cls = next((n.name for n in ast.parse(skeleton).body if isinstance(n, ast.ClassDef)), "")
+    script = classeval_example(skeleton, cls)
+    g = {"__name__": "solution"}
+    _guard(lambda: exec(compile(code, "solution.py", "exec"), g))
+    _guard(lambda: exec(setup, g))
+    result = _guard(lambda: g["run"](script))
+    try:
+        tagged(result)
+        same = ast.literal_eval(repr(result)) == result
+    except Exception:
+        same = False
+    example = "assert run(%r) == %r" % (script, result) if same else "run(%r)" % (script,)
+    return [example] + list(tests[1:])
+
+
+def missing_package(code, setup):
+    """The name of a module the reference or its tests import that is not installed."""
+    g = {"__name__": "solution"}
+    for src in (code, setup):
+        try:
+            _guard(lambda: exec(compile(src, "solution.py", "exec"), g))
+        except ModuleNotFoundError as e:
+            return e.name or str(e)
+        except BaseException:
+            return None
+    return None
+
+
 def main():
     resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
     req = json.load(sys.stdin)
     code, tests, setup = req["code"], req["tests"], req.get("setup", "")
     k, rng = req["k"], random.Random(req["seed"])
     out = {"ok": False, "why": "", "rewrites": [], "mutants": []}
+    missing = missing_package(code, setup)
+    if missing:
+        out["why"] = "needs package %s (not installed)" % missing
+        return out
+    if req.get("kind") == "classeval":
+        try:
+            tests = classeval_tests(req, code, setup, tests)
+        except BaseException as e:  # noqa: B036 - the reference's own failure
+            out["why"] = "reference fails the example script: %s" % type(e).__name__
+            return out
     try:
         tree = ast.parse(code)
     except SyntaxError as e:
@@ -272,6 +354,17 @@ def main():
         out["example_returns"] = None
     passes = run_tests(code, setup, tests)
     out["reference_passes"] = passes
+    # The reference's slowest test (best of three), for the per-call budget of probe runs.
+    slowest = 0.0
+    for t in tests:
+        best = None
+        for _ in range(3):
+            t0 = time.perf_counter()
+            run_tests(code, setup, [t])
+            dt = time.perf_counter() - t0
+            best = dt if best is None else min(best, dt)
+        slowest = max(slowest, best)
+    out["reference_ms"] = slowest * 1000.0
     if not all(passes):
         out["why"] = "reference fails its own tests"
         return out

@@ -56,6 +56,10 @@ pub struct Prepared {
     /// Mutants, each failing at least one hidden test.
     #[serde(default)]
     pub mutants: Vec<Mutant>,
+    /// Milliseconds the reference took on its slowest test (sets the per-call budget of probe
+    /// runs: [`crate::checks::call_budget_ms`]).
+    #[serde(default)]
+    pub reference_ms: Option<f64>,
 }
 
 /// Prepares `task` (or reads the cached result under `dir`).
@@ -74,6 +78,8 @@ pub fn prepare(task: &Task, dir: &Path, seed: u64) -> Result<Prepared, EvalError
         "k": PROGRAMS_PER_TASK,
         "seed": seed,
         "entry": task.entry,
+        "kind": if task.skeleton.is_some() { "classeval" } else { "functions" },
+        "skeleton": task.skeleton,
     });
     let io_err = |what: &str, source| EvalError::Io {
         what: format!("{what} ({})", task.id),
@@ -112,6 +118,7 @@ pub fn prepare(task: &Task, dir: &Path, seed: u64) -> Result<Prepared, EvalError
         example_returns: None,
         rewrites: vec![],
         mutants: vec![],
+        reference_ms: None,
     });
     let parsed = normalize(parsed);
     let tmp = file.with_extension("tmp");

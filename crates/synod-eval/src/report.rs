@@ -135,7 +135,7 @@ pub fn write(cfg: &EvalConfig, run: &RunSummary) -> Result<(), EvalError> {
     let _ = writeln!(md, "# synod eval: {}\n", cfg.kind.name());
     let _ = writeln!(
         md,
-        "Suite file `{}` (a development set). Seed {}. Simulated agents (fault kinds: {}). {} rows ({} written now, {} from an earlier run); {} sandbox runs and {} cache hits this run; {:.0} s wall.\n",
+        "Suite file `{}` (a development set). Seed {}. Simulated agents (fault kinds: {}); synod's resample budget {} (a resample asks every agent afresh). {} rows ({} written now, {} from an earlier run); {} sandbox runs and {} cache hits this run; {:.0} s wall.\n",
         cfg.suite.display(),
         cfg.seed,
         cfg.cells
@@ -147,6 +147,7 @@ pub fn write(cfg: &EvalConfig, run: &RunSummary) -> Result<(), EvalError> {
                 .collect::<Vec<_>>()
                 .join(", "))
             .unwrap_or_default(),
+        cfg.resamples,
         rows.len(),
         run.rows_written,
         run.rows_resumed,

@@ -150,7 +150,7 @@ pub enum Plan {
     Faulty(FaultKind, usize),
 }
 
-/// Draws every agent's plan for a task.
+/// Draws every agent's plan for a task (sample 0: the first time each agent is asked).
 pub fn plans(
     spec: &SimSpec,
     seed: u64,
@@ -158,7 +158,27 @@ pub fn plans(
     prepared: &Prepared,
     ambiguous: bool,
 ) -> Vec<Plan> {
-    let mut rng = SeededRng::derive(seed, &format!("plans/{task}"));
+    plans_at(spec, seed, task, prepared, ambiguous, 0)
+}
+
+/// Draws every agent's plan for sample `sample` of a task. A resample asks afresh: each agent
+/// is faulty again with probability p, the ρ correlation is drawn again within the sample, and
+/// Dunning-Kruger agents start from a mutant drawn for the sample; all of it deterministic in
+/// (seed, task, agent, sample). Sample 0 is what [`plans`] returns.
+pub fn plans_at(
+    spec: &SimSpec,
+    seed: u64,
+    task: &str,
+    prepared: &Prepared,
+    ambiguous: bool,
+    sample: u32,
+) -> Vec<Plan> {
+    let label = if sample == 0 {
+        format!("plans/{task}")
+    } else {
+        format!("plans/{task}/s{sample}")
+    };
+    let mut rng = SeededRng::derive(seed, &label);
     // Draw everything in a fixed order, whatever p and ρ are, so cells nest.
     let draws: Vec<[u64; 5]> = (0..spec.n)
         .map(|_| std::array::from_fn(|_| rng.next_u64()))
@@ -177,7 +197,13 @@ pub fn plans(
     };
     let mutants = prepared.mutants.len().max(1);
     let mut first_fault: Option<Plan> = None;
-    let mut next_mutant = 0usize;
+    // Sample 0 hands out mutants from the first; a resample from one drawn for it (drawn
+    // after the agents' draws, so sample 0 is unchanged by this).
+    let mut next_mutant = if sample == 0 {
+        0
+    } else {
+        (rng.next_u64() % mutants as u64) as usize
+    };
     let mut out = Vec::new();
     for d in &draws {
         if unit(d[0]) >= spec.p {

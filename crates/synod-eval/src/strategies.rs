@@ -88,8 +88,13 @@ pub struct Cell<'a> {
     pub sim: &'a SimTask<'a>,
     /// The agents.
     pub spec: &'a SimSpec,
-    /// Each agent's plan.
+    /// Each agent's plan the first time it is asked (sample 0).
     pub plans: Vec<Plan>,
+    /// Each agent's plan when asked afresh: `resampled[s - 1]` for sample s (see
+    /// [`crate::sim::plans_at`]). A sample with no entry repeats sample 0's plans.
+    pub resampled: Vec<Vec<Plan>>,
+    /// Resample budget of the pipeline ([`PipelineConfig::resamples_max`]).
+    pub resamples: u32,
     /// The caches.
     pub cache: &'a CheckCache,
     /// Seed of the task (probe pool, differential inputs).
@@ -99,6 +104,30 @@ pub struct Cell<'a> {
 }
 
 impl Cell<'_> {
+    /// Agent `agent`'s plan in sample `sample`.
+    pub fn plan_at(&self, agent: usize, sample: u32) -> Plan {
+        match sample {
+            0 => self.plans[agent],
+            s => self
+                .resampled
+                .get(s as usize - 1)
+                .and_then(|p| p.get(agent))
+                .copied()
+                .unwrap_or(self.plans[agent]),
+        }
+    }
+
+    /// The per-call budget of this task's probe runs.
+    fn call_ms(&self) -> u64 {
+        crate::checks::call_budget_ms(self.sim.prepared.reference_ms)
+    }
+
+    /// The integer magnitude bound of this task's probe domain.
+    fn int_max(&self) -> i64 {
+        let p = self.sim.prepared;
+        crate::checks::domain_int_max(p.example_args.iter().chain(p.example_returns.iter()))
+    }
+
     fn task_key(&self) -> String {
         self.task.id.clone()
     }
@@ -187,7 +216,7 @@ impl Cell<'_> {
             interface: vec![(REFERENCE_MODULE.to_string(), f.clone())],
             calls,
         };
-        let r = self.cache.run(&request)?;
+        let r = self.cache.run_in_domain(&request, self.call_ms(), self.int_max())?;
         if r.load_error.is_some() || !r.interface_errors.is_empty() {
             return Ok(None);
         }
@@ -296,7 +325,11 @@ impl Cell<'_> {
                 timeout_ms: 60_000,
             })
             .collect();
-        let cfg = PipelineConfig::new(agents, self.spec.m, self.task_seed);
+        let mut cfg = PipelineConfig::new(agents, self.spec.m, self.task_seed);
+        cfg.resamples_max = self.resamples;
+        // The sample each agent was last asked to read in: its implementation (and the
+        // simulated user's view of its reading) follows that sample's plan.
+        let mut agent_sample = vec![0u32; self.spec.n];
         let mut p = Pipeline::new(cfg, Prompt::new(self.prompt))
             .map_err(|e| EvalError::Agents(e.to_string()))?;
         let mut queue = VecDeque::from([Input::Start]);
@@ -327,7 +360,11 @@ impl Cell<'_> {
                             if request.role == Role::Interpret {
                                 interpret_calls += 1;
                             }
-                            let plan = self.plans[agent.0 as usize];
+                            let a = agent.0 as usize;
+                            if request.role == Role::Interpret {
+                                agent_sample[a] = request.sample;
+                            }
+                            let plan = self.plan_at(a, agent_sample[a]);
                             if let Some((reply, usage)) = self.reply(plan, &request)? {
                                 tokens_used += usage.total();
                                 queue.push_back(Input::Replied { ask, reply, usage });
@@ -337,7 +374,7 @@ impl Cell<'_> {
                             timers.entry(at_ms).or_default().push(timer)
                         }
                         Output::RunCheck { check, request } => {
-                            let report = self.cache.run(&request)?;
+                            let report = self.cache.run_in_domain(&request, self.call_ms(), self.int_max())?;
                             queue.push_back(Input::CheckFinished { check, report });
                         }
                         Output::Persist { .. } | Output::Progress(_) => {}
@@ -353,7 +390,7 @@ impl Cell<'_> {
                                     detail: format!("{} readings", q.readings.len()),
                                 });
                             }
-                            let answer = self.user_answer(&q)?;
+                            let answer = self.user_answer(&q, &agent_sample)?;
                             queue.push_back(Input::UserAnswered { answer });
                         }
                         Output::Finish(f) => {
@@ -520,7 +557,11 @@ impl Cell<'_> {
 
     /// The simulated user: runs the original problem's tests against each reading's program
     /// and names the first that passes, or says it has no preference.
-    fn user_answer(&self, q: &synod_core::pipeline::Question) -> Result<String, EvalError> {
+    fn user_answer(
+        &self,
+        q: &synod_core::pipeline::Question,
+        agent_sample: &[u32],
+    ) -> Result<String, EvalError> {
         for r in &q.readings {
             let Some(agent) = r
                 .agents
@@ -531,7 +572,8 @@ impl Cell<'_> {
                 continue;
             };
             let prompt = Prompt::new(self.prompt);
-            let plan = self.reading_after_clarification(self.plans[agent], &prompt)?;
+            let sample = agent_sample.get(agent).copied().unwrap_or(0);
+            let plan = self.reading_after_clarification(self.plan_at(agent, sample), &prompt)?;
             let Some(src) = self.sim.program(plan, 0) else {
                 continue;
             };

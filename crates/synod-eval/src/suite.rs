@@ -84,6 +84,96 @@ struct HecRow {
     rest: serde_json::Map<String, serde_json::Value>,
 }
 
+#[derive(Deserialize)]
+struct ClassEvalRow {
+    task_id: String,
+    skeleton: String,
+    test: String,
+    solution_code: String,
+    #[serde(default)]
+    import_statement: Vec<String>,
+    class_name: String,
+}
+
+/// The entry point of a ClassEval task: a module-level function every program defines next to
+/// its class (see [`classeval_driver`]).
+pub const CLASSEVAL_ENTRY: &str = "run";
+
+/// The module-level driver appended to a ClassEval reference: `run(script)` makes one object and
+/// applies a script of method calls to it, returning each call's result. This is the interface
+/// agents are asked for (the prompt says so), so the vote compares classes through it.
+pub fn classeval_driver(class: &str) -> String {
+    format!(
+        "\n\ndef {CLASSEVAL_ENTRY}(script):\n    \
+         \"\"\"Makes one {class} (with the arguments of a leading [\"__init__\", args] step, else none) and applies\n    \
+         the script's [method, args] steps to it in order; returns each method call's result.\"\"\"\n    \
+         obj = None\n    \
+         results = []\n    \
+         for name, args in script:\n        \
+             if name == \"__init__\":\n            \
+                 obj = {class}(*args)\n            \
+                 continue\n        \
+             if obj is None:\n            \
+                 obj = {class}()\n        \
+             results.append(getattr(obj, name)(*args))\n    \
+         return results\n"
+    )
+}
+
+/// One ClassEval row as a task: the reference is the class plus the driver; the hidden tests
+/// are the dataset's unittest methods, one statement each (run with the test classes defined by
+/// the setup); `tests[0]` is a placeholder that `prepare.py` replaces with the skeleton's first
+/// doctest as a `run(script)` example.
+fn classeval_task(r: ClassEvalRow) -> Option<Task> {
+    let mut hidden = Vec::new();
+    let mut class: Option<String> = None;
+    for line in r.test.lines() {
+        if let Some(rest) = line.strip_prefix("class ") {
+            class = rest
+                .split_once("(")
+                .filter(|(_, b)| b.contains("TestCase"))
+                .map(|(a, _)| a.trim().to_string());
+            continue;
+        }
+        let t = line.trim_start();
+        if let (Some(c), Some(rest)) = (&class, t.strip_prefix("def test"))
+            && line.len() - t.len() == 4
+            && let Some((name, _)) = rest.split_once('(')
+        {
+            hidden.push(format!(
+                "_synod_r = unittest.TestResult()\n{c}('test{name}').run(_synod_r)\nassert _synod_r.wasSuccessful()"
+            ));
+        }
+    }
+    if hidden.is_empty() {
+        return None;
+    }
+    let mut setup = r.import_statement.join("\n");
+    setup.push_str("\nimport unittest\n");
+    setup.push_str(&r.test);
+    let mut tests = vec![format!("{CLASSEVAL_ENTRY}([])")];
+    tests.extend(hidden);
+    let prompt = format!(
+        "Implement this class:\n\n{}\n\nAlso define, at module level, run(script): it makes one {} \
+         (with the arguments of a leading [\"__init__\", args] step, else none), applies the \
+         script's [method, args] steps to it in order and returns the list of the method calls' \
+         results.",
+        r.skeleton, r.class_name
+    );
+    Some(Task {
+        id: r.task_id,
+        prompts: vec![PromptVariant {
+            name: "original".into(),
+            text: prompt,
+        }],
+        reference: format!("{}{}", r.solution_code.trim_end(), classeval_driver(&r.class_name)),
+        tests,
+        setup,
+        entry: Some(CLASSEVAL_ENTRY.into()),
+        skeleton: Some(r.skeleton),
+    })
+}
+
 /// Reads a suite file. HumanEvalComm test cases are Python literals: they are turned into
 /// `assert` statements here (never evaluated on this side).
 pub fn load(path: &Path, kind: SuiteKind) -> Result<Vec<Task>, EvalError> {
@@ -153,9 +243,11 @@ pub fn load(path: &Path, kind: SuiteKind) -> Result<Vec<Task>, EvalError> {
             }
             Ok(tasks)
         }
-        SuiteKind::Classeval => Err(EvalError::Unsupported(
-            "ClassEval is not wired into the harness yet".into(),
-        )),
+        SuiteKind::Classeval => {
+            let rows: Vec<ClassEvalRow> = serde_json::from_str(&text)
+                .map_err(|e| bad(format!("not ClassEval JSON: {e}")))?;
+            Ok(rows.into_iter().filter_map(classeval_task).collect())
+        }
     }
 }
 

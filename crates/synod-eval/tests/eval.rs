@@ -44,6 +44,7 @@ fn config(out: PathBuf, cell: SimSpec) -> EvalConfig {
         jobs: 1,
         out,
         progress: false,
+        resamples: synod_eval::DEFAULT_RESAMPLES,
     }
 }
 
@@ -242,11 +243,23 @@ fn constructed() -> (Task, Prepared) {
                 hidden_failed: 1,
             },
         ],
+        reference_ms: Some(0.01),
     };
     (task, prepared)
 }
 
 fn cell_verdict(plans: Vec<Plan>, strategy: &str, n: usize, m: usize) -> (Verdict, String) {
+    let r = cell_result(plans, vec![], strategy, n, m);
+    (r.verdict, r.detail)
+}
+
+fn cell_result(
+    plans: Vec<Plan>,
+    resampled: Vec<Vec<Plan>>,
+    strategy: &str,
+    n: usize,
+    m: usize,
+) -> synod_eval::strategies::StrategyResult {
     let (task, prepared) = constructed();
     let out = scratch(&format!("constructed-{strategy}"));
     let cache = CheckCache::open(&out.join("cache")).unwrap();
@@ -262,13 +275,15 @@ fn cell_verdict(plans: Vec<Plan>, strategy: &str, n: usize, m: usize) -> (Verdic
         sim: &sim,
         spec: &spec,
         plans,
+        resampled,
+        resamples: 1,
         cache: &cache,
         task_seed: 11,
         user: false,
     };
     let r = cell.run(strategy).unwrap();
     let _ = std::fs::remove_dir_all(out);
-    (r.verdict, r.detail)
+    r
 }
 
 const RIGHT0: Plan = Plan::Correct {
@@ -329,6 +344,62 @@ fn synod_asks_when_a_mistake_is_shared_beyond_the_budget() {
     assert_eq!(v, Verdict::Asked, "{d}");
 }
 
+const WRONG1: Plan = Plan::Faulty(FaultKind::DunningKruger, 1);
+
+#[test]
+fn synod_abstains_when_a_resample_repeats_the_same_mistakes() {
+    // Two distinct mistakes and a correct class of 2 < n − m: not yet; all four asked; the
+    // resample (no fresh plans given) returns the same replies, so the rule refuses.
+    let r = cell_result(vec![WRONG0, WRONG1, RIGHT0, RIGHT1], vec![], "synod", 4, 1);
+    assert_eq!(r.verdict, Verdict::Abstained, "{}", r.detail);
+}
+
+#[test]
+fn synod_decides_after_a_fresh_resample() {
+    // The resample asks afresh: this time only the last agent is faulty, and the first wave
+    // of n − m agrees. Cost: 4 reading calls, then 3.
+    let r = cell_result(
+        vec![WRONG0, WRONG1, RIGHT0, RIGHT1],
+        vec![vec![RIGHT1, RIGHT0, RIGHT1, WRONG0]],
+        "synod",
+        4,
+        1,
+    );
+    assert_eq!(r.verdict, Verdict::Correct, "{}", r.detail);
+    assert_eq!(r.interpret_calls, 7);
+}
+
+#[test]
+fn resampled_plans_are_fresh_and_deterministic() {
+    let (_, prepared) = constructed();
+    let spec = SimSpec {
+        n: 7,
+        m: 2,
+        p: 0.5,
+        rho: 0.5,
+        ..SimSpec::default()
+    };
+    let s0 = synod_eval::sim::plans(&spec, 3, "double", &prepared, false);
+    assert_eq!(
+        s0,
+        synod_eval::sim::plans_at(&spec, 3, "double", &prepared, false, 0)
+    );
+    let later: Vec<Vec<Plan>> = (1..=4)
+        .map(|s| synod_eval::sim::plans_at(&spec, 3, "double", &prepared, false, s))
+        .collect();
+    assert!(later.iter().any(|p| *p != s0), "resamples repeat sample 0");
+    for (i, p) in later.iter().enumerate() {
+        let again = synod_eval::sim::plans_at(&spec, 3, "double", &prepared, false, i as u32 + 1);
+        assert_eq!(*p, again);
+    }
+    // With p = 0 every sample is fault-free.
+    let clean = SimSpec { p: 0.0, ..spec };
+    for s in 0..4 {
+        let p = synod_eval::sim::plans_at(&clean, 3, "double", &prepared, false, s);
+        assert!(p.iter().all(|x| matches!(x, Plan::Correct { .. })));
+    }
+}
+
 #[test]
 fn synod_spends_n_minus_m_reading_calls_without_faults() {
     let (task, prepared) = constructed();
@@ -346,6 +417,8 @@ fn synod_spends_n_minus_m_reading_calls_without_faults() {
         sim: &sim,
         spec: &spec,
         plans: vec![RIGHT0, RIGHT1, RIGHT0, RIGHT1, RIGHT0],
+        resampled: vec![],
+        resamples: 1,
         cache: &cache,
         task_seed: 11,
         user: false,
@@ -367,4 +440,47 @@ fn sim_spec_parses_and_refuses() {
     );
     assert!(SimSpec::parse("sim:n=4,q=1").is_err());
     assert!(SimSpec::parse("agents.toml").is_err());
+}
+
+#[test]
+fn probe_domain_and_call_budget() {
+    use synod_core::Value;
+    use synod_eval::checks::{call_budget_ms, domain_int_max};
+    assert_eq!(domain_int_max(&[Value::Int(15)]), 1_000);
+    let big = Value::List(vec![Value::Int(3), Value::Int(-40_000)]);
+    assert_eq!(domain_int_max([&big]), 400_000);
+    assert_eq!(call_budget_ms(None), 250);
+    assert_eq!(call_budget_ms(Some(0.05)), 100);
+    assert_eq!(call_budget_ms(Some(15.0)), 200);
+    assert_eq!(call_budget_ms(Some(1e6)), 250);
+}
+
+#[test]
+fn classeval_task_runs_through_the_driver() {
+    let path = data().join("classeval/ClassEval_data.json");
+    let tasks = load(&path, SuiteKind::Classeval).unwrap();
+    assert_eq!(tasks.len(), 100);
+    let task = tasks.iter().find(|t| t.id == "ClassEval_1").unwrap();
+    assert!(task.hidden_tests().len() >= 5);
+    let out = scratch("classeval");
+    let cache = CheckCache::open(&out.join("cache")).unwrap();
+    let p = prepare(task, &out.join("programs"), 1).unwrap();
+    assert!(p.ok, "{}", p.why);
+    assert_eq!(p.entry, "run");
+    assert!(p.example_returns.is_some(), "the doctest became an example");
+    let judge = |src: &str| {
+        cache
+            .hidden_verdict(
+                &task.id,
+                &synod_core::Program::single("solution", src),
+                "solution",
+                &task.setup,
+                task.hidden_tests(),
+            )
+            .unwrap()
+    };
+    assert!(judge(&task.reference));
+    assert!(!p.mutants.is_empty());
+    assert!(!judge(&p.mutants[0].src));
+    let _ = std::fs::remove_dir_all(out);
 }

@@ -283,9 +283,11 @@ pub(crate) fn report(request: &CheckRequest, run: &Finished, limits: &Limits) ->
         .map(|e| truncate_chars(e, SHORT_TEXT_MAX))
         .collect();
     if !load.loaded {
+        // An empty reason is no reason: the report must say why the program was refused.
         let reason = load
             .load_error
             .as_deref()
+            .filter(|e| !e.trim().is_empty())
             .map(|e| truncate_chars(e, LOAD_ERROR_MAX))
             .unwrap_or_else(|| "the program did not load".to_string());
         return CheckReport {
@@ -519,6 +521,212 @@ mod tests {
         assert_eq!(report.load_error.as_deref(), Some("SyntaxError: x"));
         assert_eq!(report.outcomes, vec![Outcome::Timeout]);
         assert_eq!(report.met, vec![Some(false)]);
+    }
+
+    mod fuzz {
+        //! Bad input, fuzzed: whatever the candidate's process writes on the harness's stdout,
+        //! the report keeps its shape (one outcome per call) and its caps.
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::Config;
+
+        const NONCE: &str = "c0ffee";
+        const CASES: u32 = 384;
+
+        /// A result line's JSON: right shapes with wild values, wrong shapes, junk.
+        fn line_json() -> impl Strategy<Value = String> {
+            let text = "\\PC{0,40}";
+            let outcome = prop_oneof![
+                text.prop_map(|v| json!({"value": v})),
+                text.prop_map(|e| json!({"error": e})),
+                Just(json!({"timeout": true})),
+                Just(json!({"timeout": "yes"})),
+                Just(json!({"value": 1})),
+                Just(json!({})),
+                Just(json!({"value": "a", "error": "b"})),
+                (1usize..20_000).prop_map(|n| json!({"value": "v".repeat(n)})),
+            ];
+            let index = prop_oneof![0usize..8, Just(usize::MAX), any::<usize>(),];
+            let met = prop_oneof![
+                Just(json!(null)),
+                Just(json!(true)),
+                Just(json!(false)),
+                Just(json!(1))
+            ];
+            prop_oneof![
+                (any::<bool>(), prop::option::of(text), prop::collection::vec(text, 0..4))
+                    .prop_map(|(loaded, e, i)| json!({"loaded": loaded, "load_error": e, "interface_errors": i}).to_string()),
+                (1usize..2_000, 1usize..400).prop_map(|(n, len)| json!({
+                    "loaded": true, "load_error": null, "interface_errors": vec!["e".repeat(len); n]
+                }).to_string()),
+                (1usize..5_000).prop_map(|n| json!({"loaded": false, "load_error": "x".repeat(n), "interface_errors": []}).to_string()),
+                (index.clone(), outcome.clone(), met.clone())
+                    .prop_map(|(i, o, m)| json!({"i": i, "outcome": o, "met": m}).to_string()),
+                (outcome, met).prop_map(|(o, m)| json!({"i": -1, "outcome": o, "met": m}).to_string()),
+                Just(r#"{"i": 1e40, "outcome": {"timeout": true}, "met": null}"#.to_string()),
+                Just(json!({"done": true}).to_string()),
+                Just(json!({"done": "soon"}).to_string()),
+                Just(r#"{"loaded": true}"#.to_string()),
+                Just("[1, 2]".to_string()),
+                Just("{".to_string()),
+                text.prop_map(|s: String| s),
+            ]
+        }
+
+        /// One line of stdout: with the right nonce, a wrong one, none; sometimes raw bytes.
+        fn stdout_line() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                6 => line_json().prop_map(|l| format!("SYNOD {NONCE} {l}\n").into_bytes()),
+                1 => line_json().prop_map(|l| format!("SYNOD c0ffef {l}\n").into_bytes()),
+                1 => line_json().prop_map(|l| format!("SYNOD {NONCE}{l}\n").into_bytes()),
+                1 => line_json().prop_map(|l| format!("{l}\n").into_bytes()),
+                1 => prop::collection::vec(any::<u8>(), 0..200),
+                1 => line_json().prop_map(|l| format!("SYNOD {NONCE} {l}").into_bytes()),
+            ]
+        }
+
+        fn expectations() -> impl Strategy<Value = Vec<Option<Expectation>>> {
+            prop::collection::vec(
+                prop_oneof![
+                    Just(None),
+                    Just(Some(Expectation::Returns(Value::Int(1)))),
+                    Just(Some(Expectation::Raises("ValueError".into()))),
+                ],
+                0..8,
+            )
+        }
+
+        fn check_report(req: &CheckRequest, report: &CheckReport) {
+            let calls = req.calls.len();
+            assert_eq!(report.outcomes.len(), calls);
+            assert_eq!(report.met.len(), calls);
+            for (call, met) in req.calls.iter().zip(&report.met) {
+                assert_eq!(
+                    call.expect.is_some(),
+                    met.is_some(),
+                    "met is given exactly for expectations"
+                );
+            }
+            for o in &report.outcomes {
+                match o {
+                    Outcome::Value(v) => assert!(v.chars().count() <= VALUE_TEXT_MAX),
+                    Outcome::Error(e) => assert!(e.chars().count() <= SHORT_TEXT_MAX),
+                    _ => {}
+                }
+            }
+            assert!(report.interface_errors.len() <= INTERFACE_ERRORS_MAX);
+            assert!(
+                report
+                    .interface_errors
+                    .iter()
+                    .all(|e| e.chars().count() <= SHORT_TEXT_MAX)
+            );
+            if let Some(reason) = &report.load_error {
+                assert!(reason.chars().count() <= REASON_MAX);
+                assert!(!reason.trim().is_empty());
+                assert!(report.outcomes.iter().all(|o| *o == Outcome::Timeout));
+            }
+        }
+
+        proptest! {
+            #![proptest_config(Config { cases: CASES, failure_persistence: None, ..Config::default() })]
+
+            #[test]
+            fn any_stdout_gives_a_well_formed_report(
+                stdout in prop::collection::vec(stdout_line(), 0..24),
+                chunk in 1usize..4096,
+                stored_max in prop_oneof![Just(1usize << 20), 0usize..4096],
+                expects in expectations(),
+                exited in any::<bool>(),
+            ) {
+                let bytes = stdout.concat();
+                let mut splitter = LineSplitter::new(NONCE, stored_max);
+                let mut lines = Vec::new();
+                for piece in bytes.chunks(chunk) {
+                    lines.extend(splitter.feed(piece));
+                    // Nothing is buffered past the cap, whatever arrives.
+                    prop_assert!(splitter.line.len() <= stored_max);
+                    prop_assert!(splitter.stored <= stored_max);
+                }
+                let req = request(&expects);
+                let run = Finished {
+                    lines,
+                    end: if exited {
+                        End::Exited(std::os::unix::process::ExitStatusExt::from_raw(0))
+                    } else {
+                        End::WallClock
+                    },
+                    stderr_tail: "tail".into(),
+                };
+                let report = report(&req, &run, &Limits::default());
+                check_report(&req, &report);
+            }
+
+            #[test]
+            fn a_loaded_run_reports_each_call_once_whatever_the_indices(
+                indices in prop::collection::vec(prop_oneof![0usize..10, any::<usize>()], 0..40),
+                expects in expectations(),
+            ) {
+                let mut text = format!(
+                    "SYNOD {NONCE} {}\n",
+                    json!({"loaded": true, "load_error": null, "interface_errors": []})
+                );
+                for (k, i) in indices.iter().enumerate() {
+                    text.push_str(&format!(
+                        "SYNOD {NONCE} {}\n",
+                        json!({"i": i, "outcome": {"value": format!("v{k}")}, "met": true})
+                    ));
+                }
+                let lines = LineSplitter::new(NONCE, 1 << 20).feed(text.as_bytes());
+                prop_assert_eq!(lines.len(), indices.len() + 1);
+                let req = request(&expects);
+                let run = Finished {
+                    lines,
+                    end: End::WallClock,
+                    stderr_tail: String::new(),
+                };
+                let report = report(&req, &run, &Limits::default());
+                check_report(&req, &report);
+                // The first line for each index wins; the rest are ignored.
+                for (call, outcome) in report.outcomes.iter().enumerate() {
+                    match indices.iter().position(|i| *i == call) {
+                        Some(k) => prop_assert_eq!(outcome, &Outcome::Value(format!("v{k}"))),
+                        None => prop_assert_eq!(outcome, &Outcome::Timeout),
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn huge_lines_are_dropped_and_the_next_line_is_read() {
+            let cap = 1 << 20;
+            let mut s = LineSplitter::new(NONCE, cap);
+            let done = format!("SYNOD {NONCE} {{\"done\": true}}\n");
+            // 8 MiB without a newline, with the nonce prefix, in 64 KiB reads.
+            s.feed(format!("SYNOD {NONCE} ").as_bytes());
+            let junk = vec![b'x'; 64 * 1024];
+            for _ in 0..128 {
+                assert!(s.feed(&junk).is_empty());
+                assert!(s.line.len() <= cap);
+            }
+            assert!(s.feed(b"\n").is_empty());
+            assert_eq!(s.feed(done.as_bytes()).len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_failed_load_with_an_empty_reason_still_gives_one() {
+        // Found by `fuzz::any_stdout_gives_a_well_formed_report`.
+        let req = request(&[None]);
+        let run = finished(
+            &[json!({"loaded": false, "load_error": " ", "interface_errors": []})],
+            End::WallClock,
+        );
+        let report = report(&req, &run, &Limits::default());
+        assert_eq!(
+            report.load_error.as_deref(),
+            Some("the program did not load")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! finishes or asks a question nobody can answer. [`verify`] re-checks a build directory
 //! offline.
 
+pub mod answers;
 pub mod output;
 pub mod verify;
 
@@ -105,6 +106,8 @@ pub struct BuildOptions {
     pub tokens_max: Option<u64>,
     /// Continue the build already in `out_dir` (after a kill or a question), if there is one.
     pub resume: bool,
+    /// The response cache the agents use, for the log.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// How a build ended.
@@ -238,6 +241,7 @@ pub fn run_build(
         check_workers,
         tokens_max,
         resume,
+        cache_dir,
     } = opts;
     let infos: Vec<AgentInfo> = agents
         .iter()
@@ -286,9 +290,12 @@ pub fn run_build(
     let fingerprint = log.key().public().fingerprint();
     let sandbox_info = serde_json::to_value(sandbox.isolation())
         .map_err(|e| RuntimeError::Internal(e.to_string()))?;
-    let mut log = log;
-    // Which isolation this run's checks had, loudly if none (`--unsafe-no-sandbox`).
-    log.append(SANDBOX_KIND, &sandbox_info)?;
+    let run_info = serde_json::json!({
+        "sandbox": sandbox_info,
+        "response_cache": cache_dir,
+        "role_prompts_digest": synod_agents::role_prompts_digest(),
+        "synod_version": env!("CARGO_PKG_VERSION"),
+    });
     let (tx, rx) = mpsc::channel::<Event>();
     let mut d = Driver {
         pipeline,
@@ -310,8 +317,9 @@ pub fn run_build(
         progress,
     };
     let mut base_ms = 0;
+    let mut replayed = 0;
     if resuming {
-        base_ms = d.replay()?;
+        (base_ms, replayed) = d.replay()?;
         (d.progress)(&Progress::Stage {
             stage: "resume".into(),
             detail: format!(
@@ -324,10 +332,13 @@ pub fn run_build(
     let start = Instant::now();
     let now_ms = move || base_ms + start.elapsed().as_millis() as u64;
     let mut answers = answers;
+    // Which isolation this run's checks have, loudly if none (`--unsafe-no-sandbox`); after
+    // the replay, so that it never lands between an input and the decisions it caused.
+    d.log.append(SANDBOX_KIND, &run_info)?;
     let mut queue: VecDeque<Input> = VecDeque::new();
-    if resuming {
-        d.relaunch();
-    } else {
+    d.relaunch();
+    if replayed == 0 {
+        // Nothing was logged before the kill, not even the start.
         queue.push_back(Input::Start);
     }
     loop {
@@ -608,6 +619,11 @@ impl Driver<'_> {
                 }
             };
             let (reply, usage) = match a.call(&request, &heartbeat) {
+                // A cached reply was paid for by an earlier build: it costs nothing now.
+                Ok(r) if r.cached => (
+                    synod_agents::reply::parse_reply(role, &r.text),
+                    Default::default(),
+                ),
                 Ok(r) => (synod_agents::reply::parse_reply(role, &r.text), r.usage),
                 Err(AgentError::Failed(e)) => (Err(ReplyFault::Crashed(e)), Default::default()),
                 Err(e @ AgentError::NoReply(_)) => {
@@ -634,10 +650,11 @@ impl Driver<'_> {
         });
     }
 
-    /// Replays the logged inputs; returns the time of the last one.
-    fn replay(&mut self) -> Result<u64, RuntimeError> {
+    /// Replays the logged inputs; returns the time of the last one and how many there were.
+    fn replay(&mut self) -> Result<(u64, usize), RuntimeError> {
         let entries = self.log.entries()?;
         let mut last_ms = 0;
+        let mut replayed = 0;
         let mut i = 0;
         while i < entries.len() {
             let e = &entries[i];
@@ -676,9 +693,10 @@ impl Driver<'_> {
                 )));
             }
             last_ms = now_ms;
+            replayed += 1;
             i = j;
         }
-        Ok(last_ms)
+        Ok((last_ms, replayed))
     }
 
     /// After a replay: send again what was in flight when the build stopped.
@@ -705,5 +723,6 @@ impl Driver<'_> {
 
 /// Log entries of this kind hold the pipeline's inputs, for replay.
 pub const INPUT_KIND: &str = "input";
-/// Log entries of this kind record the sandbox's isolation for the run that follows.
-pub const SANDBOX_KIND: &str = "sandbox";
+/// Log entries of this kind record how the run that follows was set up: the sandbox's
+/// isolation, the response cache, the role prompts' digest.
+pub const SANDBOX_KIND: &str = "run";

@@ -85,6 +85,7 @@ pub fn certificate_body(
         "program_digest": outcome.program.digest(),
         "key_fingerprint": fingerprint,
         "fault_budget": outcome.fault_budget,
+        "role_prompts_digest": synod_agents::role_prompts_digest(),
     })
 }
 

@@ -90,6 +90,7 @@ fn options(
             check_workers: 2,
             tokens_max: None,
             resume: false,
+            cache_dir: None,
         },
         out,
     )
@@ -197,4 +198,28 @@ fn too_few_valid_readings_end_in_a_failure_report() {
             .unwrap()
             .contains("not built")
     );
+}
+
+#[test]
+fn a_build_killed_before_its_first_input_resumes_from_the_start() {
+    let root = TempDir::new("early-kill");
+    let t = root.0.join("t");
+    let agents: Vec<Box<dyn Agent>> = vec![
+        Box::new(ScriptedAgent::new("a", agent_dir(&t, "a", ABS))),
+        Box::new(ScriptedAgent::new("b", agent_dir(&t, "b", ABS_BY_HAND))),
+        Box::new(ScriptedAgent::new("c", agent_dir(&t, "c", ABS))),
+    ];
+    let (mut opts, out) = options(&root, agents, 1, 10_000);
+    // What a build leaves when it dies right after creating its log: the marker, the key, a
+    // log holding only the sandbox entry.
+    synod_runtime::prepare_out_dir(&out).unwrap();
+    let key = synod_store::BuildKey::generate().unwrap();
+    key.save(&out.join(".synod/key")).unwrap();
+    let mut log = synod_store::DecisionLog::create(&out.join("log.redb"), key).unwrap();
+    log.append("run", &serde_json::json!({"sandbox": {"mode": "isolated"}}))
+        .unwrap();
+    drop(log);
+    opts.resume = true;
+    let result = run_build(opts, &mut |_| {}).unwrap();
+    assert!(matches!(result, BuildResult::Built { .. }), "{result:?}");
 }

@@ -99,8 +99,13 @@ pub enum StoreError {
         max_bytes: usize,
     },
 
-    /// The existing chain of a log failed verification when it was opened or read.
-    #[error("decision log {} fails verification: {source}", path.display())]
+    /// The existing chain of a log failed verification when it was opened or read. The message
+    /// names the last good entry ([`VerifyError::last_good`]).
+    #[error(
+        "decision log {} fails verification: {source} ({})",
+        path.display(),
+        last_good_words(source)
+    )]
     Chain {
         /// The log file.
         path: PathBuf,
@@ -303,6 +308,41 @@ pub enum VerifyError {
         /// Fingerprint of the key in the document.
         found: String,
     },
+}
+
+impl VerifyError {
+    /// The last entry that verified before this failure, when the failure is in the chain:
+    /// entries `0..=last_good` are intact. `None` when the failure is at entry 0, or when no
+    /// entry could be read at all (a file redb refuses, a key that is not a key) — then no entry
+    /// is known good.
+    pub fn last_good(&self) -> Option<u64> {
+        match self {
+            VerifyError::RecordUnparsable { seq, .. }
+            | VerifyError::Missing { seq, .. }
+            | VerifyError::PrevMismatch { seq, .. }
+            | VerifyError::HashMismatch { seq }
+            | VerifyError::EntrySignature { seq, .. }
+            | VerifyError::BodyNotJson { seq, .. }
+            | VerifyError::HeadHash { seq, .. } => seq.checked_sub(1),
+            VerifyError::SeqMismatch { row, .. } => row.checked_sub(1),
+            VerifyError::HeadMissing { last, .. } => *last,
+            VerifyError::HeadExceeded { pinned, .. } => Some(*pinned),
+            VerifyError::ReadFile { .. }
+            | VerifyError::FileTooLarge { .. }
+            | VerifyError::Unreadable { .. }
+            | VerifyError::NotALog { .. }
+            | VerifyError::PublicKey { .. }
+            | VerifyError::DocumentSignature { .. }
+            | VerifyError::WrongKey { .. } => None,
+        }
+    }
+}
+
+fn last_good_words(error: &VerifyError) -> String {
+    match error.last_good() {
+        Some(good) => format!("entries 0 to {good} verify; the last good entry is {good}"),
+        None => "no entry verifies".to_owned(),
+    }
 }
 
 fn gap_words(seq: u64, next: u64) -> String {

@@ -454,6 +454,10 @@ impl DecisionLog {
     ///
     /// If the last commit was interrupted by a crash, redb's recovery rewrites the file back to
     /// the last complete commit before the chain is checked.
+    ///
+    /// A log that fails is left exactly as it was: it is first verified on an in-memory copy
+    /// ([`verify_log`]), because redb's integrity check commits on open, and a damaged log must
+    /// never be silently repaired or extended.
     pub fn open(path: &Path, key: BuildKey) -> Result<DecisionLog, StoreError> {
         if let Err(source) = std::fs::metadata(path) {
             return Err(StoreError::Io {
@@ -462,6 +466,24 @@ impl DecisionLog {
                 source,
             });
         }
+        verify_log(path, &key.public()).map_err(|err| match err {
+            VerifyError::ReadFile { source, .. } => StoreError::Io {
+                action: "read decision log",
+                path: path.to_path_buf(),
+                source,
+            },
+            VerifyError::Unreadable { source, .. } => StoreError::Database {
+                path: path.to_path_buf(),
+                source,
+            },
+            VerifyError::NotALog { .. } => StoreError::NotALog {
+                path: path.to_path_buf(),
+            },
+            source => StoreError::Chain {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
         let db = Builder::new()
             .set_check_integrity_on_open(true)
             .open(path)

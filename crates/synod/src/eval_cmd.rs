@@ -43,6 +43,11 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// synod's resample budget: after a round that neither decides nor finds ambiguity,
+    /// every agent is asked afresh (simulated agents draw their faults again), up to this many
+    /// times. The extra calls are counted in calls/task. Keep it fixed within one --out.
+    #[arg(long, default_value_t = synod_eval::DEFAULT_RESAMPLES)]
+    pub resamples: u32,
 }
 
 /// Runs `synod eval`: 0 when the evaluation finished, 2 for arguments it does not accept.
@@ -101,14 +106,17 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<u8> {
         jobs: args.jobs.max(1),
         out: args.out.clone(),
         progress: !args.quiet,
+        resamples: args.resamples,
     };
     let summary = synod_eval::run(&cfg)?;
     eprintln!(
-        "synod eval: {} rows written ({} resumed), {} tasks skipped, {} sandbox runs, {} cache hits, {:.0} s; see {}",
+        "synod eval: {} rows written ({} resumed), {} tasks skipped, {} sandbox runs ({:.0} s in the sandbox, {} with a timed-out call), {} cache hits, {:.0} s; see {}",
         summary.rows_written,
         summary.rows_resumed,
         summary.skipped.len(),
         summary.sandbox_runs,
+        summary.sandbox_ms as f64 / 1000.0,
+        summary.runs_timed_out,
         summary.cache_hits,
         summary.seconds,
         cfg.out.join("summary.md").display()

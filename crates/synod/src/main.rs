@@ -13,6 +13,7 @@ use synod_core::tally::Tally;
 use synod_exec::{Limits, Sandbox};
 use synod_runtime::{Answers, BuildOptions, BuildResult};
 
+mod agents_cmd;
 mod doctor_cmd;
 mod eval_cmd;
 mod lab_cmd;
@@ -75,6 +76,13 @@ enum Command {
         /// the network and your files. Recorded in the certificate and the report.
         #[arg(long)]
         unsafe_no_sandbox: bool,
+        /// Where LLM replies are cached (content-addressed), so repeated and resumed builds never
+        /// pay twice. Default: $XDG_CACHE_HOME/synod/responses or ~/.cache/synod/responses.
+        #[arg(long, conflicts_with = "no_cache")]
+        cache_dir: Option<PathBuf>,
+        /// Do not read or write the response cache.
+        #[arg(long)]
+        no_cache: bool,
         /// Print the result as one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -93,6 +101,9 @@ enum Command {
     },
     /// Can candidate programs run safely here? Shows python3 and each isolation mechanism.
     Doctor(doctor_cmd::DoctorArgs),
+    /// Agents: check that each configured endpoint answers.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
     /// Run the consensus protocols in the deterministic simulator: one seed, or a sweep.
     Sim(sim_cmd::SimArgs),
     /// Compare synod with the usual ways of using several agents on real benchmark tasks
@@ -102,6 +113,13 @@ enum Command {
     /// detectors, model checking.
     #[command(subcommand)]
     Lab(LabCommand),
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Reach each agent's endpoint: model, latency, streaming, and plain explanations of
+    /// misconfigurations (bad URL, missing key variable, model not found).
+    Check(agents_cmd::AgentsCheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -133,6 +151,8 @@ fn main() -> ExitCode {
             max_tokens_total,
             resume,
             unsafe_no_sandbox,
+            cache_dir,
+            no_cache,
             json,
         } => build(
             &input,
@@ -144,10 +164,16 @@ fn main() -> ExitCode {
             max_tokens_total,
             resume,
             unsafe_no_sandbox,
+            if no_cache {
+                None
+            } else {
+                cache_dir.or_else(synod_agents::ResponseCache::default_dir)
+            },
             json,
         ),
         Command::Verify { dir, key, json } => verify(&dir, key.as_deref(), json),
         Command::Doctor(args) => doctor_cmd::run_doctor(&args),
+        Command::Agents(AgentsCommand::Check(args)) => agents_cmd::run_agents_check(&args),
         Command::Sim(args) => sim_cmd::run_sim(&args),
         Command::Eval(args) => eval_cmd::run_eval(&args),
         Command::Lab(LabCommand::Generals(args)) => lab_cmd::run_generals(&args),
@@ -233,6 +259,7 @@ fn build(
     tokens_max: Option<u64>,
     resume: bool,
     unsafe_no_sandbox: bool,
+    cache_dir: Option<PathBuf>,
     json: bool,
 ) -> Result<u8> {
     let input = resolve_input(input)?;
@@ -268,7 +295,11 @@ fn build(
             agents_path.display()
         )
     })?;
-    let built = synod_agents::build_agents(&file, None)?;
+    for w in synod_agents::independence_warnings(&file) {
+        eprintln!("warning: {w}");
+    }
+    let cache = cache_dir.as_ref().map(synod_agents::ResponseCache::new);
+    let built = synod_agents::build_agents(&file, cache.as_ref())?;
     let agents: Vec<(Box<dyn synod_agents::Agent>, u64)> = built
         .into_iter()
         .zip(&file.agents)
@@ -321,6 +352,7 @@ fn build(
             .min(4),
         tokens_max,
         resume,
+        cache_dir,
     };
     eprintln!(
         "synod: {n} agents, fault budget m = {m} (decide needs {} agreeing)",
