@@ -655,7 +655,7 @@ pub struct Pipeline {
 
 const CONTRACT_MAX: usize = 64;
 const PROBES_PER_AGENT_MAX: usize = 64;
-const COMPONENTS_MAX: usize = 16;
+const COMPONENTS_MAX: usize = 32;
 const SOURCE_BYTES_MAX: usize = 256 * 1024;
 const QUESTION_PROBES_MAX: usize = 8;
 const DISTINGUISHING_MAX: usize = 16;
@@ -1574,7 +1574,9 @@ impl Pipeline {
                 rejected: Vec::new(),
                 accepted: None,
                 candidates: BTreeMap::new(),
-                next: i,
+                // First builders come from the decided class, round robin; the others only
+                // when a candidate fails.
+                next: i % members.len().max(1),
             })
             .collect();
         self.stage = Stage::Build(Box::new(Build {
