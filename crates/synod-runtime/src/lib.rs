@@ -18,8 +18,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use synod_agents::{Agent, AgentError};
 use synod_core::pipeline::{
-    AgentInfo, AskId, CheckId, Finish, Input, Output, Pipeline, PipelineConfig, Progress,
-    Question, ReplyFault, Request, TimerId,
+    AgentInfo, AskId, CheckId, Finish, Input, Output, Pipeline, PipelineConfig, Progress, Question,
+    ReplyFault, Request, TimerId,
 };
 use synod_core::{AgentId, CheckReport, CheckRequest, Prompt};
 use synod_exec::Sandbox;
@@ -367,7 +367,14 @@ pub fn run_build(
                     reason,
                     agents: records,
                 } => {
-                    output::write_failure(&out_dir, &prompt, &stage, &reason, &records, &descriptions)?;
+                    output::write_failure(
+                        &out_dir,
+                        &prompt,
+                        &stage,
+                        &reason,
+                        &records,
+                        &descriptions,
+                    )?;
                     Ok(BuildResult::Failed {
                         stage,
                         reason,
@@ -496,7 +503,9 @@ fn finished_already(out_dir: &Path, key_file: &Path) -> Result<BuildResult, Runt
     }
     Err(RuntimeError::OutDir {
         path: out_dir.to_path_buf(),
-        message: "holds a build whose signing key is gone but which never finished: it cannot be resumed".into(),
+        message:
+            "holds a build whose signing key is gone but which never finished: it cannot be resumed"
+                .into(),
     })
 }
 
@@ -552,23 +561,25 @@ impl Driver<'_> {
     fn carry_out(&mut self, o: Output) -> Result<(), RuntimeError> {
         let live = self.replay.is_none();
         match o {
-            Output::Persist { kind, body } => match self.replay.as_mut().and_then(|r| r.pop_front()) {
-                Some(logged) => {
-                    let same = logged.kind == kind
-                        && logged.body_json().ok().as_ref() == Some(&body);
-                    if !same {
-                        return Err(RuntimeError::Resume(format!(
-                            "replaying the log gives {kind:?} where entry {} holds {:?}: the prompt, agents file or synod version differ from the build being resumed",
-                            logged.seq, logged.kind
-                        )));
+            Output::Persist { kind, body } => {
+                match self.replay.as_mut().and_then(|r| r.pop_front()) {
+                    Some(logged) => {
+                        let same =
+                            logged.kind == kind && logged.body_json().ok().as_ref() == Some(&body);
+                        if !same {
+                            return Err(RuntimeError::Resume(format!(
+                                "replaying the log gives {kind:?} where entry {} holds {:?}: the prompt, agents file or synod version differ from the build being resumed",
+                                logged.seq, logged.kind
+                            )));
+                        }
+                    }
+                    // The build was killed after logging this input but before all its decisions
+                    // were persisted: persist the rest now.
+                    None => {
+                        self.log.append(&kind, &body)?;
                     }
                 }
-                // The build was killed after logging this input but before all its decisions
-                // were persisted: persist the rest now.
-                None => {
-                    self.log.append(&kind, &body)?;
-                }
-            },
+            }
             Output::Progress(p) => {
                 if live {
                     (self.progress)(&p)
@@ -672,8 +683,12 @@ impl Driver<'_> {
             let now_ms = body.get("now_ms").and_then(|v| v.as_u64()).ok_or_else(|| {
                 RuntimeError::Resume(format!("input entry {} has no time", e.seq))
             })?;
-            let input: Input = serde_json::from_value(body.get("input").cloned().unwrap_or_default())
-                .map_err(|err| RuntimeError::Resume(format!("input entry {} does not parse: {err}", e.seq)))?;
+            let input: Input = serde_json::from_value(
+                body.get("input").cloned().unwrap_or_default(),
+            )
+            .map_err(|err| {
+                RuntimeError::Resume(format!("input entry {} does not parse: {err}", e.seq))
+            })?;
             let mut j = i + 1;
             let mut expected = VecDeque::new();
             while j < entries.len()

@@ -238,9 +238,15 @@ fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, Stri
     let calls: u32 = records.iter().map(|a| a.calls).sum();
     let tin: u64 = records.iter().map(|a| a.usage.input_tokens).sum();
     let tout: u64 = records.iter().map(|a| a.usage.output_tokens).sum();
-    let _ = write!(r, "\nCost: {calls} agent calls, {tin} tokens in, {tout} tokens out");
+    let _ = write!(
+        r,
+        "\nCost: {calls} agent calls, {tin} tokens in, {tout} tokens out"
+    );
     if tin + tout == 0 {
-        let _ = write!(r, " (these agents do not report tokens; scripted replies cost nothing)");
+        let _ = write!(
+            r,
+            " (these agents do not report tokens; scripted replies cost nothing)"
+        );
     }
     let _ = writeln!(r, ".\n");
 }

@@ -458,7 +458,9 @@ fn verify(dir: &Path, key: Option<&str>, json: bool) -> Result<u8> {
     if let Some(k) = key {
         let hex = k.trim().strip_prefix("blake3:").unwrap_or(k.trim());
         if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("--key {k:?} is not a key fingerprint (blake3: followed by 32 hex digits, as printed at the end of a build)");
+            bail!(
+                "--key {k:?} is not a key fingerprint (blake3: followed by 32 hex digits, as printed at the end of a build)"
+            );
         }
     }
     let scratch = std::env::temp_dir().join(format!("synod-verify-{}", std::process::id()));

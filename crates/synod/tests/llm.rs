@@ -113,7 +113,10 @@ fn openai_agents_build_the_example_suspect_the_stalled_stream_and_count_tokens()
     let records = json["agents"].as_array().unwrap();
     let bo = &records[0];
     assert_eq!(bo["name"], "bo");
-    assert_eq!(bo["suspected"], true, "the stalled stream is suspected: {bo}");
+    assert_eq!(
+        bo["suspected"], true,
+        "the stalled stream is suspected: {bo}"
+    );
     for r in &records[1..] {
         assert!(
             r["usage"]["input_tokens"].as_u64().unwrap() > 0
@@ -217,7 +220,10 @@ fn real_models_build_ends_cleanly() {
         let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
         println!("{report}");
         if code == 1 {
-            assert!(report.contains("interpret:"), "faults are named with reasons");
+            assert!(
+                report.contains("interpret:"),
+                "faults are named with reasons"
+            );
         }
         // Nothing that fails its own contract is delivered: if built, it verifies.
         if code == 0 {

@@ -96,7 +96,10 @@ fn finished_entries(out: &Path) -> Vec<synod_store::Entry> {
 fn decided(entries: &[synod_store::Entry]) -> Vec<String> {
     let mut fixed = Vec::new();
     let mut components = BTreeSet::new();
-    for e in entries.iter().filter(|e| DECIDED.contains(&e.kind.as_str())) {
+    for e in entries
+        .iter()
+        .filter(|e| DECIDED.contains(&e.kind.as_str()))
+    {
         let text = format!("{} {}", e.kind, e.body);
         if e.kind == "component-accepted" {
             components.insert(text);
@@ -133,10 +136,17 @@ fn killed_builds_resume_to_the_same_decisions_without_repeating_answered_request
         .output()
         .unwrap();
     let total = started.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reference = decided(&finished_entries(&reference_out));
     assert_eq!(
-        reference.iter().filter(|d| d.starts_with("component-accepted")).count(),
+        reference
+            .iter()
+            .filter(|d| d.starts_with("component-accepted"))
+            .count(),
         3
     );
 
@@ -157,7 +167,10 @@ fn killed_builds_resume_to_the_same_decisions_without_repeating_answered_request
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
     });
     let killed = outcomes.iter().filter(|o| o.1).count();
     let resent: usize = outcomes.iter().map(|o| o.2).sum();
@@ -165,12 +178,20 @@ fn killed_builds_resume_to_the_same_decisions_without_repeating_answered_request
         "{KILLS} kill points over {} ms: {killed} builds killed mid-way and resumed, {resent} unanswered requests sent again",
         total.as_millis()
     );
-    assert!(killed >= KILLS * 3 / 4, "most kills must land before the end: {killed}");
+    assert!(
+        killed >= KILLS * 3 / 4,
+        "most kills must land before the end: {killed}"
+    );
 }
 
 /// One kill point: returns (index, whether the kill landed before the build finished, how many
 /// requests the resume sent again).
-fn kill_and_resume(tmp: &Path, k: usize, at: Duration, reference: &[String]) -> (usize, bool, usize) {
+fn kill_and_resume(
+    tmp: &Path,
+    k: usize,
+    at: Duration,
+    reference: &[String],
+) -> (usize, bool, usize) {
     let out = tmp.join(format!("kill-{k}"));
     let first_calls = tmp.join(format!("kill-{k}.calls"));
     let resume_calls = tmp.join(format!("kill-{k}.resume.calls"));
@@ -182,18 +203,17 @@ fn kill_and_resume(tmp: &Path, k: usize, at: Duration, reference: &[String]) -> 
     let killed = !finished_before && !out.join("REPORT.md").exists();
 
     // What the log held when the build died.
-    let answered_before: BTreeSet<(String, String)> = match synod_store::BuildKey::load(
-        &out.join(".synod/key"),
-    ) {
-        Ok(key) if out.join("log.redb").exists() => {
-            match synod_store::verify_log(&out.join("log.redb"), &key.public()) {
-                Ok(entries) => answered(&entries).into_iter().collect(),
-                // Killed before the log's first commit completed.
-                Err(_) => BTreeSet::new(),
+    let answered_before: BTreeSet<(String, String)> =
+        match synod_store::BuildKey::load(&out.join(".synod/key")) {
+            Ok(key) if out.join("log.redb").exists() => {
+                match synod_store::verify_log(&out.join("log.redb"), &key.public()) {
+                    Ok(entries) => answered(&entries).into_iter().collect(),
+                    // Killed before the log's first commit completed.
+                    Err(_) => BTreeSet::new(),
+                }
             }
-        }
-        _ => BTreeSet::new(),
-    };
+            _ => BTreeSet::new(),
+        };
 
     let resumed = build_command(&out, &resume_calls, true).output().unwrap();
     assert!(
@@ -202,7 +222,11 @@ fn kill_and_resume(tmp: &Path, k: usize, at: Duration, reference: &[String]) -> 
         String::from_utf8_lossy(&resumed.stderr)
     );
     let entries = finished_entries(&out);
-    assert_eq!(decided(&entries), reference, "kill {k} at {at:?}: other decisions");
+    assert_eq!(
+        decided(&entries),
+        reference,
+        "kill {k} at {at:?}: other decisions"
+    );
 
     // No answered request is sent again; no reply is recorded twice.
     let again = calls(&resume_calls);
@@ -216,14 +240,21 @@ fn kill_and_resume(tmp: &Path, k: usize, at: Duration, reference: &[String]) -> 
     for a in answered(&entries) {
         *seen.entry(a).or_insert(0) += 1;
     }
-    assert!(seen.values().all(|n| *n == 1), "kill {k}: a reply recorded twice: {seen:?}");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "kill {k}: a reply recorded twice: {seen:?}"
+    );
 
     let verify = Command::new(env!("CARGO_BIN_EXE_synod"))
         .arg("verify")
         .arg(&out)
         .output()
         .unwrap();
-    assert!(verify.status.success(), "kill {k}: {}", String::from_utf8_lossy(&verify.stdout));
+    assert!(
+        verify.status.success(),
+        "kill {k}: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
     // A second resume of a finished build does nothing.
     let again_status = build_command(&out, &resume_calls, true).status().unwrap();
     assert!(again_status.success());
