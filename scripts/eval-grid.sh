@@ -29,7 +29,7 @@ grid() {
   run --suite "$suite" --suite-kind "$kind" --grid --seed 1 --jobs "$JOBS" --out "$out" "$@"
   echo "eval-grid: $kind took $(( $(date +%s) - t0 )) s wall" >&2
   mkdir -p "docs/results/$kind"
-  cp "$out/summary.md" "$out/results.csv" "docs/results/$kind/"
+  cp "$out/summary.md" "docs/results/$kind/"
   cp "$out"/*.png "docs/results/$kind/" 2>/dev/null || true
 }
 case "$which" in

@@ -215,7 +215,11 @@ impl CheckCache {
 
     /// Runs `request` with a per-call budget of `call_ms` (see [`call_budget_ms`]), or answers
     /// from the cache.
-    pub fn run_budget(&self, request: &CheckRequest, call_ms: u64) -> Result<CheckReport, EvalError> {
+    pub fn run_budget(
+        &self,
+        request: &CheckRequest,
+        call_ms: u64,
+    ) -> Result<CheckReport, EvalError> {
         let key = Self::budget_key(request, call_ms);
         if let Some(r) = self.checks.lock().expect("lock").get(&key) {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -228,11 +232,7 @@ impl CheckCache {
             self.sandbox_for(call_ms)?.run(request)
         }
         .map_err(|e| EvalError::Sandbox(e.to_string()))?;
-        if report
-            .outcomes
-            .iter()
-            .any(|o| *o == Outcome::Timeout)
-        {
+        if report.outcomes.contains(&Outcome::Timeout) {
             self.stats.runs_timed_out.fetch_add(1, Ordering::Relaxed);
         }
         self.stats.runs.fetch_add(1, Ordering::Relaxed);
@@ -285,7 +285,10 @@ impl CheckCache {
             .map(|(c, _)| c.clone())
             .collect();
         let r = self.run_budget(&sub, call_ms)?;
-        let mut got = r.outcomes.iter().zip(r.met.iter().chain(std::iter::repeat(&None)));
+        let mut got = r
+            .outcomes
+            .iter()
+            .zip(r.met.iter().chain(std::iter::repeat(&None)));
         let mut outcomes = Vec::with_capacity(inside.len());
         let mut met = Vec::with_capacity(inside.len());
         for i in &inside {

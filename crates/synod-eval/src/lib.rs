@@ -17,7 +17,24 @@
 //! example. The other tests are hidden; they decide correctness and nothing else
 //! ([`checks::CheckCache::hidden_verdict`] keeps their verdicts apart from everything else).
 //!
-//! A killed run resumes: rows already in `results.csv` are skipped.
+//! Resamples: synod's pipeline may ask every agent afresh when a round neither decides nor finds
+//! ambiguity ([`EvalConfig::resamples`], default [`DEFAULT_RESAMPLES`]). A simulated agent asked
+//! for sample s follows [`sim::plans_at`] for s: its fault is drawn again (deterministically in
+//! seed, task, agent and sample), so a resample is a real second chance, and it costs calls that
+//! results.csv counts.
+//!
+//! Probe domain: probe calls with an integer beyond [`checks::domain_int_max`] (ten times the
+//! example's largest, at least 1000) are not run and read as an out-of-domain error for every
+//! program alike; probe runs get a per-call budget from the reference's own time
+//! ([`checks::call_budget_ms`]). Both keep huge-int variants (±2⁴⁰, 1000·n) from costing every
+//! run its whole wall-clock limit and from splitting classes on timing.
+//!
+//! Suites: MBPP (one function per task), ClassEval (one class per task, compared through a
+//! module-level `run(script)` driver: [`suite::classeval_driver`]) and HumanEvalComm (the
+//! original prompt and its modified ones; a simulated user answers questions).
+//!
+//! A killed run resumes: rows already in `results.csv` are skipped. Keep the resample budget
+//! fixed within one output directory (rows do not record it; summary.md does).
 
 pub mod checks;
 pub mod prepare;
@@ -318,13 +335,39 @@ fn run_unit(
     if todo.is_empty() {
         return Ok(UnitResult::Rows(Vec::new()));
     }
+    let hec = cfg.kind == SuiteKind::Humanevalcomm;
+    if task.tests.len() < 2 || (hec && !task.tests[0].contains(") == ")) {
+        return Ok(UnitResult::Skipped(
+            "fewer than two usable tests, or no plain example".into(),
+        ));
+    }
     let tseed = task_seed(cfg.seed, &task.id);
     let prepared = prepare::prepare(task, programs_dir, tseed)?;
     if !prepared.ok {
         return Ok(UnitResult::Skipped(prepared.why.clone()));
     }
+    if prepared.example_args.len() != prepared.params.len() {
+        // The example leaves out parameters that have defaults: the contract call would not
+        // match the interface every reading states.
+        return Ok(UnitResult::Skipped(
+            "the example call leaves out parameters with defaults".into(),
+        ));
+    }
+    if prepared.example_returns.is_none() {
+        // No contract example can be stated (a set, a complex number, an object): agents'
+        // specs would carry none and synod would find no valid reading. Skipped for every
+        // strategy alike.
+        return Ok(UnitResult::Skipped(
+            "the example's result is not a plain value (set, complex, object)".into(),
+        ));
+    }
     let mut sim_task = SimTask::new(&prepared, &task.reference, tseed, &task.id);
-    let ambiguous = cfg.kind == SuiteKind::Humanevalcomm;
+    // HumanEvalComm: a simulated user answers questions on every prompt; the modified
+    // prompts' ambiguity is injected (correct agents split between the reading and the other
+    // reading with probability `split`); the original prompts get no split, so a question
+    // there is over-asking.
+    let user = cfg.kind == SuiteKind::Humanevalcomm;
+    let ambiguous = user && v.name != "original";
     if ambiguous {
         // The other reading: a mutant stands in for it (injected ambiguity).
         sim_task.alt = prepared.mutants.first().map(|m| m.src.clone());
@@ -346,7 +389,7 @@ fn run_unit(
             resamples: cfg.resamples,
             cache,
             task_seed: tseed,
-            user: ambiguous,
+            user,
         };
         let t = Instant::now();
         let r = c.run(strategy)?;

@@ -27,7 +27,7 @@ import time
 TEST_SECONDS = 1.0
 
 
-class _Timeout(Exception):
+class _Timeout(BaseException):  # not caught by `except Exception` in candidates
     pass
 
 
@@ -237,8 +237,8 @@ def mutate(code, index, kind):
 
 
 def classeval_example(skeleton, cls):
-    """The first doctest of the skeleton as a run() script: one object and its method calls,
-    with literal arguments only. [] when none is usable."""
+    """Every doctest of the skeleton, in order, as one run() script: each object it makes
+    (an ["__init__", args] step) and the method calls on it, with literal arguments only."""
     script, var = [], None
     for line in skeleton.splitlines():
         line = line.strip()
@@ -258,18 +258,17 @@ def classeval_example(skeleton, cls):
             args = None
         f = value.func
         if isinstance(node, ast.Assign) and isinstance(f, ast.Name) and f.id == cls:
-            if any(s[0] != "__init__" for s in script):
-                break
             if args is None or len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
-                script, var = [], None
+                var = None
             else:
-                script, var = [["__init__", args]], node.targets[0].id
+                script.append(["__init__", args])
+                var = node.targets[0].id
             continue
         if (var and args is not None and isinstance(f, ast.Attribute)
                 and isinstance(f.value, ast.Name) and f.value.id == var):
             script.append([f.attr, args])
-            if len(script) >= 6:
-                break
+        if len(script) >= 40:
+            break
     return script if any(s[0] != "__init__" for s in script) else []
 
 
@@ -281,7 +280,11 @@ def classeval_tests(req, code, setup, tests):
     g = {"__name__": "solution"}
     _guard(lambda: exec(compile(code, "solution.py", "exec"), g))
     _guard(lambda: exec(setup, g))
-    result = _guard(lambda: g["run"](script))
+    try:
+        result = _guard(lambda: g["run"](script))
+    except BaseException:  # noqa: B036 - the doctest does not run as a script: no calls
+        script = []
+        result = _guard(lambda: g["run"](script))
     try:
         tagged(result)
         same = ast.literal_eval(repr(result)) == result

@@ -121,7 +121,11 @@ pub fn prepare(task: &Task, dir: &Path, seed: u64) -> Result<Prepared, EvalError
         reference_ms: None,
     });
     let parsed = normalize(parsed);
-    let tmp = file.with_extension("tmp");
+    // Two workers may prepare the same task (HumanEvalComm: one unit per prompt): each writes
+    // its own temporary file; the last rename wins, and both hold the same result.
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = file.with_extension(format!("tmp{}-{serial}", std::process::id()));
     std::fs::write(&tmp, serde_json::to_vec(&parsed).expect("serializable"))
         .and_then(|_| std::fs::rename(&tmp, &file))
         .map_err(|e| io_err("write prepared task", e))?;
@@ -133,6 +137,9 @@ fn python() -> String {
 }
 
 fn helper_path(dir: &Path) -> Result<PathBuf, EvalError> {
+    // Workers of one run share the directory and the process id: one writes at a time.
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     std::fs::create_dir_all(dir).map_err(|source| EvalError::Io {
         what: format!("create {}", dir.display()),
         source,

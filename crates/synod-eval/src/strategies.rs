@@ -216,7 +216,9 @@ impl Cell<'_> {
             interface: vec![(REFERENCE_MODULE.to_string(), f.clone())],
             calls,
         };
-        let r = self.cache.run_in_domain(&request, self.call_ms(), self.int_max())?;
+        let r = self
+            .cache
+            .run_in_domain(&request, self.call_ms(), self.int_max())?;
         if r.load_error.is_some() || !r.interface_errors.is_empty() {
             return Ok(None);
         }
@@ -374,7 +376,11 @@ impl Cell<'_> {
                             timers.entry(at_ms).or_default().push(timer)
                         }
                         Output::RunCheck { check, request } => {
-                            let report = self.cache.run_in_domain(&request, self.call_ms(), self.int_max())?;
+                            let report = self.cache.run_in_domain(
+                                &request,
+                                self.call_ms(),
+                                self.int_max(),
+                            )?;
                             queue.push_back(Input::CheckFinished { check, report });
                         }
                         Output::Persist { .. } | Output::Progress(_) => {}
