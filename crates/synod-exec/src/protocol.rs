@@ -183,7 +183,8 @@ impl LineSplitter {
                     .len()
                     .saturating_add(body.len())
                     .min(self.prefix.len());
-                if self.line.len() + body.len() > room {
+                // A line is kept with its newline, so it needs one byte more than its body.
+                if self.line.len() + body.len() >= room {
                     self.skipping = true;
                 } else {
                     self.line.extend_from_slice(body);
@@ -440,6 +441,14 @@ mod tests {
             accepted += s.feed(line).len();
         }
         assert_eq!(accepted, 2);
+        // The newline counts: a body that just fits without it is not kept (found by
+        // `fuzz::any_stdout_gives_a_well_formed_report`).
+        let mut s = LineSplitter::new("n", line.len() - 1);
+        assert!(s.feed(line).is_empty());
+        assert!(s.stored <= line.len() - 1);
+        let mut s = LineSplitter::new("n", line.len());
+        assert_eq!(s.feed(line).len(), 1);
+        assert_eq!(s.stored, line.len());
         // An overlong line is dropped without being kept, and the next one is still read.
         let mut s = LineSplitter::new("n", 64);
         let long = format!(
