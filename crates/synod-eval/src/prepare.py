@@ -5,6 +5,7 @@ Reads one JSON object on stdin:
    "entry": str or null}
 and writes one JSON object on stdout:
   {"ok": bool, "why": str, "entry": str, "params": [str], "example_args": [tagged],
+   "probe_steps": [tagged] (ClassEval: run() steps for probes, from the skeleton),
    "example_returns": tagged or null, "reference_passes": [bool],
    "rewrites": [src], "mutants": [{"src", "kind", "passes_example", "hidden_failed"}]}
 
@@ -18,10 +19,13 @@ import contextlib
 import io
 import json
 import math
+import os
 import random
 import resource
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 TEST_SECONDS = 1.0
@@ -47,8 +51,27 @@ def _guard(fn):
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+@contextlib.contextmanager
+def _fresh_dir():
+    """Runs the block in a new empty directory (tests write files where they stand), then
+    removes it, so no run sees another's leftovers."""
+    home = os.getcwd()
+    d = tempfile.mkdtemp(prefix="run-", dir=home)
+    os.chdir(d)
+    try:
+        yield
+    finally:
+        os.chdir(home)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def run_tests(src, setup, tests):
     """One bool per test: did it pass against the program `src`?"""
+    with _fresh_dir():
+        return _run_tests(src, setup, tests)
+
+
+def _run_tests(src, setup, tests):
     g = {"__name__": "solution"}
     try:
         _guard(lambda: exec(compile(src, "solution.py", "exec"), g))
@@ -239,7 +262,7 @@ def mutate(code, index, kind):
 def classeval_example(skeleton, cls):
     """Every doctest of the skeleton, in order, as one run() script: each object it makes
     (an ["__init__", args] step) and the method calls on it, with literal arguments only."""
-    script, var = [], None
+    script, objects, current = [], {}, None
     for line in skeleton.splitlines():
         line = line.strip()
         if not line.startswith(">>> "):
@@ -258,18 +281,99 @@ def classeval_example(skeleton, cls):
             args = None
         f = value.func
         if isinstance(node, ast.Assign) and isinstance(f, ast.Name) and f.id == cls:
-            if args is None or len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
-                var = None
-            else:
-                script.append(["__init__", args])
-                var = node.targets[0].id
+            if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                name = node.targets[0].id
+                objects[name] = args  # None: made from something that is not a literal
+                if current == name:
+                    current = None
             continue
-        if (var and args is not None and isinstance(f, ast.Attribute)
-                and isinstance(f.value, ast.Name) and f.value.id == var):
+        if (args is not None and isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
+                and objects.get(f.value.id) is not None):
+            # The script holds one object at a time: a call on another doctest object makes
+            # that one afresh (its earlier calls are not replayed).
+            if current != f.value.id:
+                script.append(["__init__", objects[f.value.id]])
+                current = f.value.id
             script.append([f.attr, args])
         if len(script) >= 40:
             break
     return script if any(s[0] != "__init__" for s in script) else []
+
+
+# A sample value per documented parameter type (`:param x: int`, or an annotation); the probes
+# vary it by type. The first matching prefix wins.
+_TYPE_SAMPLES = [
+    ("bool", True), ("int", 3), ("float", 2.5), ("str", "abc"), ("list", [1, 2]),
+    ("dict", {"a": 1}), ("tuple", (1, 2)),
+]
+# Parameters without a type: a guess from the name, else an int.
+_NAME_SAMPLES = [
+    (("name", "text", "string", "word", "key", "path", "url", "email", "title", "s", "char",
+      "expression", "command", "message", "content", "query", "sentence", "code"), "abc"),
+    (("list", "items", "values", "nums", "numbers", "data", "arr"), [1, 2]),
+]
+
+
+def _sample(type_text, name):
+    if type_text:
+        t = type_text.strip().lower()
+        for prefix, value in _TYPE_SAMPLES:
+            if t.startswith(prefix):
+                return value
+    low = name.lower()
+    for names, value in _NAME_SAMPLES:
+        if low in names or any(low.endswith("_" + n) for n in names):
+            return value
+    return 1
+
+
+def skeleton_steps(skeleton, cls, example):
+    """Steps for probes (never for the contract): every public method the example script does
+    not call, once, with a sample argument per required parameter from its documented type.
+    A leading ["__init__", args] step comes first when the example makes no object and the
+    constructor needs arguments."""
+    tree = ast.parse(skeleton)
+    cdef = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls), None)
+    if cdef is None:
+        return []
+    called = {s[0] for s in example}
+    steps = []
+    for fn in cdef.body:
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        if fn.name != "__init__" and (fn.name.startswith("_") or fn.name in called):
+            continue
+        if any(isinstance(d, ast.Name) and d.id in ("staticmethod", "classmethod", "property")
+               for d in fn.decorator_list):
+            continue
+        a = fn.args
+        if a.vararg or a.kwarg or a.kwonlyargs:
+            continue
+        params = (a.posonlyargs + a.args)[1:]
+        required = params[: len(params) - len(a.defaults)]
+        doc = ast.get_docstring(fn) or ""
+        types = {}
+        for line in doc.splitlines():
+            line = line.strip()
+            if line.startswith(":param "):
+                head, _, rest = line[len(":param "):].partition(":")
+                types[head.strip().split()[-1] if head.strip() else ""] = rest
+        args = []
+        for p in required:
+            ann = ast.unparse(p.annotation) if p.annotation is not None else None
+            args.append(_sample(types.get(p.arg) or ann, p.arg))
+        if fn.name == "__init__":
+            if required and not any(s[0] == "__init__" for s in example):
+                steps.insert(0, ["__init__", args])
+            continue
+        steps.append([fn.name, args])
+        if len(steps) >= 40:
+            break
+    try:
+        tagged(steps)
+    except ValueError:
+        return []
+    return steps
 
 
 def classeval_tests(req, code, setup, tests):
@@ -291,7 +395,7 @@ def classeval_tests(req, code, setup, tests):
     except Exception:
         same = False
     example = "assert run(%r) == %r" % (script, result) if same else "run(%r)" % (script,)
-    return [example] + list(tests[1:])
+    return [example] + list(tests[1:]), skeleton_steps(skeleton, cls, script)
 
 
 def missing_package(code, setup):
@@ -319,7 +423,8 @@ def main():
         return out
     if req.get("kind") == "classeval":
         try:
-            tests = classeval_tests(req, code, setup, tests)
+            tests, steps = classeval_tests(req, code, setup, tests)
+            out["probe_steps"] = [tagged(step) for step in steps]
         except BaseException as e:  # noqa: B036 - the reference's own failure
             out["why"] = "reference fails the example script: %s" % type(e).__name__
             return out

@@ -47,6 +47,11 @@ pub struct Prepared {
     /// The example's arguments.
     #[serde(default)]
     pub example_args: Vec<Value>,
+    /// ClassEval: `run(script)` steps for probes only (each a `[method, [args…]]` list), one
+    /// per public method the example does not call, with sample arguments of the documented
+    /// types (see `skeleton_steps` in `prepare.py`).
+    #[serde(default)]
+    pub probe_steps: Vec<Value>,
     /// The reference's result on the example, when it is a plain value.
     #[serde(default)]
     pub example_returns: Option<Value>,
@@ -85,9 +90,22 @@ pub fn prepare(task: &Task, dir: &Path, seed: u64) -> Result<Prepared, EvalError
         what: format!("{what} ({})", task.id),
         source,
     };
+    // Reference tests write files where they stand (ClassEval's make databases, zips, CSVs):
+    // prepare.py runs in a scratch directory of its own, removed afterwards, and gives each
+    // test run a fresh subdirectory, so no run sees another's leftovers.
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = Scratch(dir.join(format!(
+        "scratch-{}-{}-{serial}",
+        sanitize(&task.id),
+        std::process::id()
+    )));
+    std::fs::create_dir_all(&scratch.0).map_err(|e| io_err("create scratch directory", e))?;
+    let script = std::path::absolute(&script).map_err(|e| io_err("locate prepare.py", e))?;
     let mut child = Command::new(python())
         .arg("-I")
         .arg(&script)
+        .current_dir(&scratch.0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -103,6 +121,7 @@ pub fn prepare(task: &Task, dir: &Path, seed: u64) -> Result<Prepared, EvalError
     let out = child
         .wait_with_output()
         .map_err(|e| io_err("wait for prepare.py", e))?;
+    drop(scratch);
     let parsed: Prepared = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| Prepared {
         ok: false,
         why: format!(
@@ -116,6 +135,7 @@ pub fn prepare(task: &Task, dir: &Path, seed: u64) -> Result<Prepared, EvalError
         params: vec![],
         example_args: vec![],
         example_returns: None,
+        probe_steps: vec![],
         rewrites: vec![],
         mutants: vec![],
         reference_ms: None,
@@ -123,13 +143,20 @@ pub fn prepare(task: &Task, dir: &Path, seed: u64) -> Result<Prepared, EvalError
     let parsed = normalize(parsed);
     // Two workers may prepare the same task (HumanEvalComm: one unit per prompt): each writes
     // its own temporary file; the last rename wins, and both hold the same result.
-    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = file.with_extension(format!("tmp{}-{serial}", std::process::id()));
     std::fs::write(&tmp, serde_json::to_vec(&parsed).expect("serializable"))
         .and_then(|_| std::fs::rename(&tmp, &file))
         .map_err(|e| io_err("write prepared task", e))?;
     Ok(parsed)
+}
+
+/// A directory removed when dropped, whatever happened in it.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn python() -> String {
@@ -169,6 +196,7 @@ pub fn sanitize(id: &str) -> String {
 fn normalize(mut p: Prepared) -> Prepared {
     p.example_args = p.example_args.iter().map(norm_value).collect();
     p.example_returns = p.example_returns.as_ref().map(norm_value);
+    p.probe_steps = p.probe_steps.iter().map(norm_value).collect();
     p
 }
 

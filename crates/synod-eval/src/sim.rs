@@ -254,7 +254,7 @@ impl<'a> SimTask<'a> {
         SimTask {
             prepared,
             reference,
-            probes: agent_probes(&example, seed, task),
+            probes: agent_probes(&example, &prepared.probe_steps, seed, task),
             example,
             alt: None,
         }
@@ -322,10 +322,24 @@ impl<'a> SimTask<'a> {
     }
 }
 
-/// Eight probes per task: type-directed variants of the example's inputs, seeded by the task
-/// (never drawn from hidden tests).
-pub fn agent_probes(example: &Call, seed: u64, task: &str) -> Vec<Call> {
+/// Probes per task: type-directed variants of the example's inputs, seeded by the task (never
+/// drawn from hidden tests). Eight for a function; for a ClassEval script, see
+/// [`script_probes`] (`extra` holds its steps for the methods the example does not call).
+pub fn agent_probes(example: &Call, extra: &[Value], seed: u64, task: &str) -> Vec<Call> {
     let mut rng = SeededRng::derive(seed, &format!("agent-probes/{task}"));
+    if example.function == crate::suite::CLASSEVAL_ENTRY
+        && let [Value::List(script)] = example.args.as_slice()
+        && let Some(steps) = script_steps(script)
+    {
+        let extra = script_steps(extra).unwrap_or_default();
+        return script_probes(&steps, &extra, &mut rng)
+            .into_iter()
+            .map(|s| Call {
+                function: example.function.clone(),
+                args: vec![s],
+            })
+            .collect();
+    }
     let mut out: Vec<Call> = Vec::new();
     for (i, arg) in example.args.iter().enumerate() {
         for v in synod_core::probes::variants_of(arg, &mut rng, 4, 2) {
@@ -337,6 +351,125 @@ pub fn agent_probes(example: &Call, seed: u64, task: &str) -> Vec<Call> {
         }
     }
     out.truncate(8);
+    out
+}
+
+/// Most probes for one ClassEval task.
+pub const SCRIPT_PROBES_MAX: usize = 32;
+
+/// A `run(script)` step: a method name and its arguments.
+type Step = (String, Vec<Value>);
+
+/// The steps of a script, if every element is a `[name, [args…]]` pair.
+fn script_steps(script: &[Value]) -> Option<Vec<Step>> {
+    script
+        .iter()
+        .map(|step| match step {
+            Value::List(pair) | Value::Tuple(pair) => match pair.as_slice() {
+                [Value::Str(name), Value::List(args) | Value::Tuple(args)] => {
+                    Some((name.clone(), args.clone()))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn script_value(steps: &[Step]) -> Value {
+    Value::List(
+        steps
+            .iter()
+            .map(|(name, args)| Value::List(vec![Value::Str(name.clone()), Value::List(args.clone())]))
+            .collect(),
+    )
+}
+
+/// Probes of a class through its `run(script)` driver that reach each method on its own:
+/// method names are kept (a varied name only raises `AttributeError` for every program) and
+/// what varies is what reaches a method. `steps` is the example script; `extra` holds one step
+/// per method the example does not call (after an optional leading `__init__` step). In order
+/// of use, up to [`SCRIPT_PROBES_MAX`]: each method step alone on a fresh object (made as the
+/// example makes it); the example with its method steps reversed; each step with a
+/// type-directed variant of one argument, alone (and, for the example's steps, in the whole
+/// script), round-robin over the methods; and each example step twice in a row.
+pub fn script_probes(steps: &[Step], extra: &[Step], rng: &mut SeededRng) -> Vec<Value> {
+    let (extra_init, extra) = match extra.split_first() {
+        Some((first, rest)) if first.0 == "__init__" => (Some(first.clone()), rest),
+        _ => (None, extra),
+    };
+    let first_init = steps
+        .iter()
+        .find(|(n, _)| n == "__init__")
+        .cloned()
+        .or(extra_init);
+    // (the object's maker, the step, its index in the example if it is one)
+    let mut targets: Vec<(Option<Step>, Step, Option<usize>)> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        if step.0 != "__init__" {
+            // The object a step acts on: made by the latest `__init__` step before it.
+            let maker = steps[..i].iter().rev().find(|(n, _)| n == "__init__").cloned();
+            targets.push((maker, step.clone(), Some(i)));
+        }
+    }
+    for step in extra.iter().filter(|(n, _)| n != "__init__") {
+        targets.push((first_init.clone(), step.clone(), None));
+    }
+    let mut out: Vec<Value> = Vec::new();
+    let push = |out: &mut Vec<Value>, s: Vec<Step>| {
+        let v = script_value(&s);
+        if out.len() < SCRIPT_PROBES_MAX && s != steps && !out.contains(&v) {
+            out.push(v);
+        }
+    };
+    let alone = |maker: &Option<Step>, step: Step| -> Vec<Step> {
+        maker.iter().cloned().chain(std::iter::once(step)).collect()
+    };
+    for (maker, step, _) in &targets {
+        push(&mut out, alone(maker, step.clone()));
+    }
+    let methods: Vec<usize> = targets.iter().filter_map(|t| t.2).collect();
+    if methods.len() > 1 {
+        let mut reversed = steps.to_vec();
+        let order: Vec<Step> = methods.iter().rev().map(|&i| steps[i].clone()).collect();
+        for (&i, step) in methods.iter().zip(order) {
+            reversed[i] = step;
+        }
+        push(&mut out, reversed);
+    }
+    // Argument variants, one step at a time, round-robin so every method gets some.
+    let per_target: Vec<Vec<Step>> = targets
+        .iter()
+        .map(|(_, (name, args), _)| {
+            let mut mine = Vec::new();
+            for (a, arg) in args.iter().enumerate() {
+                for v in synod_core::probes::variants_of(arg, rng, 3, 2) {
+                    let mut args2 = args.clone();
+                    args2[a] = v;
+                    mine.push((name.clone(), args2));
+                }
+            }
+            mine
+        })
+        .collect();
+    let rounds = per_target.iter().map(Vec::len).max().unwrap_or(0);
+    for r in 0..rounds {
+        for ((maker, _, at), mine) in targets.iter().zip(&per_target) {
+            if let Some(step) = mine.get(r) {
+                push(&mut out, alone(maker, step.clone()));
+                if let Some(i) = *at {
+                    let mut whole = steps.to_vec();
+                    whole[i] = step.clone();
+                    push(&mut out, whole);
+                }
+            }
+        }
+    }
+    for &i in &methods {
+        let mut twice = steps.to_vec();
+        twice.insert(i, steps[i].clone());
+        push(&mut out, twice);
+    }
     out
 }
 

@@ -224,6 +224,7 @@ fn constructed() -> (Task, Prepared) {
         params: vec!["x".into()],
         example_args: vec![synod_core::Value::Int(3)],
         example_returns: Some(synod_core::Value::Int(6)),
+        probe_steps: vec![],
         rewrites: vec![
             "def f(x):\n    y = x + x\n    return y\n".into(),
             "def f(x):\n    return 2 * x  # doubled\n".into(),
@@ -482,5 +483,86 @@ fn classeval_task_runs_through_the_driver() {
     assert!(judge(&task.reference));
     assert!(!p.mutants.is_empty());
     assert!(!judge(&p.mutants[0].src));
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn classeval_probes_reach_every_method_by_name() {
+    let path = data().join("classeval/ClassEval_data.json");
+    let tasks = load(&path, SuiteKind::Classeval).unwrap();
+    // BankAccount: its one doctest makes two accounts; deposit, withdraw and view_balance are
+    // in no doctest.
+    let task = tasks.iter().find(|t| t.id == "ClassEval_8").unwrap();
+    let out = scratch("classeval-probes");
+    let p = prepare(task, &out.join("programs"), 1).unwrap();
+    assert!(p.ok, "{}", p.why);
+    let sim = SimTask::new(&p, &task.reference, 1, &task.id);
+    let names = |v: &synod_core::Value| -> Vec<String> {
+        let synod_core::Value::List(steps) = v else {
+            panic!("a script is a list: {v:?}")
+        };
+        steps
+            .iter()
+            .map(|s| match s {
+                synod_core::Value::List(pair) => match &pair[0] {
+                    synod_core::Value::Str(n) => n.clone(),
+                    other => panic!("a step starts with its name: {other:?}"),
+                },
+                other => panic!("a step is a list: {other:?}"),
+            })
+            .collect()
+    };
+    // The example follows the doctest's first account: made, then a deposit.
+    assert_eq!(names(&sim.example.args[0]), ["__init__", "deposit"]);
+    let mut reached = std::collections::BTreeSet::new();
+    for probe in &sim.probes {
+        for n in names(&probe.args[0]) {
+            assert!(
+                ["__init__", "deposit", "withdraw", "view_balance", "transfer"].contains(&n.as_str()),
+                "probes keep method names: {n}"
+            );
+            reached.insert(n);
+        }
+    }
+    for m in ["deposit", "withdraw", "view_balance", "transfer"] {
+        assert!(reached.contains(m), "no probe calls {m}: {:?}", sim.probes);
+    }
+    assert!(sim.probes.len() <= synod_eval::sim::SCRIPT_PROBES_MAX);
+    // The mutants of withdraw's checks are now told apart from the reference by some probe.
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn reference_tests_leave_no_files_behind() {
+    // A test that writes where it stands, as ClassEval's do (databases, zips, CSVs).
+    let task = Task {
+        id: "litter".into(),
+        prompts: vec![PromptVariant {
+            name: "original".into(),
+            text: "Write f(x) returning x.".into(),
+        }],
+        reference: "def f(x):\n    return x\n".into(),
+        tests: vec![
+            "assert f(1) == 1".into(),
+            "import os\nassert not os.path.exists('synod-litter.txt')\nopen('synod-litter.txt', 'w').write('x')\nassert f(2) == 2".into(),
+        ],
+        setup: String::new(),
+        entry: Some("f".into()),
+        skeleton: None,
+    };
+    let out = scratch("litter");
+    let programs = out.join("programs");
+    let p = prepare(&task, &programs, 1).unwrap();
+    // Every run of the test (reference, rewrites, mutants, timing) found no earlier file.
+    assert!(p.ok, "{}", p.why);
+    assert!(!p.rewrites.is_empty());
+    let cwd = std::env::current_dir().unwrap();
+    assert!(!cwd.join("synod-litter.txt").exists(), "a test wrote into {}", cwd.display());
+    let mut left: Vec<String> = std::fs::read_dir(&programs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["litter.json", "prepare.py"]);
     let _ = std::fs::remove_dir_all(out);
 }
