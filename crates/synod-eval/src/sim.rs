@@ -355,7 +355,10 @@ pub fn agent_probes(example: &Call, extra: &[Value], seed: u64, task: &str) -> V
 }
 
 /// Most probes for one ClassEval task.
-pub const SCRIPT_PROBES_MAX: usize = 32;
+pub const SCRIPT_PROBES_MAX: usize = 64;
+
+/// Most example arguments tried in place of one argument of a probe step.
+const SAME_KIND_MAX: usize = 6;
 
 /// A `run(script)` step: a method name and its arguments.
 type Step = (String, Vec<Value>);
@@ -385,36 +388,38 @@ fn script_value(steps: &[Step]) -> Value {
     )
 }
 
-/// Probes of a class through its `run(script)` driver that reach each method on its own:
-/// method names are kept (a varied name only raises `AttributeError` for every program) and
-/// what varies is what reaches a method. `steps` is the example script; `extra` holds one step
-/// per method the example does not call (after an optional leading `__init__` step). In order
-/// of use, up to [`SCRIPT_PROBES_MAX`]: each method step alone on a fresh object (made as the
-/// example makes it); the example with its method steps reversed; each step with a
-/// type-directed variant of one argument, alone (and, for the example's steps, in the whole
-/// script), round-robin over the methods; and each example step twice in a row.
+/// Probes of a class through its `run(script)` driver that reach each method on its own and
+/// in sequence: method names are kept (a varied name only raises `AttributeError` for every
+/// program) and what varies is what reaches a method. `steps` is the example script; `extra`
+/// holds one step per method the example does not call (after a leading `__init__` step when
+/// the constructor needs arguments). The probe walk is the example followed by the extra
+/// steps on the same object, so that a method meets the state the others leave. In order of
+/// use, up to [`SCRIPT_PROBES_MAX`]: the walk; each method step alone on a fresh object (made
+/// as in the walk); the walk with its method steps reversed; each step (constructors too) with
+/// one argument replaced by an example argument of the same type or by a type-directed variant, alone (a constructor with its object's method
+/// steps) and in the walk (all of them for the steps the example does not show, then round-robin over
+/// the example's steps); and each method step of the walk twice
+/// in a row.
 pub fn script_probes(steps: &[Step], extra: &[Step], rng: &mut SeededRng) -> Vec<Value> {
-    let (extra_init, extra) = match extra.split_first() {
-        Some((first, rest)) if first.0 == "__init__" => (Some(first.clone()), rest),
-        _ => (None, extra),
-    };
-    let first_init = steps
-        .iter()
-        .find(|(n, _)| n == "__init__")
-        .cloned()
-        .or(extra_init);
-    // (the object's maker, the step, its index in the example if it is one)
-    let mut targets: Vec<(Option<Step>, Step, Option<usize>)> = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        if step.0 != "__init__" {
-            // The object a step acts on: made by the latest `__init__` step before it.
-            let maker = steps[..i].iter().rev().find(|(n, _)| n == "__init__").cloned();
-            targets.push((maker, step.clone(), Some(i)));
+    let mut walk: Vec<Step> = steps.to_vec();
+    for step in extra {
+        if step.0 == "__init__" {
+            if !walk.iter().any(|(n, _)| n == "__init__") {
+                walk.insert(0, step.clone());
+            }
+        } else {
+            walk.push(step.clone());
         }
     }
-    for step in extra.iter().filter(|(n, _)| n != "__init__") {
-        targets.push((first_init.clone(), step.clone(), None));
-    }
+    // (the object's maker, the step, its index in the walk)
+    let targets: Vec<(Option<Step>, Step, usize)> = (0..walk.len())
+        .filter(|&i| walk[i].0 != "__init__")
+        .map(|i| {
+            // The object a step acts on: made by the latest `__init__` step before it.
+            let maker = walk[..i].iter().rev().find(|(n, _)| n == "__init__").cloned();
+            (maker, walk[i].clone(), i)
+        })
+        .collect();
     let mut out: Vec<Value> = Vec::new();
     let push = |out: &mut Vec<Value>, s: Vec<Step>| {
         let v = script_value(&s);
@@ -425,25 +430,43 @@ pub fn script_probes(steps: &[Step], extra: &[Step], rng: &mut SeededRng) -> Vec
     let alone = |maker: &Option<Step>, step: Step| -> Vec<Step> {
         maker.iter().cloned().chain(std::iter::once(step)).collect()
     };
+    push(&mut out, walk.clone());
     for (maker, step, _) in &targets {
         push(&mut out, alone(maker, step.clone()));
     }
-    let methods: Vec<usize> = targets.iter().filter_map(|t| t.2).collect();
+    let methods: Vec<usize> = targets.iter().map(|t| t.2).collect();
     if methods.len() > 1 {
-        let mut reversed = steps.to_vec();
-        let order: Vec<Step> = methods.iter().rev().map(|&i| steps[i].clone()).collect();
+        let mut reversed = walk.clone();
+        let order: Vec<Step> = methods.iter().rev().map(|&i| walk[i].clone()).collect();
         for (&i, step) in methods.iter().zip(order) {
             reversed[i] = step;
         }
         push(&mut out, reversed);
     }
-    // Argument variants, one step at a time, round-robin so every method gets some.
-    let per_target: Vec<Vec<Step>> = targets
+    // Argument variants, one step at a time (constructors too), round-robin so every step
+    // gets some. A varied method step also runs alone; a varied constructor step also runs
+    // with the method steps of its own object.
+    // Arguments the example passes, for the steps it does not show: a method that looks up
+    // what another stored (`get_course_average('math')`) needs the example's own values.
+    let mut example_args: Vec<&Value> = Vec::new();
+    for v in steps.iter().flat_map(|(_, args)| args) {
+        if !example_args.contains(&v) {
+            example_args.push(v);
+        }
+    }
+    let per_step: Vec<Vec<Step>> = walk
         .iter()
-        .map(|(_, (name, args), _)| {
+        .map(|(name, args)| {
             let mut mine = Vec::new();
             for (a, arg) in args.iter().enumerate() {
-                for v in synod_core::probes::variants_of(arg, rng, 3, 2) {
+                let same_kind = example_args
+                    .iter()
+                    .filter(|v| std::mem::discriminant(**v) == std::mem::discriminant(arg))
+                    .filter(|v| **v != arg)
+                    .take(SAME_KIND_MAX)
+                    .map(|v| (*v).clone());
+                let varied = synod_core::probes::variants_of(arg, rng, 3, 2);
+                for v in same_kind.chain(varied) {
                     let mut args2 = args.clone();
                     args2[a] = v;
                     mine.push((name.clone(), args2));
@@ -452,22 +475,39 @@ pub fn script_probes(steps: &[Step], extra: &[Step], rng: &mut SeededRng) -> Vec
             mine
         })
         .collect();
-    let rounds = per_target.iter().map(Vec::len).max().unwrap_or(0);
+    let vary = |out: &mut Vec<Value>, at: usize, step: &Step| {
+        if step.0 == "__init__" {
+            let own: Vec<Step> = std::iter::once(step.clone())
+                .chain(walk[at + 1..].iter().take_while(|(n, _)| n != "__init__").cloned())
+                .collect();
+            push(out, own);
+        } else {
+            let maker = walk[..at].iter().rev().find(|(n, _)| n == "__init__").cloned();
+            push(out, alone(&maker, step.clone()));
+        }
+        let mut whole = walk.clone();
+        whole[at] = step.clone();
+        push(out, whole);
+    };
+    // The steps the example does not show (the walk's tail) have no other probes: all of
+    // theirs first, then round-robin over the example's steps.
+    let shown = walk.len() - extra.iter().filter(|(n, _)| n != "__init__").count();
+    for at in shown..walk.len() {
+        for step in &per_step[at] {
+            vary(&mut out, at, step);
+        }
+    }
+    let rounds = per_step.iter().map(Vec::len).max().unwrap_or(0);
     for r in 0..rounds {
-        for ((maker, _, at), mine) in targets.iter().zip(&per_target) {
+        for (at, mine) in per_step.iter().enumerate().take(shown) {
             if let Some(step) = mine.get(r) {
-                push(&mut out, alone(maker, step.clone()));
-                if let Some(i) = *at {
-                    let mut whole = steps.to_vec();
-                    whole[i] = step.clone();
-                    push(&mut out, whole);
-                }
+                vary(&mut out, at, step);
             }
         }
     }
     for &i in &methods {
-        let mut twice = steps.to_vec();
-        twice.insert(i, steps[i].clone());
+        let mut twice = walk.clone();
+        twice.insert(i, walk[i].clone());
         push(&mut out, twice);
     }
     out
