@@ -16,7 +16,10 @@ const CASES: u32 = 512;
 fn property_tests_run_from_a_named_seed() {
     let seed = std::env::var("PROPTEST_RNG_SEED")
         .expect("PROPTEST_RNG_SEED is set by .cargo/config.toml; run the tests through cargo");
-    assert!(seed.parse::<u64>().is_ok(), "PROPTEST_RNG_SEED={seed} is not a u64");
+    assert!(
+        seed.parse::<u64>().is_ok(),
+        "PROPTEST_RNG_SEED={seed} is not a u64"
+    );
 }
 
 /// Arbitrary plain JSON, up to a few levels and a few hundred nodes.

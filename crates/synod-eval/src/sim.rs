@@ -383,7 +383,9 @@ fn script_value(steps: &[Step]) -> Value {
     Value::List(
         steps
             .iter()
-            .map(|(name, args)| Value::List(vec![Value::Str(name.clone()), Value::List(args.clone())]))
+            .map(|(name, args)| {
+                Value::List(vec![Value::Str(name.clone()), Value::List(args.clone())])
+            })
             .collect(),
     )
 }
@@ -416,7 +418,11 @@ pub fn script_probes(steps: &[Step], extra: &[Step], rng: &mut SeededRng) -> Vec
         .filter(|&i| walk[i].0 != "__init__")
         .map(|i| {
             // The object a step acts on: made by the latest `__init__` step before it.
-            let maker = walk[..i].iter().rev().find(|(n, _)| n == "__init__").cloned();
+            let maker = walk[..i]
+                .iter()
+                .rev()
+                .find(|(n, _)| n == "__init__")
+                .cloned();
             (maker, walk[i].clone(), i)
         })
         .collect();
@@ -478,11 +484,20 @@ pub fn script_probes(steps: &[Step], extra: &[Step], rng: &mut SeededRng) -> Vec
     let vary = |out: &mut Vec<Value>, at: usize, step: &Step| {
         if step.0 == "__init__" {
             let own: Vec<Step> = std::iter::once(step.clone())
-                .chain(walk[at + 1..].iter().take_while(|(n, _)| n != "__init__").cloned())
+                .chain(
+                    walk[at + 1..]
+                        .iter()
+                        .take_while(|(n, _)| n != "__init__")
+                        .cloned(),
+                )
                 .collect();
             push(out, own);
         } else {
-            let maker = walk[..at].iter().rev().find(|(n, _)| n == "__init__").cloned();
+            let maker = walk[..at]
+                .iter()
+                .rev()
+                .find(|(n, _)| n == "__init__")
+                .cloned();
             push(out, alone(&maker, step.clone()));
         }
         let mut whole = walk.clone();
@@ -492,8 +507,8 @@ pub fn script_probes(steps: &[Step], extra: &[Step], rng: &mut SeededRng) -> Vec
     // The steps the example does not show (the walk's tail) have no other probes: all of
     // theirs first, then round-robin over the example's steps.
     let shown = walk.len() - extra.iter().filter(|(n, _)| n != "__init__").count();
-    for at in shown..walk.len() {
-        for step in &per_step[at] {
+    for (at, mine) in per_step.iter().enumerate().skip(shown) {
+        for step in mine {
             vary(&mut out, at, step);
         }
     }

@@ -518,7 +518,14 @@ fn classeval_probes_reach_every_method_by_name() {
     for probe in &sim.probes {
         for n in names(&probe.args[0]) {
             assert!(
-                ["__init__", "deposit", "withdraw", "view_balance", "transfer"].contains(&n.as_str()),
+                [
+                    "__init__",
+                    "deposit",
+                    "withdraw",
+                    "view_balance",
+                    "transfer"
+                ]
+                .contains(&n.as_str()),
                 "probes keep method names: {n}"
             );
             reached.insert(n);
@@ -528,7 +535,41 @@ fn classeval_probes_reach_every_method_by_name() {
         assert!(reached.contains(m), "no probe calls {m}: {:?}", sim.probes);
     }
     assert!(sim.probes.len() <= synod_eval::sim::SCRIPT_PROBES_MAX);
-    // The mutants of withdraw's checks are now told apart from the reference by some probe.
+    // Every mutant that passes the example is told apart from the reference by some probe
+    // (with the one-value variants of the script, several were not).
+    let cache = CheckCache::open(&out.join("cache")).unwrap();
+    let reference = cache
+        .behaviour(&task.reference, "run", &sim.probes)
+        .unwrap()
+        .unwrap();
+    let mut told = 0;
+    for m in p.mutants.iter().filter(|m| m.passes_example) {
+        let b = cache.behaviour(&m.src, "run", &sim.probes).unwrap();
+        assert_ne!(
+            b.as_ref(),
+            Some(&reference),
+            "probe-blind mutant ({}):\n{}",
+            m.kind,
+            m.src
+        );
+        told += 1;
+    }
+    assert!(told >= 2, "only {told} mutants pass the example");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn random_doctest_steps_are_dropped_from_the_example() {
+    let path = data().join("classeval/ClassEval_data.json");
+    let tasks = load(&path, SuiteKind::Classeval).unwrap();
+    // BlackjackGame: create_deck shuffles; the hand-value and winner doctests are fixed.
+    let task = tasks.iter().find(|t| t.id == "ClassEval_12").unwrap();
+    let out = scratch("classeval-random");
+    let p = prepare(task, &out.join("programs"), 1).unwrap();
+    assert!(p.ok, "{}", p.why);
+    let example = format!("{:?}", p.example_args);
+    assert!(!example.contains("create_deck"), "{example}");
+    assert!(example.contains("check_winner"), "{example}");
     let _ = std::fs::remove_dir_all(out);
 }
 
@@ -557,7 +598,11 @@ fn reference_tests_leave_no_files_behind() {
     assert!(p.ok, "{}", p.why);
     assert!(!p.rewrites.is_empty());
     let cwd = std::env::current_dir().unwrap();
-    assert!(!cwd.join("synod-litter.txt").exists(), "a test wrote into {}", cwd.display());
+    assert!(
+        !cwd.join("synod-litter.txt").exists(),
+        "a test wrote into {}",
+        cwd.display()
+    );
     let mut left: Vec<String> = std::fs::read_dir(&programs)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
