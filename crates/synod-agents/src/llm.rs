@@ -310,6 +310,56 @@ fn embedded_error(v: &Json, url: &str) -> Option<Attempt<()>> {
     }
 }
 
+/// The tokens counted under `usage.{input}` and `usage.{output}` (0 where absent).
+fn usage_at(v: &Json, input: &str, output: &str) -> Usage {
+    Usage {
+        input_tokens: u64_at(v, &["usage", input]),
+        output_tokens: u64_at(v, &["usage", output]),
+    }
+}
+
+/// What a reply, whole or streamed, has given so far.
+#[derive(Default)]
+struct Gathered {
+    text: String,
+    usage: Usage,
+    model: Option<String>,
+}
+
+impl Gathered {
+    fn into_exchange(self) -> Exchange {
+        Exchange {
+            reply: AgentReply {
+                text: self.text,
+                usage: self.usage,
+                cached: false,
+            },
+            served_model: self.model,
+        }
+    }
+}
+
+/// Reads a streamed reply: `on_event` folds each event into what is gathered and returns
+/// `Ok(true)` at the stream's end marker, named by `marker`. A stream that stops short of the
+/// marker is retried.
+fn read_stream(
+    resp: ureq::http::Response<ureq::Body>,
+    url: &str,
+    heartbeat: &dyn Fn(),
+    marker: &str,
+    mut on_event: impl FnMut(http::SseEvent, &mut Gathered) -> Result<bool, Attempt<()>>,
+) -> Parsed {
+    let mut gathered = Gathered::default();
+    let done = http::read_sse(resp, url, heartbeat, |ev| on_event(ev, &mut gathered))?;
+    if !done {
+        return Err(Attempt::Retry {
+            reason: format!("the stream from {url} ended before {marker}"),
+            after: None,
+        });
+    }
+    Ok(gathered.into_exchange())
+}
+
 fn openai_whole(text: &str, url: &str) -> Parsed {
     let v = http::parse_json(text, url, "a reply").map_err(fail)?;
     if let Some(e) = embedded_error(&v, url) {
@@ -328,17 +378,12 @@ fn openai_whole(text: &str, url: &str) -> Parsed {
         .and_then(Json::as_str)
         .unwrap_or("")
         .to_string();
-    Ok(Exchange {
-        reply: AgentReply {
-            text: content,
-            usage: Usage {
-                input_tokens: u64_at(&v, &["usage", "prompt_tokens"]),
-                output_tokens: u64_at(&v, &["usage", "completion_tokens"]),
-            },
-            cached: false,
-        },
-        served_model: served_model(&v),
-    })
+    Ok(Gathered {
+        text: content,
+        usage: usage_at(&v, "prompt_tokens", "completion_tokens"),
+        model: served_model(&v),
+    }
+    .into_exchange())
 }
 
 fn openai_stream(
@@ -346,10 +391,7 @@ fn openai_stream(
     url: &str,
     heartbeat: &dyn Fn(),
 ) -> Parsed {
-    let mut text = String::new();
-    let mut usage = Usage::default();
-    let mut model = None;
-    let done = http::read_sse(resp, url, heartbeat, |ev| {
+    read_stream(resp, url, heartbeat, "[DONE]", |ev, got| {
         if ev.data.trim() == "[DONE]" {
             return Ok(true);
         }
@@ -357,8 +399,8 @@ fn openai_stream(
         if let Some(e) = embedded_error(&v, url) {
             return Err(e);
         }
-        if model.is_none() {
-            model = served_model(&v);
+        if got.model.is_none() {
+            got.model = served_model(&v);
         }
         if let Some(piece) = v
             .get("choices")
@@ -367,29 +409,12 @@ fn openai_stream(
             .and_then(|d| d.get("content"))
             .and_then(Json::as_str)
         {
-            http::push_capped(&mut text, piece, url)?;
+            http::push_capped(&mut got.text, piece, url)?;
         }
         if v.get("usage").is_some_and(|u| !u.is_null()) {
-            usage = Usage {
-                input_tokens: u64_at(&v, &["usage", "prompt_tokens"]),
-                output_tokens: u64_at(&v, &["usage", "completion_tokens"]),
-            };
+            got.usage = usage_at(&v, "prompt_tokens", "completion_tokens");
         }
         Ok(false)
-    })?;
-    if !done {
-        return Err(Attempt::Retry {
-            reason: format!("the stream from {url} ended before [DONE]"),
-            after: None,
-        });
-    }
-    Ok(Exchange {
-        reply: AgentReply {
-            text,
-            usage,
-            cached: false,
-        },
-        served_model: model,
     })
 }
 
@@ -417,17 +442,12 @@ fn anthropic_whole(text: &str, url: &str) -> Parsed {
             "{url} sent a reply without `content`"
         ))));
     }
-    Ok(Exchange {
-        reply: AgentReply {
-            text: anthropic_text(&v),
-            usage: Usage {
-                input_tokens: u64_at(&v, &["usage", "input_tokens"]),
-                output_tokens: u64_at(&v, &["usage", "output_tokens"]),
-            },
-            cached: false,
-        },
-        served_model: served_model(&v),
-    })
+    Ok(Gathered {
+        text: anthropic_text(&v),
+        usage: usage_at(&v, "input_tokens", "output_tokens"),
+        model: served_model(&v),
+    }
+    .into_exchange())
 }
 
 fn anthropic_stream(
@@ -435,10 +455,7 @@ fn anthropic_stream(
     url: &str,
     heartbeat: &dyn Fn(),
 ) -> Parsed {
-    let mut text = String::new();
-    let mut usage = Usage::default();
-    let mut model = None;
-    let done = http::read_sse(resp, url, heartbeat, |ev| {
+    read_stream(resp, url, heartbeat, "message_stop", |ev, got| {
         let v = http::parse_json(&ev.data, url, "a stream event").map_err(fail)?;
         let kind = v
             .get("type")
@@ -447,13 +464,13 @@ fn anthropic_stream(
             .to_string();
         match kind.as_str() {
             "message_start" => {
-                model = v
+                got.model = v
                     .get("message")
                     .and_then(|m| m.get("model"))
                     .and_then(Json::as_str)
                     .map(str::to_string);
-                usage.input_tokens = u64_at(&v, &["message", "usage", "input_tokens"]);
-                usage.output_tokens = u64_at(&v, &["message", "usage", "output_tokens"]);
+                got.usage.input_tokens = u64_at(&v, &["message", "usage", "input_tokens"]);
+                got.usage.output_tokens = u64_at(&v, &["message", "usage", "output_tokens"]);
             }
             "content_block_delta" => {
                 if let Some(piece) = v
@@ -462,18 +479,18 @@ fn anthropic_stream(
                     .and_then(|d| d.get("text"))
                     .and_then(Json::as_str)
                 {
-                    http::push_capped(&mut text, piece, url)?;
+                    http::push_capped(&mut got.text, piece, url)?;
                 }
             }
             "message_delta" => {
                 // Cumulative output tokens; input tokens may be restated.
                 let out = u64_at(&v, &["usage", "output_tokens"]);
                 if out > 0 {
-                    usage.output_tokens = out;
+                    got.usage.output_tokens = out;
                 }
                 let input = u64_at(&v, &["usage", "input_tokens"]);
                 if input > 0 {
-                    usage.input_tokens = input;
+                    got.usage.input_tokens = input;
                 }
             }
             "message_stop" => return Ok(true),
@@ -485,19 +502,5 @@ fn anthropic_stream(
             _ => {}
         }
         Ok(false)
-    })?;
-    if !done {
-        return Err(Attempt::Retry {
-            reason: format!("the stream from {url} ended before message_stop"),
-            after: None,
-        });
-    }
-    Ok(Exchange {
-        reply: AgentReply {
-            text,
-            usage,
-            cached: false,
-        },
-        served_model: model,
     })
 }
