@@ -1,8 +1,38 @@
 //! The crate's two error types: [`StoreError`] for operations on keys, logs and files, and
-//! [`VerifyError`] for a log or document that fails verification.
+//! [`VerifyError`] for a log or document that fails verification. The failures both can report
+//! ([`NotALog`], [`InvalidPublicKey`], [`BodyNotJson`]) are one type each, shared by the two.
 
 use std::io;
 use std::path::PathBuf;
+
+/// A file that is a redb database but does not hold a decision log.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is a redb database but holds no synod decision log", path.display())]
+pub struct NotALog {
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// A public key that is not 64 hex characters or not a valid ed25519 point.
+#[derive(Debug, thiserror::Error)]
+#[error("public key {key:?} is not a valid ed25519 key: {reason}")]
+pub struct InvalidPublicKey {
+    /// The key as given.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// An entry whose body is not valid JSON.
+#[derive(Debug, thiserror::Error)]
+#[error("entry {seq}: body is not valid JSON: {source}")]
+pub struct BodyNotJson {
+    /// The entry.
+    pub seq: u64,
+    /// The parse error.
+    #[source]
+    pub source: serde_json::Error,
+}
 
 /// Everything that can go wrong while creating, opening, appending to or reading a decision log,
 /// or while handling a build key.
@@ -45,11 +75,8 @@ pub enum StoreError {
     },
 
     /// The file is a redb database but does not hold a decision log.
-    #[error("{} is a redb database but holds no synod decision log", path.display())]
-    NotALog {
-        /// The file.
-        path: PathBuf,
-    },
+    #[error(transparent)]
+    NotALog(#[from] NotALog),
 
     /// A key file does not hold exactly 64 hex characters (an optional final newline aside).
     #[error("key file {} is malformed: {reason}", path.display())]
@@ -61,13 +88,8 @@ pub enum StoreError {
     },
 
     /// A public key is not 64 hex characters or not a valid ed25519 point.
-    #[error("public key {key:?} is not a valid ed25519 key: {reason}")]
-    PublicKey {
-        /// The key as given.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    PublicKey(#[from] InvalidPublicKey),
 
     /// A signature is malformed or does not verify.
     #[error("signature does not verify with key {fingerprint}: {reason}")]
@@ -115,14 +137,8 @@ pub enum StoreError {
     },
 
     /// An entry's body is not valid JSON.
-    #[error("entry {seq}: body is not valid JSON: {source}")]
-    BodyJson {
-        /// The entry.
-        seq: u64,
-        /// The parse error.
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    BodyJson(#[from] BodyNotJson),
 
     /// The rows on disk no longer match what this handle appended: something else wrote to the
     /// file. The append was not made.
@@ -178,11 +194,8 @@ pub enum VerifyError {
     },
 
     /// The file is a redb database but does not hold a decision log.
-    #[error("{} is a redb database but holds no synod decision log", path.display())]
-    NotALog {
-        /// The file.
-        path: PathBuf,
-    },
+    #[error(transparent)]
+    NotALog(#[from] NotALog),
 
     /// The stored record of an entry is not a valid entry.
     #[error("entry {seq}: stored record does not parse: {source}")]
@@ -242,23 +255,12 @@ pub enum VerifyError {
     },
 
     /// An entry is correctly signed, but its body is not valid JSON.
-    #[error("entry {seq}: body is not valid JSON: {source}")]
-    BodyNotJson {
-        /// The entry.
-        seq: u64,
-        /// The parse error.
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    BodyNotJson(#[from] BodyNotJson),
 
     /// The public key to verify with is not a valid ed25519 key.
-    #[error("public key {key:?} is not a valid ed25519 key: {reason}")]
-    PublicKey {
-        /// The key as given.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    PublicKey(#[from] InvalidPublicKey),
 
     /// The log ends before the head pinned by a certificate: entries were removed from the end.
     #[error("entry {pinned} missing: {} but the certificate pins head {pinned}", end_words(*.last))]
@@ -322,7 +324,7 @@ impl VerifyError {
             | VerifyError::PrevMismatch { seq, .. }
             | VerifyError::HashMismatch { seq }
             | VerifyError::EntrySignature { seq, .. }
-            | VerifyError::BodyNotJson { seq, .. }
+            | VerifyError::BodyNotJson(BodyNotJson { seq, .. })
             | VerifyError::HeadHash { seq, .. } => seq.checked_sub(1),
             VerifyError::SeqMismatch { row, .. } => row.checked_sub(1),
             VerifyError::HeadMissing { last, .. } => *last,

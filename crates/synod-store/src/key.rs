@@ -8,8 +8,8 @@ use std::path::Path;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::StoreError;
 use crate::fs::{hex_decode, hex_encode, write_atomic_mode};
+use crate::{InvalidPublicKey, StoreError};
 
 /// Key files are 64 hex characters and a newline; anything much longer is not a key file, and
 /// reading it whole would only waste memory.
@@ -136,12 +136,7 @@ impl PublicKey {
     ///
     /// Uses ed25519's strict verification, which also rejects weak keys and malleable signatures.
     pub fn verify(&self, msg: &[u8], sig_hex: &str) -> Result<(), StoreError> {
-        let key = self
-            .verifying_key()
-            .map_err(|reason| StoreError::PublicKey {
-                key: self.0.clone(),
-                reason,
-            })?;
+        let key = self.verifying_key()?;
         check_signature(&key, msg, sig_hex).map_err(|reason| StoreError::Signature {
             fingerprint: self.fingerprint(),
             reason,
@@ -149,10 +144,14 @@ impl PublicKey {
     }
 
     /// Parses the hex into a dalek key; the error is in words.
-    pub(crate) fn verifying_key(&self) -> Result<VerifyingKey, String> {
-        let bytes = hex_decode::<32>(&self.0)?;
+    pub(crate) fn verifying_key(&self) -> Result<VerifyingKey, InvalidPublicKey> {
+        let invalid = |reason| InvalidPublicKey {
+            key: self.0.clone(),
+            reason,
+        };
+        let bytes = hex_decode::<32>(&self.0).map_err(invalid)?;
         VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| "the bytes are not a point on the ed25519 curve".to_owned())
+            .map_err(|_| invalid("the bytes are not a point on the ed25519 curve".to_owned()))
     }
 }
 

@@ -69,7 +69,7 @@ mod key;
 mod log;
 mod signed;
 
-pub use error::{StoreError, VerifyError};
+pub use error::{BodyNotJson, InvalidPublicKey, NotALog, StoreError, VerifyError};
 pub use fs::{digest, write_atomic};
 pub use key::{BuildKey, PublicKey};
 pub use log::{

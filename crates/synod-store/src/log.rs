@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::key::check_signature;
 use crate::signed::canonical_json;
-use crate::{BuildKey, PublicKey, StoreError, VerifyError};
+use crate::{BodyNotJson, BuildKey, NotALog, PublicKey, StoreError, VerifyError};
 
 /// The one table of a log file: seq → the entry serialized as JSON. The version is in the name so
 /// a future layout can live beside this one and old readers refuse it plainly.
@@ -63,9 +63,11 @@ pub struct Entry {
 impl Entry {
     /// Parses the body.
     pub fn body_json(&self) -> Result<serde_json::Value, StoreError> {
-        serde_json::from_str(&self.body).map_err(|source| StoreError::BodyJson {
-            seq: self.seq,
-            source,
+        serde_json::from_str(&self.body).map_err(|source| {
+            StoreError::from(BodyNotJson {
+                seq: self.seq,
+                source,
+            })
         })
     }
 
@@ -145,12 +147,7 @@ struct ChainCheck {
 
 impl ChainCheck {
     fn new(public: &PublicKey) -> Result<ChainCheck, VerifyError> {
-        let key = public
-            .verifying_key()
-            .map_err(|reason| VerifyError::PublicKey {
-                key: public.0.clone(),
-                reason,
-            })?;
+        let key = public.verifying_key()?;
         Ok(ChainCheck {
             public: public.clone(),
             key,
@@ -198,10 +195,11 @@ impl ChainCheck {
             }
         })?;
         if let Err(source) = serde_json::from_str::<serde::de::IgnoredAny>(&entry.body) {
-            return Err(VerifyError::BodyNotJson {
+            return Err(BodyNotJson {
                 seq: entry.seq,
                 source,
-            });
+            }
+            .into());
         }
         self.last = Some(entry.clone());
         Ok(entry)
@@ -269,9 +267,10 @@ pub fn verify_log(path: &Path, key: &PublicKey) -> Result<Vec<Entry>, VerifyErro
     let mut entries = Vec::new();
     check_rows(&db, &mut check, |entry| entries.push(entry)).map_err(|err| match err {
         RowsError::Storage(err) => unreadable(*err),
-        RowsError::NotALog => VerifyError::NotALog {
+        RowsError::NotALog => NotALog {
             path: path.to_path_buf(),
-        },
+        }
+        .into(),
         RowsError::Chain(err) => err,
     })?;
     Ok(entries)
@@ -476,9 +475,7 @@ impl DecisionLog {
                 path: path.to_path_buf(),
                 source,
             },
-            VerifyError::NotALog { .. } => StoreError::NotALog {
-                path: path.to_path_buf(),
-            },
+            VerifyError::NotALog(not_a_log) => StoreError::NotALog(not_a_log),
             source => StoreError::Chain {
                 path: path.to_path_buf(),
                 source,
@@ -497,9 +494,10 @@ impl DecisionLog {
                 path: path.to_path_buf(),
                 source,
             },
-            RowsError::NotALog => StoreError::NotALog {
+            RowsError::NotALog => NotALog {
                 path: path.to_path_buf(),
-            },
+            }
+            .into(),
             RowsError::Chain(source) => StoreError::Chain {
                 path: path.to_path_buf(),
                 source,

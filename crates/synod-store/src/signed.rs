@@ -36,13 +36,7 @@ impl Signed {
     /// This shows only that *some* key signed the document as it is; use
     /// [`Signed::verify_with`] to also require a particular key.
     pub fn verify(&self) -> Result<(), VerifyError> {
-        let key = self
-            .public_key
-            .verifying_key()
-            .map_err(|reason| VerifyError::PublicKey {
-                key: self.public_key.0.clone(),
-                reason,
-            })?;
+        let key = self.public_key.verifying_key()?;
         crate::key::check_signature(&key, body_digest(&self.body).as_bytes(), &self.signature)
             .map_err(|reason| VerifyError::DocumentSignature {
                 fingerprint: self.public_key.fingerprint(),
