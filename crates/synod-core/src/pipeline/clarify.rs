@@ -1,0 +1,128 @@
+//! Clarify: the readings split beyond the fault budget, so the prompt is ambiguous. The user is
+//! shown the readings and the probes where they differ; an answer naming a reading becomes a
+//! clarification with examples (`Expectation::Same`, ADR 0002) that every later reading must
+//! meet, and interpret starts again on the clarified prompt.
+
+use super::refinement::outcome_phrase;
+use super::*;
+
+impl Pipeline {
+    /// Asks the user to choose between the classes at `idx` (or gives up after too many
+    /// clarifications).
+    pub(super) fn ask_user(
+        &mut self,
+        it: Box<Interp>,
+        classes: &[(Behaviour, Vec<AgentId>)],
+        idx: &[usize],
+        out: &mut Vec<Output>,
+    ) -> Stage {
+        if it.round >= self.cfg.clarifications_max {
+            let reason = format!("the readings still split after {} clarifications", it.round);
+            return self.fail("clarify", reason, out);
+        }
+        let chosen: Vec<&(Behaviour, Vec<AgentId>)> = idx.iter().map(|i| &classes[*i]).collect();
+        let readings: Vec<Reading> = chosen
+            .iter()
+            .enumerate()
+            .map(|(k, (_, agents))| Reading {
+                label: label(k),
+                agents: agents.iter().map(|a| self.name(*a)).collect(),
+                summary: it.valid[&agents[0]].spec.summary.clone(),
+            })
+            .collect();
+        let mut differing = Vec::new();
+        for (p, call) in it.pool.iter().enumerate() {
+            let outcomes: Vec<Outcome> = chosen.iter().map(|(b, _)| b[p].clone()).collect();
+            if outcomes.iter().any(|o| *o != outcomes[0]) {
+                differing.push(DifferingProbe {
+                    call: call.clone(),
+                    outcomes,
+                });
+                if differing.len() >= QUESTION_PROBES_MAX {
+                    break;
+                }
+            }
+        }
+        let question = Question {
+            round: it.round,
+            prompt: self.prompt.full_text(),
+            readings,
+            differing,
+        };
+        out.push(Output::Persist {
+            kind: "ambiguity".into(),
+            body: json!({"question": question}),
+        });
+        out.push(Output::AskUser(Box::new(question.clone())));
+        Stage::Clarify(it, Box::new(question))
+    }
+
+    /// The user answered `question`: a reading's letter, or free text.
+    pub(super) fn on_answer(
+        &mut self,
+        it: &Interp,
+        question: &Question,
+        answer: &str,
+        out: &mut Vec<Output>,
+    ) -> Stage {
+        let trimmed = answer.trim();
+        let clarification = clarification(question, trimmed);
+        out.push(Output::Persist {
+            kind: "clarification".into(),
+            body: json!({"answer": cap_text(trimmed, 2000), "clarification": clarification}),
+        });
+        out.push(Output::Progress(Progress::Decided {
+            what: format!("clarification {}: {}", it.round + 1, clarification.text),
+        }));
+        self.prompt.clarifications.push(clarification);
+        self.start_interpret(it.round + 1, 0, out)
+    }
+}
+
+/// What an answer adds to the prompt: a chosen reading's outcomes on the differing probes, as
+/// text and as examples; free text as it is.
+fn clarification(question: &Question, answer: &str) -> Clarification {
+    let letter = answer
+        .strip_prefix("reading ")
+        .or_else(|| answer.strip_prefix("Reading "))
+        .unwrap_or(answer)
+        .trim()
+        .to_uppercase();
+    let Some(k) = question.readings.iter().position(|r| r.label == letter) else {
+        return Clarification {
+            text: cap_text(answer, 2000),
+            examples: Vec::new(),
+        };
+    };
+    let examples: Vec<ContractExample> = question
+        .differing
+        .iter()
+        .map(|d| ContractExample {
+            call: d.call.clone(),
+            expect: Expectation::Same(d.outcomes[k].clone()),
+        })
+        .collect();
+    let cases: Vec<String> = question
+        .differing
+        .iter()
+        .map(|d| format!("{} {}", d.call, outcome_phrase(&d.outcomes[k])))
+        .collect();
+    Clarification {
+        text: format!(
+            "Follow reading {}: {}. In particular: {}.",
+            letter,
+            question.readings[k].summary.trim().trim_end_matches('.'),
+            cases.join("; ")
+        ),
+        examples,
+    }
+}
+
+fn label(k: usize) -> String {
+    let letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    if k < letters.len() {
+        (letters[k] as char).to_string()
+    } else {
+        format!("R{k}")
+    }
+}

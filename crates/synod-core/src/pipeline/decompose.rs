@@ -1,0 +1,180 @@
+//! Decompose: the tally decided a class; its reading becomes the decided spec (ADR 0001).
+//!
+//! The components are the interface held by the most members of the decided class (ties:
+//! agents-file order); its first holder is the representative whose reference becomes the
+//! decided reference. The contract is the union of the class's contracts and the clarified
+//! outcomes. The outvoted classes are recorded as dissent, each with a probe where it differs.
+
+use super::build::CompState;
+use super::*;
+
+impl Pipeline {
+    /// Decides `classes[0]` and starts the build.
+    pub(super) fn decide(
+        &mut self,
+        it: Box<Interp>,
+        classes: Vec<(Behaviour, Vec<AgentId>)>,
+        out: &mut Vec<Output>,
+    ) -> Stage {
+        let (ref_behaviour, members) = classes[0].clone();
+        let holders = interface_holders(&it, &members);
+        let representative = holders.first().copied().unwrap_or(members[0]);
+        let rep = it.valid[&representative].clone();
+        let mut spec = rep.spec.clone();
+        spec.contract = self.decided_contract(&it, &members);
+        let dissent = dissent(&it, &classes, &ref_behaviour);
+        for d in &dissent {
+            let reason = match &d.example {
+                Some((c, ours, theirs)) => format!(
+                    "outvoted: its reading differs from the decided one on {c}: {theirs} instead of {ours}"
+                ),
+                None => "outvoted".into(),
+            };
+            for a in &d.agents {
+                self.fault(*a, "vote", reason.clone(), out);
+            }
+        }
+        let names: Vec<String> = members.iter().map(|a| self.name(*a)).collect();
+        out.push(Output::Persist {
+            kind: "interpretation-decided".into(),
+            body: json!({
+                "round": it.round,
+                "sample": it.sample,
+                "class": members,
+                "representative": representative,
+                "summary": spec.summary,
+                "reference_digest": Program::single(REFERENCE_MODULE, &rep.reference).digest(),
+                "probes": it.pool.len(),
+                "dissent": dissent,
+                "n": self.tally.n(),
+                "m": self.tally.m(),
+            }),
+        });
+        out.push(Output::Progress(Progress::Decided {
+            what: format!(
+                "reading of {} ({} of {} agents; needed {})",
+                names.join(", "),
+                members.len(),
+                self.tally.n(),
+                self.tally.first_wave()
+            ),
+        }));
+        out.push(Output::Persist {
+            kind: "decomposition-decided".into(),
+            body: json!({
+                "components": spec.components,
+                "holders": holders,
+                "contract": spec.contract,
+            }),
+        });
+        out.push(Output::Progress(Progress::Decided {
+            what: format!(
+                "decomposition into {} component(s): {}",
+                spec.components.len(),
+                spec.components
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }));
+        // Builders: the decided class first, then the other agents, in file order.
+        let mut builders: Vec<AgentId> = members.clone();
+        for a in &self.agents {
+            if !builders.contains(&a.info.id) {
+                builders.push(a.info.id);
+            }
+        }
+        let comps = spec
+            .components
+            .iter()
+            .enumerate()
+            // First builders come from the decided class, round robin; the others only when a
+            // candidate fails.
+            .map(|(i, c)| CompState::new(c.clone(), i % members.len().max(1)))
+            .collect();
+        let build = Build {
+            spec,
+            reference: rep.reference.clone(),
+            representative,
+            class: members,
+            dissent,
+            pool: it.pool.clone(),
+            ref_behaviour,
+            builders,
+            comps,
+            agreement: agreement(&it),
+        };
+        self.start_build(Box::new(build), out)
+    }
+
+    /// The union of the class's contracts and the clarified examples, in that order.
+    fn decided_contract(&self, it: &Interp, members: &[AgentId]) -> Vec<ContractExample> {
+        let mut contract: Vec<ContractExample> = Vec::new();
+        let clarified = self.clarified_examples();
+        let examples = members
+            .iter()
+            .flat_map(|a| it.valid[a].spec.contract.iter())
+            .chain(clarified.iter());
+        for c in examples {
+            if !contract.contains(c) {
+                contract.push(c.clone());
+            }
+        }
+        contract.truncate(CONTRACT_MAX * 2);
+        contract
+    }
+}
+
+/// The agents of the class that hold its most common interface (ties: agents-file order).
+fn interface_holders(it: &Interp, members: &[AgentId]) -> Vec<AgentId> {
+    let mut by_iface: BTreeMap<Vec<ComponentSpec>, Vec<AgentId>> = BTreeMap::new();
+    for a in members {
+        by_iface
+            .entry(it.valid[a].spec.interface_key())
+            .or_default()
+            .push(*a);
+    }
+    by_iface
+        .into_values()
+        .max_by(|x, y| x.len().cmp(&y.len()).then(y[0].cmp(&x[0])))
+        .unwrap_or_default()
+}
+
+/// The outvoted classes, each with the first probe where it differs from the decided one.
+fn dissent(
+    it: &Interp,
+    classes: &[(Behaviour, Vec<AgentId>)],
+    decided: &Behaviour,
+) -> Vec<Dissent> {
+    classes[1..]
+        .iter()
+        .map(|(b, agents)| Dissent {
+            agents: agents.clone(),
+            summary: it.valid[&agents[0]].spec.summary.clone(),
+            example: it
+                .pool
+                .iter()
+                .enumerate()
+                .find(|(p, _)| b[*p] != decided[*p])
+                .map(|(p, c)| (c.clone(), decided[p].clone(), b[p].clone())),
+        })
+        .collect()
+}
+
+/// For each pair of agents with a checked reading: on how many probes they behaved the same.
+fn agreement(it: &Interp) -> Vec<PairAgreement> {
+    let checked: Vec<(&AgentId, &Behaviour)> = it.behaviours.iter().collect();
+    let mut agreement = Vec::new();
+    for (i, (a, ba)) in checked.iter().enumerate() {
+        for (b, bb) in &checked[i + 1..] {
+            agreement.push(PairAgreement {
+                a: **a,
+                b: **b,
+                same: ba.iter().zip(bb.iter()).filter(|(x, y)| x == y).count(),
+                probes: ba.len().min(bb.len()),
+            });
+        }
+    }
+    agreement
+}

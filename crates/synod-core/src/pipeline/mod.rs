@@ -1,0 +1,262 @@
+//! The build pipeline of DESIGN §4 as a sans-IO state machine.
+//!
+//! Drive it with [`Pipeline::step`]: each [`Input`] (start, an agent replied, a check finished,
+//! a timer fired, the user answered) yields [`Output`]s, run in order: ask an agent, set a timer,
+//! run a check in the sandbox, persist a decision, report progress, ask the user, finish. A
+//! persist must be durable before any later output is acted on.
+//!
+//! Stages, a file each: [`interpret`] (ask agents in waves) → [`agree`] (pool probes, run every
+//! reference, group by behaviour, apply the [`Tally`], split classes by differential testing) →
+//! [`clarify`] (when the rule says ambiguity) → [`decompose`] (the decided class's interface) →
+//! [`build`] (one agent per component, each candidate checked for refinement, failures
+//! reassigned) → [`integrate`] (the assembled program checked again). [`agents`] holds what is
+//! known of each agent (asks, deadlines, suspicion, faults), [`refinement`] the checks that
+//! `verify` re-runs.
+//!
+//! [`Pipeline::step`] is the one entry point: it takes the stage out of the machine, lets
+//! [`Pipeline::transition`] match on (stage, input) and hand the stage's state to that stage's
+//! handler, and stores the stage the handler returns.
+
+mod agents;
+mod agree;
+mod build;
+mod clarify;
+mod decompose;
+mod integrate;
+mod interpret;
+mod refinement;
+mod types;
+
+pub use interpret::validate_interpretation;
+pub use refinement::{program_check, refinement_problem};
+pub use types::*;
+
+use crate::model::*;
+use crate::tally::{BudgetError, Tally};
+use agents::{AgentState, AskPurpose, PendingAsk};
+use build::Build;
+use interpret::Interp;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Module name under which a reference program is loaded in checks.
+pub const REFERENCE_MODULE: &str = "synod_reference";
+
+const CONTRACT_MAX: usize = 64;
+const PROBES_PER_AGENT_MAX: usize = 64;
+const COMPONENTS_MAX: usize = 32;
+const SOURCE_BYTES_MAX: usize = 256 * 1024;
+const QUESTION_PROBES_MAX: usize = 8;
+const DISTINGUISHING_MAX: usize = 16;
+
+/// Why a check was started; its report goes to the stage that started it.
+#[derive(Clone, Debug)]
+enum CheckPurpose {
+    Reference { agent: AgentId, contract_len: usize },
+    Differential { agent: AgentId },
+    Component { component: usize, agent: AgentId },
+    Integration,
+}
+
+/// Where the build is, with the state that stage owns.
+#[derive(Clone, Debug)]
+enum Stage {
+    /// Not started.
+    Idle,
+    /// Interpret and agree: readings are asked for, checked and tallied.
+    Interpret(Box<Interp>),
+    /// The readings split beyond the fault budget; the question is out.
+    Clarify(Box<Interp>, Box<Question>),
+    /// Components are being built.
+    Build(Box<Build>),
+    /// The assembled program is being checked.
+    Integrate(Box<Build>),
+    /// Finished (built or failed).
+    Done,
+}
+
+/// The build pipeline state machine.
+#[derive(Debug)]
+pub struct Pipeline {
+    cfg: PipelineConfig,
+    tally: Tally,
+    prompt: Prompt,
+    now_ms: u64,
+    next_id: u64,
+    agents: Vec<AgentState>,
+    asks: BTreeMap<AskId, PendingAsk>,
+    expired: BTreeMap<AskId, AgentId>,
+    checks: BTreeMap<CheckId, CheckPurpose>,
+    stage: Stage,
+}
+
+impl Pipeline {
+    /// A pipeline for `prompt`; refuses a fault budget the decision rule cannot honour.
+    pub fn new(cfg: PipelineConfig, prompt: Prompt) -> Result<Pipeline, BudgetError> {
+        let tally = Tally::new(cfg.agents.len(), cfg.fault_budget)?;
+        let agents = cfg.agents.iter().map(AgentState::new).collect();
+        Ok(Pipeline {
+            cfg,
+            tally,
+            prompt,
+            now_ms: 0,
+            next_id: 0,
+            agents,
+            asks: BTreeMap::new(),
+            expired: BTreeMap::new(),
+            checks: BTreeMap::new(),
+            stage: Stage::Idle,
+        })
+    }
+
+    /// The tally in use.
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// Is the build over?
+    pub fn is_done(&self) -> bool {
+        matches!(self.stage, Stage::Done)
+    }
+
+    /// Asks still waiting for a reply.
+    pub fn pending_asks(&self) -> usize {
+        self.asks.len()
+    }
+
+    /// Feeds one input at time `now_ms` (ms since the build started); outputs are appended.
+    pub fn step(&mut self, now_ms: u64, input: Input, out: &mut Vec<Output>) {
+        self.now_ms = self.now_ms.max(now_ms);
+        // The stage is out of the machine while its handler runs: handlers get its state as an
+        // argument and return the stage that follows, so none can read a stale one.
+        let stage = std::mem::replace(&mut self.stage, Stage::Done);
+        self.stage = self.transition(stage, input, out);
+    }
+
+    /// The dispatch: one arm per (stage, input) that means something; the rest change nothing.
+    fn transition(&mut self, stage: Stage, input: Input, out: &mut Vec<Output>) -> Stage {
+        match (stage, input) {
+            (Stage::Idle, Input::Start) => self.start(out),
+            (stage, Input::Start) => stage,
+            (stage, Input::Replied { ask, reply, usage }) => {
+                if let Some(reason) = self.account(ask, usage, &stage, out) {
+                    return self.fail("budget", reason, out);
+                }
+                let Some(pending) = self.take_ask(ask, reply.is_ok(), out) else {
+                    return stage;
+                };
+                match (stage, pending.purpose) {
+                    (Stage::Interpret(it), AskPurpose::Interpret) => {
+                        self.on_reading(it, pending.agent, reply, out)
+                    }
+                    (Stage::Build(b), AskPurpose::Implement { component }) => {
+                        self.on_implementation(b, component, pending.agent, reply, out)
+                    }
+                    (stage, _) => stage,
+                }
+            }
+            (stage, Input::Heartbeat { ask }) => {
+                self.on_heartbeat(ask, out);
+                stage
+            }
+            (stage, Input::TimerFired { timer }) => {
+                let Some(pending) = self.expire(timer, out) else {
+                    return stage;
+                };
+                match (stage, pending.purpose) {
+                    (Stage::Interpret(it), AskPurpose::Interpret) => {
+                        self.replace_silent_reader(it, out)
+                    }
+                    (Stage::Build(b), AskPurpose::Implement { component }) => {
+                        self.next_builder(b, component, out)
+                    }
+                    (stage, _) => stage,
+                }
+            }
+            (stage, Input::CheckFinished { check, report }) => {
+                let Some(purpose) = self.checks.remove(&check) else {
+                    return stage;
+                };
+                match (stage, purpose) {
+                    (
+                        Stage::Interpret(it),
+                        CheckPurpose::Reference {
+                            agent,
+                            contract_len,
+                        },
+                    ) => self.on_reference_check(it, agent, contract_len, report, out),
+                    (Stage::Interpret(it), CheckPurpose::Differential { agent }) => {
+                        self.on_differential_check(it, agent, report, out)
+                    }
+                    (Stage::Build(b), CheckPurpose::Component { component, agent }) => {
+                        self.on_component_check(b, component, agent, report, out)
+                    }
+                    (Stage::Integrate(b), CheckPurpose::Integration) => {
+                        self.on_integration_check(b, report, out)
+                    }
+                    (stage, _) => stage,
+                }
+            }
+            (Stage::Clarify(it, question), Input::UserAnswered { answer }) => {
+                self.on_answer(&it, &question, &answer, out)
+            }
+            (_, Input::UserAnswered { .. }) => Stage::Done,
+        }
+    }
+
+    fn start(&mut self, out: &mut Vec<Output>) -> Stage {
+        out.push(Output::Persist {
+            kind: "build-started".into(),
+            body: json!({
+                "prompt": self.prompt,
+                "agents": self.cfg.agents,
+                "n": self.tally.n(),
+                "m": self.tally.m(),
+                "seed": self.cfg.seed,
+            }),
+        });
+        self.start_interpret(0, 0, out)
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Ends the build without a program.
+    fn fail(&mut self, stage: &str, reason: String, out: &mut Vec<Output>) -> Stage {
+        out.push(Output::Persist {
+            kind: "build-failed".into(),
+            body: json!({"stage": stage, "reason": reason, "agents": self.records()}),
+        });
+        out.push(Output::Finish(Box::new(Finish::Failed {
+            stage: stage.into(),
+            reason,
+            agents: self.records(),
+        })));
+        self.asks.clear();
+        self.checks.clear();
+        Stage::Done
+    }
+
+    /// Starts a sandbox check whose report goes back to `purpose`.
+    fn run_check(&mut self, purpose: CheckPurpose, request: CheckRequest, out: &mut Vec<Output>) {
+        let check = CheckId(self.id());
+        self.checks.insert(check, purpose);
+        out.push(Output::RunCheck {
+            check,
+            request: Box::new(request),
+        });
+    }
+}
+
+pub(crate) fn cap_text(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

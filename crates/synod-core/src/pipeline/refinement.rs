@@ -1,0 +1,160 @@
+//! Refinement: the checks that show a program refines the decided reading, and how their
+//! reports are judged. `verify` re-runs [`program_check`] and judges it with
+//! [`refinement_problem`], so a build and its verification agree by construction.
+
+use super::REFERENCE_MODULE;
+use super::build::Build;
+use crate::model::*;
+use std::collections::BTreeMap;
+
+pub(super) fn outcome_phrase(o: &Outcome) -> String {
+    match o {
+        Outcome::Value(v) => format!("returns {v}"),
+        Outcome::Error(k) => format!("raises {k}"),
+        Outcome::Timeout => "does not finish".into(),
+    }
+}
+
+fn contract_calls(contract: &[ContractExample]) -> Vec<CheckCall> {
+    contract
+        .iter()
+        .map(|c| CheckCall {
+            call: c.call.clone(),
+            expect: Some(c.expect.clone()),
+        })
+        .collect()
+}
+
+fn probe_calls(pool: &[Call]) -> Vec<CheckCall> {
+    pool.iter()
+        .map(|c| CheckCall {
+            call: c.clone(),
+            expect: None,
+        })
+        .collect()
+}
+
+/// A check of a reference program: its contract, then the probes.
+pub(super) fn reference_check(
+    i: &Interpretation,
+    contract: &[ContractExample],
+    pool: &[Call],
+) -> CheckRequest {
+    let mut fm = BTreeMap::new();
+    let mut interface = Vec::new();
+    for c in &i.spec.components {
+        for f in &c.functions {
+            fm.insert(f.name.clone(), REFERENCE_MODULE.to_string());
+            interface.push((REFERENCE_MODULE.to_string(), f.clone()));
+        }
+    }
+    let mut calls = contract_calls(contract);
+    calls.extend(probe_calls(pool));
+    CheckRequest {
+        program: Program::single(REFERENCE_MODULE, &i.reference),
+        function_modules: fm,
+        interface,
+        calls,
+    }
+}
+
+/// A check of one component: the candidate for it, the decided reference behind every other
+/// component.
+pub(super) fn component_check(b: &Build, component: usize, code: &str) -> CheckRequest {
+    let mut program = Program::single(REFERENCE_MODULE, &b.reference);
+    for (i, c) in b.spec.components.iter().enumerate() {
+        let src = if i == component {
+            code.to_string()
+        } else {
+            format!("from {REFERENCE_MODULE} import *  # stands in for the decided reference\n")
+        };
+        program.modules.insert(c.name.clone(), src);
+    }
+    let interface = b.spec.components[component]
+        .functions
+        .iter()
+        .map(|f| (b.spec.components[component].name.clone(), f.clone()))
+        .collect();
+    let mut calls = contract_calls(&b.spec.contract);
+    calls.extend(probe_calls(&b.pool));
+    CheckRequest {
+        program,
+        function_modules: b.spec.function_modules(),
+        interface,
+        calls,
+    }
+}
+
+/// A check of an assembled program against a spec: interface, contract, probes.
+pub fn program_check(spec: &Spec, program: &Program, pool: &[Call]) -> CheckRequest {
+    let interface = spec
+        .components
+        .iter()
+        .flat_map(|c| c.functions.iter().map(|f| (c.name.clone(), f.clone())))
+        .collect();
+    let mut calls = contract_calls(&spec.contract);
+    calls.extend(probe_calls(pool));
+    CheckRequest {
+        program: program.clone(),
+        function_modules: spec.function_modules(),
+        interface,
+        calls,
+    }
+}
+
+/// Did a check show refinement? `None` if so, else the first reason it does not: load error,
+/// interface mismatch, an unmet contract example, or a probe where the outcome differs from
+/// `expected` (the decided reference's behaviour). The report's calls are the contract first,
+/// then the probes.
+pub fn refinement_problem(
+    report: &CheckReport,
+    contract: &[ContractExample],
+    pool: &[Call],
+    expected: &[Outcome],
+    what: &str,
+) -> Option<String> {
+    if let Some(e) = &report.load_error {
+        return Some(format!("{what} does not load: {e}"));
+    }
+    if let Some(e) = report.interface_errors.first() {
+        return Some(format!("{what} does not match the interface: {e}"));
+    }
+    for (k, ex) in contract.iter().enumerate() {
+        let outcome = report.outcomes.get(k).cloned().unwrap_or(Outcome::Timeout);
+        let met = match &ex.expect {
+            Expectation::Same(o) => outcome == *o,
+            _ => report.met.get(k).copied().flatten() == Some(true),
+        };
+        if !met {
+            return Some(format!(
+                "{what} breaks the contract: {} should {}, but {}",
+                ex.call,
+                match &ex.expect {
+                    Expectation::Returns(v) => format!("return {}", v.python()),
+                    Expectation::Raises(e) => format!("raise {e}"),
+                    Expectation::Same(Outcome::Value(v)) => format!("return {v}"),
+                    Expectation::Same(Outcome::Error(e)) => format!("raise {e}"),
+                    Expectation::Same(Outcome::Timeout) => "not finish".into(),
+                },
+                outcome_phrase(&outcome)
+            ));
+        }
+    }
+    for (p, call) in pool.iter().enumerate() {
+        let got = report
+            .outcomes
+            .get(contract.len() + p)
+            .cloned()
+            .unwrap_or(Outcome::Timeout);
+        if let Some(want) = expected.get(p)
+            && got != *want
+        {
+            return Some(format!(
+                "{what} differs from the decided reference on {call}: {} instead of {}",
+                outcome_phrase(&got),
+                outcome_phrase(want)
+            ));
+        }
+    }
+    None
+}

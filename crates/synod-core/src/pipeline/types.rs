@@ -1,0 +1,540 @@
+//! The pipeline's vocabulary: its configuration, what goes in ([`Input`]) and out ([`Output`]),
+//! the requests agents get, and what a finished build reports.
+
+use crate::model::*;
+use crate::probes::ProbeLimits;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An agent as the pipeline knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// Its position in the agents file.
+    pub id: AgentId,
+    /// Its name, for reports.
+    pub name: String,
+    /// How long to wait for one reply before suspecting it.
+    pub timeout_ms: u64,
+}
+
+/// Knobs of the pipeline; every one is a bound.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// The agents, in the order they are asked.
+    pub agents: Vec<AgentInfo>,
+    /// Fault budget m.
+    pub fault_budget: usize,
+    /// Seed for probe variants and differential inputs.
+    pub seed: u64,
+    /// Probe pool limits.
+    pub probe_limits: ProbeLimits,
+    /// Extra inputs drawn when searching for a split of a class.
+    pub differential_max: usize,
+    /// Differential searches per interpret round.
+    pub differential_rounds_max: u32,
+    /// Fresh samples of every agent when a round neither decides nor finds ambiguity.
+    pub resamples_max: u32,
+    /// Candidates tried per component before the build fails.
+    pub build_attempts_max: usize,
+    /// Clarification questions before the build gives up.
+    pub clarifications_max: u32,
+    /// Tokens (in and out, all agents) the build may spend; `None` for no limit.
+    pub tokens_max: Option<u64>,
+}
+
+impl PipelineConfig {
+    /// A configuration with the default bounds.
+    pub fn new(agents: Vec<AgentInfo>, fault_budget: usize, seed: u64) -> PipelineConfig {
+        let n = agents.len();
+        PipelineConfig {
+            agents,
+            fault_budget,
+            seed,
+            probe_limits: ProbeLimits::default(),
+            differential_max: 300,
+            differential_rounds_max: 4,
+            resamples_max: 1,
+            build_attempts_max: n.max(1),
+            clarifications_max: 3,
+            tokens_max: None,
+        }
+    }
+}
+
+/// What an agent is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read P: a spec, a reference program, probes.
+    Interpret,
+    /// Write one component of the decided spec.
+    Implement,
+}
+
+/// A request to an agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// What is asked.
+    pub role: Role,
+    /// The prompt with its clarifications.
+    pub prompt: Prompt,
+    /// How many clarifications the prompt has had.
+    pub round: u32,
+    /// Sample index: a deliberate resample asks afresh.
+    pub sample: u32,
+    /// The decided spec (for implement).
+    pub spec: Option<Spec>,
+    /// The component to implement.
+    pub component: Option<String>,
+}
+
+impl Request {
+    /// A short stable name of the request (`interpret`, `interpret.r1`, `implement.lexer`),
+    /// used by recorded transcripts.
+    pub fn key(&self) -> String {
+        let mut k = match self.role {
+            Role::Interpret => "interpret".to_string(),
+            Role::Implement => format!(
+                "implement.{}",
+                self.component.as_deref().unwrap_or("unknown")
+            ),
+        };
+        if self.round > 0 {
+            k.push_str(&format!(".r{}", self.round));
+        }
+        if self.sample > 0 {
+            k.push_str(&format!(".s{}", self.sample));
+        }
+        k
+    }
+}
+
+/// A parsed agent reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// An answer to an interpret request.
+    Interpretation(Interpretation),
+    /// An answer to an implement request: the module's source.
+    Implementation(String),
+}
+
+/// Why an agent produced no usable reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplyFault {
+    /// The agent failed (process died, transport error, refused).
+    Crashed(String),
+    /// The reply could not be parsed or was out of bounds.
+    Invalid(String),
+}
+
+impl fmt::Display for ReplyFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyFault::Crashed(r) => write!(f, "failed: {r}"),
+            ReplyFault::Invalid(r) => write!(f, "invalid reply: {r}"),
+        }
+    }
+}
+
+/// Tokens an agent reply cost, as the backend reported them (zero when it does not).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+}
+
+impl Usage {
+    /// Both directions together.
+    pub fn total(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+
+    pub(crate) fn add(&mut self, other: Usage) {
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+    }
+}
+
+/// Identifies an ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AskId(pub u64);
+/// Identifies a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CheckId(pub u64);
+/// Identifies a timer (the deadline of the ask with the same number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TimerId(pub u64);
+
+/// Events fed to the pipeline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Input {
+    /// Begin the build.
+    Start,
+    /// An agent answered an ask.
+    Replied {
+        /// The ask.
+        ask: AskId,
+        /// The parsed reply, or why there is none.
+        reply: Result<Reply, ReplyFault>,
+        /// What the reply cost.
+        usage: Usage,
+    },
+    /// An agent working on an ask showed it is alive (a streamed token, a progress line): its
+    /// deadline starts again.
+    Heartbeat {
+        /// The ask.
+        ask: AskId,
+    },
+    /// A check finished.
+    CheckFinished {
+        /// The check.
+        check: CheckId,
+        /// What it found.
+        report: CheckReport,
+    },
+    /// A timer set by [`Output::SetTimer`] fired.
+    TimerFired {
+        /// The timer.
+        timer: TimerId,
+    },
+    /// The user answered the pending question.
+    UserAnswered {
+        /// A reading's label (`B`) or free text.
+        answer: String,
+    },
+}
+
+/// Commands from the pipeline, to be run in order.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Send a request to an agent.
+    Ask {
+        /// The ask, to quote in the reply.
+        ask: AskId,
+        /// The agent.
+        agent: AgentId,
+        /// What to ask.
+        request: Box<Request>,
+    },
+    /// Fire [`Input::TimerFired`] at this time (ms since the build started). A timer set
+    /// again replaces its earlier time.
+    SetTimer {
+        /// The timer.
+        timer: TimerId,
+        /// When.
+        at_ms: u64,
+    },
+    /// Run a program in the sandbox and answer with [`Input::CheckFinished`].
+    RunCheck {
+        /// The check.
+        check: CheckId,
+        /// What to run.
+        request: Box<CheckRequest>,
+    },
+    /// Append a decision or evidence to the log, durably, before acting on later outputs.
+    Persist {
+        /// The kind of entry.
+        kind: String,
+        /// Its content.
+        body: serde_json::Value,
+    },
+    /// Something worth showing the user.
+    Progress(Progress),
+    /// The readings split beyond the fault budget: ask the user and answer with
+    /// [`Input::UserAnswered`].
+    AskUser(Box<Question>),
+    /// The build is over.
+    Finish(Box<Finish>),
+}
+
+/// A progress event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Progress {
+    /// A stage began.
+    Stage {
+        /// Its name.
+        stage: String,
+        /// What it is about.
+        detail: String,
+    },
+    /// An agent was asked.
+    Asked {
+        /// Agent name.
+        agent: String,
+        /// Request key.
+        request: String,
+    },
+    /// An agent answered in time.
+    Answered {
+        /// Agent name.
+        agent: String,
+        /// Request key.
+        request: String,
+    },
+    /// An agent's work was judged faulty.
+    Fault {
+        /// Agent name.
+        agent: String,
+        /// Why.
+        reason: String,
+    },
+    /// An agent missed its deadline and is suspected.
+    Suspected {
+        /// Agent name.
+        agent: String,
+        /// The deadline it missed.
+        timeout_ms: u64,
+    },
+    /// A suspected agent answered late: the suspicion was false and its timeout grows.
+    Trusted {
+        /// Agent name.
+        agent: String,
+        /// Its new timeout.
+        timeout_ms: u64,
+    },
+    /// Readings were grouped by behaviour.
+    Classes {
+        /// Class sizes, largest first.
+        sizes: Vec<usize>,
+        /// Probes compared.
+        probes: usize,
+        /// What the rule said.
+        verdict: String,
+    },
+    /// Differential testing split a class.
+    Split {
+        /// Inputs that told the programs apart.
+        inputs: usize,
+    },
+    /// A check passed.
+    CheckPassed {
+        /// What was checked.
+        what: String,
+    },
+    /// Something was decided.
+    Decided {
+        /// What.
+        what: String,
+    },
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Progress::Stage { stage, detail } => write!(f, "[{stage}] {detail}"),
+            Progress::Asked { agent, request } => write!(f, "  asked {agent} ({request})"),
+            Progress::Answered { agent, request } => {
+                write!(f, "  {agent} answered ({request})")
+            }
+            Progress::Fault { agent, reason } => write!(f, "  fault: {agent}: {reason}"),
+            Progress::Suspected { agent, timeout_ms } => {
+                write!(f, "  suspect: {agent} gave no reply within {timeout_ms} ms")
+            }
+            Progress::Trusted { agent, timeout_ms } => write!(
+                f,
+                "  {agent} answered late: trusted again, timeout now {timeout_ms} ms"
+            ),
+            Progress::Classes {
+                sizes,
+                probes,
+                verdict,
+            } => write!(
+                f,
+                "  behaviour classes {sizes:?} on {probes} probes: {verdict}"
+            ),
+            Progress::Split { inputs } => write!(
+                f,
+                "  differential testing split a class ({inputs} distinguishing inputs)"
+            ),
+            Progress::CheckPassed { what } => write!(f, "  check passed: {what}"),
+            Progress::Decided { what } => write!(f, "  decided: {what}"),
+        }
+    }
+}
+
+/// A question for the user when readings split beyond the fault budget.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    /// Clarifications given so far.
+    pub round: u32,
+    /// The prompt as the agents read it.
+    pub prompt: String,
+    /// The readings, largest class first, labelled A, B, …
+    pub readings: Vec<Reading>,
+    /// Probes on which the readings differ, with each reading's outcome (in reading order).
+    pub differing: Vec<DifferingProbe>,
+}
+
+/// One reading in a question.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reading {
+    /// `A`, `B`, …
+    pub label: String,
+    /// Names of the agents holding it.
+    pub agents: Vec<String>,
+    /// The summary of its first agent's spec.
+    pub summary: String,
+}
+
+/// A probe where readings differ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DifferingProbe {
+    /// The call.
+    pub call: Call,
+    /// Outcome under each reading, in reading order.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl fmt::Display for Question {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "The agents read the prompt in {} different ways, each held by more agents than the fault budget explains:",
+            self.readings.len()
+        )?;
+        for r in &self.readings {
+            writeln!(
+                f,
+                "  reading {} ({}): {}",
+                r.label,
+                r.agents.join(", "),
+                r.summary
+            )?;
+        }
+        writeln!(f, "They differ on these inputs:")?;
+        for d in &self.differing {
+            let outs: Vec<String> = self
+                .readings
+                .iter()
+                .zip(&d.outcomes)
+                .map(|(r, o)| format!("{}: {o}", r.label))
+                .collect();
+            writeln!(f, "  {}  →  {}", d.call, outs.join(" | "))?;
+        }
+        write!(
+            f,
+            "Which reading is meant? Answer with its letter, or describe what you want."
+        )
+    }
+}
+
+/// How the build ended.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Finish {
+    /// A program was built and checked.
+    Built(Box<BuildOutcome>),
+    /// No agreement or no build within budget.
+    Failed {
+        /// The stage that failed.
+        stage: String,
+        /// Why, in a sentence.
+        reason: String,
+        /// What the agents did.
+        agents: Vec<AgentRecord>,
+    },
+}
+
+/// Everything a report and a certificate need about a successful build.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BuildOutcome {
+    /// P with its clarifications.
+    pub prompt: Prompt,
+    /// The decided spec (its contract is the union of the decided class's contracts and the
+    /// user's clarifications).
+    pub spec: Spec,
+    /// The reference program of the decided class's representative.
+    pub reference: String,
+    /// The representative agent.
+    pub representative: AgentId,
+    /// Agents in the decided class.
+    pub class: Vec<AgentId>,
+    /// The other classes, with an example of where each differed.
+    pub dissent: Vec<Dissent>,
+    /// The probes of the final comparison.
+    pub probes: Vec<Call>,
+    /// The reference's behaviour on them.
+    pub reference_behaviour: Behaviour,
+    /// The components as built.
+    pub components: Vec<ComponentResult>,
+    /// The assembled program.
+    pub program: Program,
+    /// The integration check's report.
+    pub integration: CheckReport,
+    /// Agents: calls, faults, suspicions.
+    pub agents: Vec<AgentRecord>,
+    /// The fault budget m the decision was made with.
+    pub fault_budget: usize,
+    /// For each pair of agents with a checked reading in the deciding round: on how many of
+    /// the probes their references behaved the same. Agents that always agree with each other
+    /// are not independent evidence.
+    #[serde(default)]
+    pub agreement: Vec<PairAgreement>,
+}
+
+/// How often two agents' references behaved the same on the probes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairAgreement {
+    /// One agent.
+    pub a: AgentId,
+    /// The other.
+    pub b: AgentId,
+    /// Probes with the same outcome.
+    pub same: usize,
+    /// Probes compared.
+    pub probes: usize,
+}
+
+/// A class that was outvoted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dissent {
+    /// Its agents.
+    pub agents: Vec<AgentId>,
+    /// Its summary.
+    pub summary: String,
+    /// A probe where it differs from the decided class: the call, the decided outcome, its
+    /// outcome.
+    pub example: Option<(Call, Outcome, Outcome)>,
+}
+
+/// A component as built.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ComponentResult {
+    /// Its name (module).
+    pub name: String,
+    /// The agent whose candidate was accepted.
+    pub agent: AgentId,
+    /// The source.
+    pub code: String,
+    /// Digest of the source.
+    pub digest: String,
+    /// Contract examples met and probes matched in its refinement check.
+    pub contract_met: usize,
+    /// Probes on which it matched the decided reference.
+    pub probes_matched: usize,
+    /// Rejected candidates: agent and reason.
+    pub rejected: Vec<(AgentId, String)>,
+}
+
+/// What one agent did in the build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Its id.
+    pub id: AgentId,
+    /// Its name.
+    pub name: String,
+    /// Requests sent to it.
+    pub calls: u32,
+    /// Faults attributed to it, with the stage.
+    pub faults: Vec<String>,
+    /// Times it missed a deadline.
+    pub suspicions: u32,
+    /// Whether it is suspected at the end.
+    pub suspected: bool,
+    /// Tokens its replies cost.
+    #[serde(default)]
+    pub usage: Usage,
+}
