@@ -673,49 +673,38 @@ fn sm(
                 .copied()
                 .filter(|l| !chain.contains(l))
                 .collect();
-            if !traitors.contains(&from) {
-                for &to in &receivers {
-                    send(
-                        &mut trace,
-                        &mut inbox,
-                        round,
-                        from,
-                        to,
-                        Signed {
-                            value: msg.value,
-                            chain: chain.clone(),
-                        },
-                        false,
-                    );
+            // A loyal lieutenant relays to every receiver, a traitor to those its strategy picks.
+            let traitor = traitors.contains(&from);
+            let relay_to: Vec<usize> = if !traitor {
+                receivers.clone()
+            } else {
+                match strategy {
+                    Strategy::Opposite | Strategy::Silent => vec![],
+                    Strategy::Parity => receivers
+                        .iter()
+                        .copied()
+                        .filter(|t| t.is_multiple_of(2))
+                        .collect(),
+                    Strategy::Split => receivers[..receivers.len().div_ceil(2)].to_vec(),
+                    Strategy::Forge | Strategy::Exhaustive => receivers.clone(),
                 }
-                continue;
-            }
-            // A traitor lieutenant.
-            let relay_to: Vec<usize> = match strategy {
-                Strategy::Opposite | Strategy::Silent => vec![],
-                Strategy::Parity => receivers
-                    .iter()
-                    .copied()
-                    .filter(|t| t.is_multiple_of(2))
-                    .collect(),
-                Strategy::Split => receivers[..receivers.len().div_ceil(2)].to_vec(),
-                Strategy::Forge | Strategy::Exhaustive => receivers.clone(),
             };
-            for &to in &receivers {
-                if relay_to.contains(&to) {
-                    send(
-                        &mut trace,
-                        &mut inbox,
-                        round,
-                        from,
-                        to,
-                        Signed {
-                            value: msg.value,
-                            chain: chain.clone(),
-                        },
-                        false,
-                    );
-                }
+            for &to in receivers.iter().filter(|to| relay_to.contains(to)) {
+                send(
+                    &mut trace,
+                    &mut inbox,
+                    round,
+                    from,
+                    to,
+                    Signed {
+                        value: msg.value,
+                        chain: chain.clone(),
+                    },
+                    false,
+                );
+            }
+            if !traitor {
+                continue;
             }
             let forge_to: Vec<usize> = match strategy {
                 Strategy::Opposite => receivers.clone(),

@@ -164,6 +164,18 @@ impl RunReport {
     pub fn ok(&self) -> bool {
         self.violations.is_empty() && self.decided
     }
+
+    /// The `synod sim` command line that reruns exactly this run.
+    pub fn command(&self) -> String {
+        format!(
+            "synod sim --protocol {} --nodes {} --faulty {} --seed {} --scenario {}",
+            self.spec.protocol,
+            self.spec.n,
+            self.spec.f,
+            self.seed,
+            self.spec.scenario.name()
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,15 +352,7 @@ pub fn strategy_name(s: Strategy) -> &'static str {
 
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "synod sim --protocol {} --nodes {} --faulty {} --seed {} --scenario {}",
-            self.spec.protocol,
-            self.spec.n,
-            self.spec.f,
-            self.seed,
-            self.spec.scenario.name()
-        )?;
+        writeln!(f, "{}", self.command())?;
         writeln!(
             f,
             "network: {} delays (mean {:.1} ms), loss {:.2}, duplication {:.2}, reordering {:.2}{}",
@@ -404,15 +408,7 @@ impl fmt::Display for RunReport {
         )?;
         write!(f, "trace digest: {}", self.trace_digest)?;
         if !self.ok() {
-            write!(
-                f,
-                "\nreproduce: synod sim --protocol {} --nodes {} --faulty {} --seed {} --scenario {}",
-                self.spec.protocol,
-                self.spec.n,
-                self.spec.f,
-                self.seed,
-                self.spec.scenario.name()
-            )?;
+            write!(f, "\nreproduce: {}", self.command())?;
         }
         Ok(())
     }
