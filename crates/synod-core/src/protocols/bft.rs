@@ -689,144 +689,202 @@ impl BftNode {
     }
 
     /// Fires every enabled upon-rule until none is; each rule changes the state, so this
-    /// terminates (steps only advance, rounds only grow, guards fire once).
+    /// terminates (steps only advance, rounds only grow, guards fire once). The rules are
+    /// tried in this order, and after one fires the scan starts again from the first.
     fn apply_rules(&mut self, now_ms: u64, out: &mut Vec<BftOutput>) {
-        let q = self.config.quorum();
         for _ in 0..(4 * self.config.rounds_max as usize + 16) {
             if self.decision.is_some() {
                 return;
             }
-            let r = self.round;
-            // L49-L54: decide on a proposal with a quorum of precommits, in any round.
-            let rounds: Vec<Round> = self
-                .log
-                .keys()
-                .filter(|(_, s, _)| *s == Slot::Proposal)
-                .map(|(r, _, _)| *r)
-                .collect();
-            let mut decided = None;
-            'rounds: for pr in rounds {
-                for (v, _) in self.proposals(pr) {
-                    if self.count(pr, Slot::Precommit, Some(v)) >= q {
-                        decided = Some((v.clone(), pr));
-                        break 'rounds;
-                    }
-                }
-            }
-            if let Some((v, pr)) = decided
-                && self.is_valid(&v)
-            {
-                let from = self.config.proposer(pr);
-                self.proof = self
-                    .log
-                    .range((pr, Slot::Proposal, from)..=(pr, Slot::Precommit, NodeId(u16::MAX)))
-                    .filter(|((_, s, f), _)| {
-                        (*s == Slot::Proposal && *f == from) || *s == Slot::Precommit
-                    })
-                    .flat_map(|(_, ms)| ms.iter())
-                    .filter(|m| match &m.payload {
-                        Payload::Proposal { value, .. } => *value == v,
-                        Payload::Vote { value, .. } => value.as_ref() == Some(&v),
-                    })
-                    .cloned()
-                    .collect();
-                self.decision = Some((v.clone(), pr));
-                out.push(BftOutput::Decide {
-                    value: v,
-                    round: pr,
-                });
+            let fired = self.upon_precommit_quorum(out)
+                || self.upon_later_round(now_ms, out)
+                || self.upon_proposal(out)
+                || self.upon_prevote_quorum_any(now_ms, out)
+                || self.upon_prevote_quorum_for_value(out)
+                || self.upon_prevote_quorum_nil(out)
+                || self.upon_precommit_quorum_any(now_ms, out);
+            if !fired {
                 return;
             }
-            // L55-L56: f+1 senders of round r' > round_p → skip to r'.
-            let mut skip = None;
-            let senders: BTreeMap<Round, BTreeSet<NodeId>> = self
-                .log
-                .range((Round(r.0 + 1), Slot::Proposal, NodeId(0))..)
-                .fold(BTreeMap::new(), |mut acc, ((rr, _, from), _)| {
-                    acc.entry(*rr).or_default().insert(*from);
-                    acc
-                });
-            for (rr, s) in senders.iter().rev() {
-                if s.len() > self.config.f {
-                    skip = Some(*rr);
-                    break;
-                }
-            }
-            if let Some(rr) = skip {
-                self.start_round(now_ms, rr, out);
-                continue;
-            }
-            if self.step == Step::Propose
-                && let Some((v, vr)) = self.proposal(r).map(|(v, vr)| (v.clone(), vr))
-            {
-                match vr {
-                    None => {
-                        // L22-L27
-                        let ok = self.is_valid(&v)
-                            && (self.locked.is_none()
-                                || self.locked.as_ref().is_some_and(|(lv, _)| *lv == v));
-                        self.vote(VoteKind::Prevote, ok.then_some(v), out);
-                        self.step = Step::Prevote;
-                        continue;
-                    }
-                    Some(vr) if vr < r && self.count(vr, Slot::Prevote, Some(&v)) >= q => {
-                        // L28-L33
-                        let ok = self.is_valid(&v)
-                            && (self.locked.as_ref().is_none_or(|(_, lr)| *lr <= vr)
-                                || self.locked.as_ref().is_some_and(|(lv, _)| *lv == v));
-                        self.vote(VoteKind::Prevote, ok.then_some(v), out);
-                        self.step = Step::Prevote;
-                        continue;
-                    }
-                    _ => {}
-                }
-            }
-            if self.step == Step::Prevote
-                && self.count_any(r, Slot::Prevote) >= q
-                && self.fired.insert((r, 34))
-            {
-                // L34-L35
-                out.push(BftOutput::SetTimer {
-                    at_ms: now_ms + self.config.timeout_ms(self.config.timeout_prevote_ms, r),
-                    timeout: Timeout::Prevote(r),
-                });
-                continue;
-            }
-            let l36 = if self.step >= Step::Prevote && !self.fired.contains(&(r, 36)) {
-                self.proposals(r)
-                    .map(|(v, _)| v.clone())
-                    .find(|v| self.count(r, Slot::Prevote, Some(v)) >= q)
-            } else {
-                None
-            };
-            if let Some(v) = l36
-                && self.is_valid(&v)
-            {
-                // L36-L43
-                self.fired.insert((r, 36));
-                if self.step == Step::Prevote {
-                    self.locked = Some((v.clone(), r));
-                    self.vote(VoteKind::Precommit, Some(v.clone()), out);
-                    self.step = Step::Precommit;
-                }
-                self.valid_value = Some((v, r));
-                continue;
-            }
-            if self.step == Step::Prevote && self.count(r, Slot::Prevote, None) >= q {
-                // L44-L46
-                self.vote(VoteKind::Precommit, None, out);
-                self.step = Step::Precommit;
-                continue;
-            }
-            if self.count_any(r, Slot::Precommit) >= q && self.fired.insert((r, 47)) {
-                // L47-L48
-                out.push(BftOutput::SetTimer {
-                    at_ms: now_ms + self.config.timeout_ms(self.config.timeout_precommit_ms, r),
-                    timeout: Timeout::Precommit(r),
-                });
-                continue;
-            }
-            return;
         }
+    }
+
+    /// BFT-7 (L49-L54): decide on a proposal with a quorum of precommits, in any round.
+    fn upon_precommit_quorum(&mut self, out: &mut Vec<BftOutput>) -> bool {
+        match self.precommitted_proposal() {
+            Some((v, pr)) if self.is_valid(&v) => {
+                self.decide(v, pr, out);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The first proposal, by round, that has a quorum of precommits for its value.
+    fn precommitted_proposal(&self) -> Option<(Value, Round)> {
+        let q = self.config.quorum();
+        let mut rounds = self
+            .log
+            .keys()
+            .filter(|(_, s, _)| *s == Slot::Proposal)
+            .map(|(r, _, _)| *r);
+        rounds.find_map(|pr| {
+            self.proposals(pr)
+                .find(|(v, _)| self.count(pr, Slot::Precommit, Some(v)) >= q)
+                .map(|(v, _)| (v.clone(), pr))
+        })
+    }
+
+    /// Decides `v` in round `pr`, keeping the proposal and the precommits for it as the proof.
+    fn decide(&mut self, v: Value, pr: Round, out: &mut Vec<BftOutput>) {
+        let from = self.config.proposer(pr);
+        self.proof = self
+            .log
+            .range((pr, Slot::Proposal, from)..=(pr, Slot::Precommit, NodeId(u16::MAX)))
+            .filter(|((_, s, f), _)| (*s == Slot::Proposal && *f == from) || *s == Slot::Precommit)
+            .flat_map(|(_, ms)| ms.iter())
+            .filter(|m| match &m.payload {
+                Payload::Proposal { value, .. } => *value == v,
+                Payload::Vote { value, .. } => value.as_ref() == Some(&v),
+            })
+            .cloned()
+            .collect();
+        self.decision = Some((v.clone(), pr));
+        out.push(BftOutput::Decide {
+            value: v,
+            round: pr,
+        });
+    }
+
+    /// BFT-8 (L55-L56): f+1 senders of round r' > round_p → skip to r'.
+    fn upon_later_round(&mut self, now_ms: u64, out: &mut Vec<BftOutput>) -> bool {
+        match self.later_round() {
+            Some(rr) => {
+                self.start_round(now_ms, rr, out);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The highest round beyond ours with messages from more than f senders.
+    fn later_round(&self) -> Option<Round> {
+        let senders: BTreeMap<Round, BTreeSet<NodeId>> = self
+            .log
+            .range((Round(self.round.0 + 1), Slot::Proposal, NodeId(0))..)
+            .fold(BTreeMap::new(), |mut acc, ((rr, _, from), _)| {
+                acc.entry(*rr).or_default().insert(*from);
+                acc
+            });
+        senders
+            .iter()
+            .rev()
+            .find(|(_, s)| s.len() > self.config.f)
+            .map(|(rr, _)| *rr)
+    }
+
+    /// BFT-2 … BFT-4 (L22-L33): in step propose, prevote on the round's proposal: v when it is
+    /// valid and the lock allows it (BFT-3), else nil.
+    fn upon_proposal(&mut self, out: &mut Vec<BftOutput>) -> bool {
+        let r = self.round;
+        if self.step != Step::Propose {
+            return false;
+        }
+        let Some((v, vr)) = self.proposal(r).map(|(v, vr)| (v.clone(), vr)) else {
+            return false;
+        };
+        let ok = match vr {
+            // L22-L27
+            None => {
+                self.is_valid(&v)
+                    && (self.locked.is_none()
+                        || self.locked.as_ref().is_some_and(|(lv, _)| *lv == v))
+            }
+            // L28-L33
+            Some(vr)
+                if vr < r && self.count(vr, Slot::Prevote, Some(&v)) >= self.config.quorum() =>
+            {
+                self.is_valid(&v)
+                    && (self.locked.as_ref().is_none_or(|(_, lr)| *lr <= vr)
+                        || self.locked.as_ref().is_some_and(|(lv, _)| *lv == v))
+            }
+            _ => return false,
+        };
+        self.vote(VoteKind::Prevote, ok.then_some(v), out);
+        self.step = Step::Prevote;
+        true
+    }
+
+    /// BFT-10 (L34-L35): a quorum of prevotes of any kind in step prevote, the first time:
+    /// set timeoutPrevote(r).
+    fn upon_prevote_quorum_any(&mut self, now_ms: u64, out: &mut Vec<BftOutput>) -> bool {
+        let r = self.round;
+        if self.step == Step::Prevote
+            && self.count_any(r, Slot::Prevote) >= self.config.quorum()
+            && self.fired.insert((r, 34))
+        {
+            out.push(BftOutput::SetTimer {
+                at_ms: now_ms + self.config.timeout_ms(self.config.timeout_prevote_ms, r),
+                timeout: Timeout::Prevote(r),
+            });
+            return true;
+        }
+        false
+    }
+
+    /// BFT-5 (L36-L43): the round's proposal with a quorum of prevotes for it, in step prevote
+    /// or later, the first time: lock and precommit it (in step prevote), and make it the valid
+    /// value.
+    fn upon_prevote_quorum_for_value(&mut self, out: &mut Vec<BftOutput>) -> bool {
+        let r = self.round;
+        let l36 = if self.step >= Step::Prevote && !self.fired.contains(&(r, 36)) {
+            let q = self.config.quorum();
+            self.proposals(r)
+                .map(|(v, _)| v.clone())
+                .find(|v| self.count(r, Slot::Prevote, Some(v)) >= q)
+        } else {
+            None
+        };
+        let Some(v) = l36 else {
+            return false;
+        };
+        if !self.is_valid(&v) {
+            return false;
+        }
+        self.fired.insert((r, 36));
+        if self.step == Step::Prevote {
+            self.locked = Some((v.clone(), r));
+            self.vote(VoteKind::Precommit, Some(v.clone()), out);
+            self.step = Step::Precommit;
+        }
+        self.valid_value = Some((v, r));
+        true
+    }
+
+    /// BFT-6 (L44-L46): in step prevote, a quorum of nil prevotes → precommit nil.
+    fn upon_prevote_quorum_nil(&mut self, out: &mut Vec<BftOutput>) -> bool {
+        if self.step == Step::Prevote
+            && self.count(self.round, Slot::Prevote, None) >= self.config.quorum()
+        {
+            self.vote(VoteKind::Precommit, None, out);
+            self.step = Step::Precommit;
+            return true;
+        }
+        false
+    }
+
+    /// BFT-11 (L47-L48): a quorum of precommits of any kind, the first time: set
+    /// timeoutPrecommit(r).
+    fn upon_precommit_quorum_any(&mut self, now_ms: u64, out: &mut Vec<BftOutput>) -> bool {
+        let r = self.round;
+        if self.count_any(r, Slot::Precommit) >= self.config.quorum() && self.fired.insert((r, 47))
+        {
+            out.push(BftOutput::SetTimer {
+                at_ms: now_ms + self.config.timeout_ms(self.config.timeout_precommit_ms, r),
+                timeout: Timeout::Precommit(r),
+            });
+            return true;
+        }
+        false
     }
 }
