@@ -4,7 +4,8 @@
 //! evaluator computes, so the state machine is exercised without a sandbox. The real sandbox is
 //! exercised by the runtime's and the binary's tests.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+use synod_core::pipeline::drive::{RunEnd, VirtualDriver, World};
 use synod_core::pipeline::*;
 use synod_core::*;
 
@@ -129,110 +130,102 @@ enum Plays {
     Invalid,
 }
 
-struct Driver {
-    p: Pipeline,
-    now: u64,
+/// The test's world: scripted agents, the tag evaluator, a record of what the pipeline did.
+struct Script {
     plays: Vec<Plays>,
     /// After clarification, agents whose reading changes.
     after_clarification: BTreeMap<u32, &'static str>,
-    queue: VecDeque<Input>,
-    timers: BTreeMap<u64, Vec<TimerId>>,
     asks: Vec<(AgentId, String)>,
     persisted: Vec<String>,
     progress: Vec<Progress>,
-    question: Option<Question>,
-    finish: Option<Finish>,
 }
 
-impl Driver {
-    fn new(n: usize, m: usize, plays: Vec<Plays>) -> Driver {
-        let cfg = PipelineConfig::new(agents(n), m, 7);
-        Driver {
-            p: Pipeline::new(cfg, Prompt::new("write f")).unwrap(),
-            now: 0,
-            plays,
-            after_clarification: BTreeMap::new(),
-            queue: VecDeque::from([Input::Start]),
-            timers: BTreeMap::new(),
-            asks: vec![],
-            persisted: vec![],
-            progress: vec![],
-            question: None,
-            finish: None,
-        }
-    }
+impl World for Script {
+    type Error = std::convert::Infallible;
 
-    fn reply(&self, agent: AgentId, req: &Request) -> Option<Result<Reply, ReplyFault>> {
+    fn reply(
+        &mut self,
+        agent: AgentId,
+        req: &Request,
+    ) -> Result<Option<(Result<Reply, ReplyFault>, Usage)>, Self::Error> {
+        self.asks.push((agent, req.key()));
         let mut play = self.plays[agent.0 as usize].clone();
         if req.round > 0
             && let Some(tag) = self.after_clarification.get(&agent.0)
         {
             play = Plays::Reads(tag, tag);
         }
-        match play {
-            Plays::Silent => None,
-            Plays::Invalid => Some(Err(ReplyFault::Invalid("no JSON spec".into()))),
-            Plays::Reads(reading, code) => Some(Ok(match req.role {
+        let reply = match play {
+            Plays::Silent => return Ok(None),
+            Plays::Invalid => Err(ReplyFault::Invalid("no JSON spec".into())),
+            Plays::Reads(reading, code) => Ok(match req.role {
                 Role::Interpret => {
                     let y = behave(reading, -4);
                     let Outcome::Value(y) = y else { unreachable!() };
                     Reply::Interpretation(interpretation(reading, &[(-4, y.parse().unwrap())]))
                 }
                 Role::Implement => Reply::Implementation(code.to_string()),
-            })),
+            }),
+        };
+        Ok(Some((reply, Usage::default())))
+    }
+
+    fn check(&mut self, request: &CheckRequest) -> Result<CheckReport, Self::Error> {
+        Ok(evaluate(request))
+    }
+
+    fn answer(&mut self, _question: &Question) -> Result<Option<String>, Self::Error> {
+        Ok(None)
+    }
+
+    fn observe(&mut self, output: &Output) {
+        match output {
+            Output::Persist { kind, .. } => self.persisted.push(kind.clone()),
+            Output::Progress(p) => self.progress.push(p.clone()),
+            _ => {}
+        }
+    }
+}
+
+/// The shared virtual-time driver and the test's world.
+struct Driver {
+    v: VirtualDriver,
+    w: Script,
+    question: Option<Question>,
+    finish: Option<Finish>,
+}
+
+impl std::ops::Deref for Driver {
+    type Target = Script;
+    fn deref(&self) -> &Script {
+        &self.w
+    }
+}
+
+impl Driver {
+    fn new(n: usize, m: usize, plays: Vec<Plays>) -> Driver {
+        let cfg = PipelineConfig::new(agents(n), m, 7);
+        Driver {
+            v: VirtualDriver::new(Pipeline::new(cfg, Prompt::new("write f")).unwrap()),
+            w: Script {
+                plays,
+                after_clarification: BTreeMap::new(),
+                asks: vec![],
+                persisted: vec![],
+                progress: vec![],
+            },
+            question: None,
+            finish: None,
         }
     }
 
     /// Runs until the pipeline finishes or asks the user.
     fn run(&mut self) {
-        loop {
-            while let Some(input) = self.queue.pop_front() {
-                let mut out = Vec::new();
-                self.p.step(self.now, input, &mut out);
-                for o in out {
-                    match o {
-                        Output::Ask {
-                            ask,
-                            agent,
-                            request,
-                        } => {
-                            self.asks.push((agent, request.key()));
-                            if let Some(reply) = self.reply(agent, &request) {
-                                self.queue.push_back(Input::Replied {
-                                    ask,
-                                    reply,
-                                    usage: Usage::default(),
-                                });
-                            }
-                        }
-                        Output::SetTimer { timer, at_ms } => {
-                            self.timers.entry(at_ms).or_default().push(timer)
-                        }
-                        Output::RunCheck { check, request } => {
-                            let report = evaluate(&request);
-                            self.queue.push_back(Input::CheckFinished { check, report });
-                        }
-                        Output::Persist { kind, .. } => self.persisted.push(kind),
-                        Output::Progress(p) => self.progress.push(p),
-                        Output::AskUser(q) => {
-                            self.question = Some(*q);
-                            return;
-                        }
-                        Output::Finish(f) => {
-                            self.finish = Some(*f);
-                            return;
-                        }
-                    }
-                }
-            }
-            let Some((&at, _)) = self.timers.iter().next() else {
-                panic!("pipeline stuck: nothing in flight");
-            };
-            let fired = self.timers.remove(&at).unwrap_or_default();
-            self.now = at;
-            for t in fired {
-                self.queue.push_back(Input::TimerFired { timer: t });
-            }
+        match self.v.run(&mut self.w) {
+            Ok(RunEnd::Finished(f)) => self.finish = Some(*f),
+            Ok(RunEnd::Asked(q)) => self.question = Some(*q),
+            Ok(other) => panic!("pipeline stopped: {other:?}"),
+            Err(e) => match e {},
         }
     }
 
@@ -256,7 +249,7 @@ impl Driver {
 fn rule_first_wave_asks_n_minus_m_agents_in_file_order() {
     let mut d = Driver::new(5, 2, vec![Plays::Silent; 5]);
     let mut out = Vec::new();
-    d.p.step(0, Input::Start, &mut out);
+    d.v.pipeline.step(0, Input::Start, &mut out);
     let asked: Vec<u32> = out
         .iter()
         .filter_map(|o| match o {
@@ -378,10 +371,9 @@ fn rule_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_ro
     // The user picks B; the first three change their reading, the clarified outcomes become
     // contract examples every later reading must meet.
     for a in 0..3 {
-        d.after_clarification.insert(a, "neg");
+        d.w.after_clarification.insert(a, "neg");
     }
-    d.queue
-        .push_back(Input::UserAnswered { answer: "B".into() });
+    d.v.push(Input::UserAnswered { answer: "B".into() });
     d.run();
     let b = d.built();
     assert_eq!(b.prompt.clarifications.len(), 1);
@@ -419,9 +411,9 @@ fn rule_reading_contradicting_a_clarification_is_a_fault() {
     d.run();
     // Agents 0 and 1 change their minds; agent 2 keeps "abs", which contradicts B, and is
     // replaced by agent 4.
-    d.after_clarification.insert(0, "neg");
-    d.after_clarification.insert(1, "neg");
-    d.queue.push_back(Input::UserAnswered {
+    d.w.after_clarification.insert(0, "neg");
+    d.w.after_clarification.insert(1, "neg");
+    d.v.push(Input::UserAnswered {
         answer: "reading B".into(),
     });
     d.run();

@@ -15,13 +15,15 @@ use crate::EvalError;
 use crate::checks::CheckCache;
 use crate::sim::{FaultKind, Plan, SimSpec, SimTask, tokens};
 use crate::suite::Task;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+use synod_core::pipeline::drive::{RunEnd, VirtualDriver, World};
 use synod_core::pipeline::{
-    AgentInfo, Finish, Input, Output, Pipeline, PipelineConfig, REFERENCE_MODULE, Reply,
-    ReplyFault, Request, Role, Usage,
+    AgentInfo, Finish, Pipeline, PipelineConfig, Question, REFERENCE_MODULE, Reply, ReplyFault,
+    Request, Role, Usage,
 };
 use synod_core::{
-    Call, CheckCall, CheckRequest, Expectation, Interpretation, Outcome, Program, Prompt,
+    AgentId, Call, CheckCall, CheckReport, CheckRequest, Expectation, Interpretation, Outcome,
+    Program, Prompt,
 };
 
 /// The strategies, in report order.
@@ -331,135 +333,62 @@ impl Cell<'_> {
         cfg.resamples_max = self.resamples;
         // The sample each agent was last asked to read in: its implementation (and the
         // simulated user's view of its reading) follows that sample's plan.
-        let mut agent_sample = vec![0u32; self.spec.n];
-        let mut p = Pipeline::new(cfg, Prompt::new(self.prompt))
+        let p = Pipeline::new(cfg, Prompt::new(self.prompt))
             .map_err(|e| EvalError::Agents(e.to_string()))?;
-        let mut queue = VecDeque::from([Input::Start]);
-        let mut timers: BTreeMap<u64, Vec<synod_core::pipeline::TimerId>> = BTreeMap::new();
-        let mut now = 0u64;
-        let mut calls = 0u32;
-        let mut interpret_calls = 0u32;
-        let mut tokens_used = 0u64;
-        let mut questions = 0u32;
-        let mut steps = 0usize;
-        loop {
-            while let Some(input) = queue.pop_front() {
-                steps += 1;
-                assert!(
-                    steps < 100_000,
-                    "pipeline did not finish within 100000 steps"
-                );
-                let mut out = Vec::new();
-                p.step(now, input, &mut out);
-                for o in out {
-                    match o {
-                        Output::Ask {
-                            ask,
-                            agent,
-                            request,
-                        } => {
-                            calls += 1;
-                            if request.role == Role::Interpret {
-                                interpret_calls += 1;
-                            }
-                            let a = agent.0 as usize;
-                            if request.role == Role::Interpret {
-                                agent_sample[a] = request.sample;
-                            }
-                            let plan = self.plan_at(a, agent_sample[a]);
-                            if let Some((reply, usage)) = self.reply(plan, &request)? {
-                                tokens_used += usage.total();
-                                queue.push_back(Input::Replied { ask, reply, usage });
-                            }
-                        }
-                        Output::SetTimer { timer, at_ms } => {
-                            timers.entry(at_ms).or_default().push(timer)
-                        }
-                        Output::RunCheck { check, request } => {
-                            let report = self.cache.run_in_domain(
-                                &request,
-                                self.call_ms(),
-                                self.int_max(),
-                            )?;
-                            queue.push_back(Input::CheckFinished { check, report });
-                        }
-                        Output::Persist { .. } | Output::Progress(_) => {}
-                        Output::AskUser(q) => {
-                            questions += 1;
-                            if !self.user {
-                                return Ok(StrategyResult {
-                                    verdict: Verdict::Asked,
-                                    calls,
-                                    interpret_calls,
-                                    tokens: tokens_used,
-                                    questions,
-                                    detail: format!("{} readings", q.readings.len()),
-                                });
-                            }
-                            let answer = self.user_answer(&q, &agent_sample)?;
-                            queue.push_back(Input::UserAnswered { answer });
-                        }
-                        Output::Finish(f) => {
-                            let (verdict, detail) = match *f {
-                                Finish::Built(b) => {
-                                    let module = b
-                                        .spec
-                                        .function_modules()
-                                        .get(&self.sim.prepared.entry)
-                                        .cloned()
-                                        .unwrap_or_else(|| "solution".into());
-                                    let ok = self.cache.hidden_verdict(
-                                        &self.task_key(),
-                                        &b.program,
-                                        &module,
-                                        &self.task.setup,
-                                        self.task.hidden_tests(),
-                                    )?;
-                                    (
-                                        if ok {
-                                            Verdict::Correct
-                                        } else {
-                                            Verdict::SilentlyWrong
-                                        },
-                                        format!("class of {}", b.class.len()),
-                                    )
-                                }
-                                Finish::Failed { stage, reason, .. } => (
-                                    Verdict::Abstained,
-                                    format!(
-                                        "{stage}: {}",
-                                        reason.chars().take(80).collect::<String>()
-                                    ),
-                                ),
-                            };
-                            return Ok(StrategyResult {
-                                verdict,
-                                calls,
-                                interpret_calls,
-                                tokens: tokens_used,
-                                questions,
-                                detail,
-                            });
-                        }
-                    }
+        let mut world = SynodWorld {
+            run: self,
+            agent_sample: vec![0u32; self.spec.n],
+            calls: 0,
+            interpret_calls: 0,
+            tokens: 0,
+            questions: 0,
+        };
+        let end = VirtualDriver::new(p).run(&mut world)?;
+        let (verdict, detail) = match end {
+            RunEnd::Finished(f) => match *f {
+                Finish::Built(b) => {
+                    let module = b
+                        .spec
+                        .function_modules()
+                        .get(&self.sim.prepared.entry)
+                        .cloned()
+                        .unwrap_or_else(|| "solution".into());
+                    let ok = self.cache.hidden_verdict(
+                        &self.task_key(),
+                        &b.program,
+                        &module,
+                        &self.task.setup,
+                        self.task.hidden_tests(),
+                    )?;
+                    (
+                        if ok {
+                            Verdict::Correct
+                        } else {
+                            Verdict::SilentlyWrong
+                        },
+                        format!("class of {}", b.class.len()),
+                    )
                 }
-            }
-            let Some((&at, _)) = timers.iter().next() else {
-                return Ok(StrategyResult {
-                    verdict: Verdict::Error,
-                    calls,
-                    interpret_calls,
-                    tokens: tokens_used,
-                    questions,
-                    detail: "pipeline stuck: nothing in flight".into(),
-                });
-            };
-            let fired = timers.remove(&at).unwrap_or_default();
-            now = at;
-            for t in fired {
-                queue.push_back(Input::TimerFired { timer: t });
-            }
-        }
+                Finish::Failed { stage, reason, .. } => (
+                    Verdict::Abstained,
+                    format!("{stage}: {}", reason.chars().take(80).collect::<String>()),
+                ),
+            },
+            RunEnd::Asked(q) => (Verdict::Asked, format!("{} readings", q.readings.len())),
+            RunEnd::Stuck => (Verdict::Error, "pipeline stuck: nothing in flight".into()),
+            RunEnd::StepLimit => (
+                Verdict::Error,
+                "pipeline did not finish within the step budget".into(),
+            ),
+        };
+        Ok(StrategyResult {
+            verdict,
+            calls: world.calls,
+            interpret_calls: world.interpret_calls,
+            tokens: world.tokens,
+            questions: world.questions,
+            detail,
+        })
     }
 
     /// A simulated agent's reply to a pipeline ask; `None` for a stall.
@@ -563,11 +492,7 @@ impl Cell<'_> {
 
     /// The simulated user: runs the original problem's tests against each reading's program
     /// and names the first that passes, or says it has no preference.
-    fn user_answer(
-        &self,
-        q: &synod_core::pipeline::Question,
-        agent_sample: &[u32],
-    ) -> Result<String, EvalError> {
+    fn user_answer(&self, q: &Question, agent_sample: &[u32]) -> Result<String, EvalError> {
         for r in &q.readings {
             let Some(agent) = r
                 .agents
@@ -593,6 +518,52 @@ impl Cell<'_> {
 
 /// A simulated reply and what it cost.
 type SimReply = (Result<Reply, ReplyFault>, Usage);
+
+/// The synod strategy's world: the simulated agents, the cached sandbox, the simulated user,
+/// and what the run cost.
+struct SynodWorld<'r, 't> {
+    run: &'r Cell<'t>,
+    /// The sample each agent was last asked to read in: its implementation (and the simulated
+    /// user's view of its reading) follows that sample's plan.
+    agent_sample: Vec<u32>,
+    calls: u32,
+    interpret_calls: u32,
+    tokens: u64,
+    questions: u32,
+}
+
+impl World for SynodWorld<'_, '_> {
+    type Error = EvalError;
+
+    fn reply(&mut self, agent: AgentId, request: &Request) -> Result<Option<SimReply>, EvalError> {
+        self.calls += 1;
+        let a = agent.0 as usize;
+        if request.role == Role::Interpret {
+            self.interpret_calls += 1;
+            self.agent_sample[a] = request.sample;
+        }
+        let plan = self.run.plan_at(a, self.agent_sample[a]);
+        let reply = self.run.reply(plan, request)?;
+        if let Some((_, usage)) = &reply {
+            self.tokens += usage.total();
+        }
+        Ok(reply)
+    }
+
+    fn check(&mut self, request: &CheckRequest) -> Result<CheckReport, EvalError> {
+        self.run
+            .cache
+            .run_in_domain(request, self.run.call_ms(), self.run.int_max())
+    }
+
+    fn answer(&mut self, question: &Question) -> Result<Option<String>, EvalError> {
+        self.questions += 1;
+        if !self.run.user {
+            return Ok(None);
+        }
+        self.run.user_answer(question, &self.agent_sample).map(Some)
+    }
+}
 
 /// Source text as a text vote sees it: comments, blank lines and trailing spaces dropped.
 pub fn normalize_source(src: &str) -> String {

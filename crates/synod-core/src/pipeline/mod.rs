@@ -22,6 +22,7 @@ mod agree;
 mod build;
 mod clarify;
 mod decompose;
+pub mod drive;
 mod integrate;
 mod interpret;
 mod refinement;
