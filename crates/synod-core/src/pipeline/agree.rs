@@ -172,12 +172,7 @@ impl Pipeline {
     }
 
     /// Nobody left to ask: resample every agent once, then give up with the evidence.
-    pub(super) fn no_decision(
-        &mut self,
-        it: &Interp,
-        why: &str,
-        out: &mut Vec<Output>,
-    ) -> Stage {
+    pub(super) fn no_decision(&mut self, it: &Interp, why: &str, out: &mut Vec<Output>) -> Stage {
         let (round, sample) = (it.round, it.sample);
         if sample < self.cfg.resamples_max {
             out.push(Output::Persist {
