@@ -123,6 +123,35 @@ fn wrote(path: &Path, json: bool) {
     }
 }
 
+/// Prints a report on stdout: as JSON with `--json`, else as `render` gives it.
+fn print_report(
+    json: bool,
+    report: &impl serde::Serialize,
+    render: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        print_json(report)
+    } else {
+        print!("{}", render());
+        Ok(())
+    }
+}
+
+/// With `--out DIR`, draws a plot into `DIR/name` and says so.
+fn write_plot(
+    out: Option<&Path>,
+    name: &str,
+    json: bool,
+    draw: impl FnOnce(&Path) -> Result<(), LabError>,
+) -> anyhow::Result<()> {
+    if let Some(dir) = out {
+        let path = plot_path(dir, name)?;
+        draw(&path)?;
+        wrote(&path, json);
+    }
+    Ok(())
+}
+
 /// Runs `synod lab generals`. Exit 0: IC1 and IC2 hold in every case tried; 1: a case
 /// violates them (the trace is printed); 2: bad input.
 pub fn run_generals(args: &GeneralsArgs) -> anyhow::Result<u8> {
@@ -139,22 +168,16 @@ pub fn run_generals(args: &GeneralsArgs) -> anyhow::Result<u8> {
         Ok(r) => r,
         Err(e) => return Ok(usage("generals", e)),
     };
-    if args.json {
-        print_json(&report)?;
-    } else {
-        print!("{}", report.render());
-    }
-    if let Some(dir) = &args.out {
-        let name = format!(
-            "generals-{}-n{}-m{}.png",
-            if args.signed { "sm" } else { "om" },
-            args.n,
-            args.m
-        );
-        let path = plot_path(dir, &name)?;
-        plot::generals_png(&report, &path)?;
-        wrote(&path, args.json);
-    }
+    print_report(args.json, &report, || report.render())?;
+    let name = format!(
+        "generals-{}-n{}-m{}.png",
+        if args.signed { "sm" } else { "om" },
+        args.n,
+        args.m
+    );
+    write_plot(args.out.as_deref(), &name, args.json, |path| {
+        plot::generals_png(&report, path)
+    })?;
     Ok(if report.holds { EXIT_OK } else { EXIT_NEGATIVE })
 }
 
@@ -218,11 +241,10 @@ pub fn run_flp(args: &FlpArgs) -> anyhow::Result<u8> {
         println!();
         print!("{}", ben_or.render());
     }
-    if let Some(dir) = &args.out {
-        let path = plot_path(dir, &format!("benor-n{}.png", args.benor_n))?;
-        plot::benor_png(&ben_or, &path)?;
-        wrote(&path, args.json);
-    }
+    let name = format!("benor-n{}.png", args.benor_n);
+    write_plot(args.out.as_deref(), &name, args.json, |path| {
+        plot::benor_png(&ben_or, path)
+    })?;
     let shown = report.bivalent_throughout && report.detector.all_decided_at.is_some();
     Ok(if shown { EXIT_OK } else { EXIT_NEGATIVE })
 }
@@ -244,15 +266,10 @@ pub fn run_scaling(args: &ScalingArgs) -> anyhow::Result<u8> {
         Ok(r) => r,
         Err(e) => return Ok(usage("scaling", e)),
     };
-    if args.json {
-        print_json(&report)?;
-    } else {
-        print!("{}", report.render());
-    }
-    if let Some(dir) = &args.out {
-        let path = plot_path(dir, &format!("scaling-p{}-rho{}.png", args.p, args.rho))?;
-        plot::scaling_png(&report, &path)?;
-        wrote(&path, args.json);
-    }
+    print_report(args.json, &report, || report.render())?;
+    let name = format!("scaling-p{}-rho{}.png", args.p, args.rho);
+    write_plot(args.out.as_deref(), &name, args.json, |path| {
+        plot::scaling_png(&report, path)
+    })?;
     Ok(EXIT_OK)
 }
