@@ -45,48 +45,7 @@ enum Command {
     /// INPUT is an example directory (prompt.md, agents.toml, transcript/), a file holding the
     /// prompt, or the prompt text itself. The output directory receives the program, its
     /// contract tests, REPORT.md, certificate.json and the decision log.
-    Build {
-        /// Example directory, prompt file, or prompt text.
-        input: String,
-        /// Agents file (TOML). An example directory brings its own.
-        #[arg(long)]
-        agents: Option<PathBuf>,
-        /// Fault budget m (default: the agents file's `fault_budget`, else the largest m with n ≥ 2m+1).
-        #[arg(long)]
-        fault_budget: Option<usize>,
-        /// Output directory; must be absent or empty.
-        #[arg(long, default_value = "synod-out")]
-        out: PathBuf,
-        /// Answers to clarification questions (TOML: answers = ["B", "..."]), used in order.
-        #[arg(long)]
-        answers: Option<PathBuf>,
-        /// Seed for probe variants and differential testing.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Stop cleanly, with a report, once the agents have spent this many tokens (in and out).
-        #[arg(long)]
-        max_tokens_total: Option<u64>,
-        /// Continue the build in --out (after a kill, or after it stopped with a question): the
-        /// log is replayed, answered requests are not sent again. On a finished build: nothing
-        /// to do. Without a build in --out: start one.
-        #[arg(long)]
-        resume: bool,
-        /// Run candidate programs with resource limits only, without namespaces, landlock or
-        /// seccomp, when the kernel cannot isolate them. Dangerous: generated code can then reach
-        /// the network and your files. Recorded in the certificate and the report.
-        #[arg(long)]
-        unsafe_no_sandbox: bool,
-        /// Where LLM replies are cached (content-addressed), so repeated and resumed builds never
-        /// pay twice. Default: $XDG_CACHE_HOME/synod/responses or ~/.cache/synod/responses.
-        #[arg(long, conflicts_with = "no_cache")]
-        cache_dir: Option<PathBuf>,
-        /// Do not read or write the response cache.
-        #[arg(long)]
-        no_cache: bool,
-        /// Print the result as one JSON object on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    Build(BuildArgs),
     /// Re-check a build directory offline: certificate signature, decision log chain and
     /// signatures, program digests, and the refinement evidence re-run in the sandbox.
     Verify {
@@ -115,6 +74,64 @@ enum Command {
     Lab(LabCommand),
 }
 
+/// The flags of `synod build`.
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Example directory, prompt file, or prompt text.
+    input: String,
+    /// Agents file (TOML). An example directory brings its own.
+    #[arg(long)]
+    agents: Option<PathBuf>,
+    /// Fault budget m (default: the agents file's `fault_budget`, else the largest m with n ≥ 2m+1).
+    #[arg(long)]
+    fault_budget: Option<usize>,
+    /// Output directory; must be absent or empty.
+    #[arg(long, default_value = "synod-out")]
+    out: PathBuf,
+    /// Answers to clarification questions (TOML: answers = ["B", "..."]), used in order.
+    #[arg(long)]
+    answers: Option<PathBuf>,
+    /// Seed for probe variants and differential testing.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop cleanly, with a report, once the agents have spent this many tokens (in and out).
+    #[arg(long)]
+    max_tokens_total: Option<u64>,
+    /// Continue the build in --out (after a kill, or after it stopped with a question): the
+    /// log is replayed, answered requests are not sent again. On a finished build: nothing
+    /// to do. Without a build in --out: start one.
+    #[arg(long)]
+    resume: bool,
+    /// Run candidate programs with resource limits only, without namespaces, landlock or
+    /// seccomp, when the kernel cannot isolate them. Dangerous: generated code can then reach
+    /// the network and your files. Recorded in the certificate and the report.
+    #[arg(long)]
+    unsafe_no_sandbox: bool,
+    /// Where LLM replies are cached (content-addressed), so repeated and resumed builds never
+    /// pay twice. Default: $XDG_CACHE_HOME/synod/responses or ~/.cache/synod/responses.
+    #[arg(long, conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the response cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BuildArgs {
+    /// Where LLM replies are cached: `--cache-dir`, else the default; none with `--no-cache`.
+    fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir
+                .clone()
+                .or_else(synod_agents::ResponseCache::default_dir)
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum AgentsCommand {
     /// Reach each agent's endpoint: model, latency, streaming, and plain explanations of
@@ -141,36 +158,7 @@ enum LabCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build {
-            input,
-            agents,
-            fault_budget,
-            out,
-            answers,
-            seed,
-            max_tokens_total,
-            resume,
-            unsafe_no_sandbox,
-            cache_dir,
-            no_cache,
-            json,
-        } => build(
-            &input,
-            agents,
-            fault_budget,
-            &out,
-            answers,
-            seed,
-            max_tokens_total,
-            resume,
-            unsafe_no_sandbox,
-            if no_cache {
-                None
-            } else {
-                cache_dir.or_else(synod_agents::ResponseCache::default_dir)
-            },
-            json,
-        ),
+        Command::Build(args) => build(&args),
         Command::Verify { dir, key, json } => verify(&dir, key.as_deref(), json),
         Command::Doctor(args) => doctor_cmd::run_doctor(&args),
         Command::Agents(AgentsCommand::Check(args)) => agents_cmd::run_agents_check(&args),
@@ -248,21 +236,47 @@ fn read_answers(path: &Path) -> Result<VecDeque<String>> {
     synod_runtime::answers::parse_answers(&text, path).map_err(|e| anyhow!(e))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build(
-    input: &str,
-    agents_flag: Option<PathBuf>,
-    fault_budget: Option<usize>,
-    out: &Path,
-    answers: Option<PathBuf>,
-    seed: u64,
-    tokens_max: Option<u64>,
-    resume: bool,
-    unsafe_no_sandbox: bool,
-    cache_dir: Option<PathBuf>,
-    json: bool,
-) -> Result<u8> {
-    let input = resolve_input(input)?;
+/// Runs `synod build`: checks the input, starts the agents, runs the build and prints its
+/// result. The exit code follows the result (see the CLI's exit codes).
+fn build(args: &BuildArgs) -> Result<u8> {
+    let input = resolve_input(&args.input)?;
+    let prompt = checked_prompt(&input)?;
+    let agents_path = agents_path(args.agents.clone(), input.agents)?;
+    let file = AgentsFile::load(&agents_path)?;
+    let n = file.agents.len();
+    let m = fault_budget(&file, args.fault_budget, &agents_path)?;
+    let cache_dir = args.cache_dir();
+    let agents = start_agents(&file, cache_dir.as_ref())?;
+    let answers = answers(args.answers.as_deref(), args.json)?;
+    let scratch = std::env::temp_dir().join(format!("synod-build-{}", std::process::id()));
+    let sandbox = candidate_sandbox(&scratch, args.unsafe_no_sandbox)?;
+    let opts = BuildOptions {
+        prompt: Prompt::new(prompt),
+        agents,
+        fault_budget: m,
+        seed: args.seed,
+        out_dir: args.out.clone(),
+        answers,
+        sandbox,
+        check_workers: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(4),
+        tokens_max: args.max_tokens_total,
+        resume: args.resume,
+        cache_dir,
+    };
+    eprintln!(
+        "synod: {n} agents, fault budget m = {m} (decide needs {} agreeing)",
+        n - m
+    );
+    let result = synod_runtime::run_build(opts, &mut |p| eprintln!("{p}"));
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(print_build_result(result?, args.json))
+}
+
+/// The prompt, trimmed: refused when empty or over [`PROMPT_BYTES_MAX`].
+fn checked_prompt(input: &Input) -> Result<String> {
     let prompt = input.prompt.trim().to_string();
     if prompt.is_empty() {
         match &input.source {
@@ -276,17 +290,28 @@ fn build(
             prompt.len()
         );
     }
-    let Some(agents_path) = agents_flag.or(input.agents) else {
+    Ok(prompt)
+}
+
+/// The agents file: `--agents`, else the example directory's own.
+fn agents_path(flag: Option<PathBuf>, example: Option<PathBuf>) -> Result<PathBuf> {
+    let Some(path) = flag.or(example) else {
         bail!(
             "synod needs agents to build a new prompt: pass --agents FILE (see README.md, \"Agents\"). \
-             This version runs scripted agents that replay recorded transcripts; LLM backends \
-             (OpenAI-compatible, Anthropic, command) are planned. To see a whole build offline, run \
-             an example: synod build examples/rpn-calculator --out out/rpn"
+             An agent is a model behind an OpenAI-compatible or Anthropic endpoint (backends \
+             \"openai\", \"anthropic\"), a program speaking JSON lines on stdio (\"command\"), or a \
+             recorded transcript (\"scripted\"). To see a whole build offline, run an example: \
+             synod build examples/rpn-calculator --out out/rpn"
         );
     };
-    let file = AgentsFile::load(&agents_path)?;
+    Ok(path)
+}
+
+/// The fault budget m: `--fault-budget`, else the agents file's, else the largest m with
+/// n ≥ 2m+1; refused when the agents cannot tolerate it.
+fn fault_budget(file: &AgentsFile, flag: Option<usize>, agents_path: &Path) -> Result<usize> {
     let n = file.agents.len();
-    let m = fault_budget
+    let m = flag
         .or(file.fault_budget)
         .unwrap_or_else(|| Tally::default_budget(n));
     Tally::new(n, m).with_context(|| {
@@ -295,12 +320,21 @@ fn build(
             agents_path.display()
         )
     })?;
-    for w in synod_agents::independence_warnings(&file) {
+    Ok(m)
+}
+
+/// The agents of `file`, each with its deadline, after warning about agents that are not
+/// independent.
+fn start_agents(
+    file: &AgentsFile,
+    cache_dir: Option<&PathBuf>,
+) -> Result<Vec<(Box<dyn synod_agents::Agent>, u64)>> {
+    for w in synod_agents::independence_warnings(file) {
         eprintln!("warning: {w}");
     }
-    let cache = cache_dir.as_ref().map(synod_agents::ResponseCache::new);
-    let built = synod_agents::build_agents(&file, cache.as_ref())?;
-    let agents: Vec<(Box<dyn synod_agents::Agent>, u64)> = built
+    let cache = cache_dir.map(synod_agents::ResponseCache::new);
+    let built = synod_agents::build_agents(file, cache.as_ref())?;
+    Ok(built
         .into_iter()
         .zip(&file.agents)
         .map(|(a, c)| {
@@ -310,9 +344,14 @@ fn build(
                     .unwrap_or(synod_agents::config::DEFAULT_TIMEOUT_MS),
             )
         })
-        .collect();
-    let answers = match answers {
-        Some(p) => Answers::List(read_answers(&p)?),
+        .collect())
+}
+
+/// Where answers to clarification questions come from: the `--answers` file, else the
+/// terminal when there is one (and no `--json`), else nowhere.
+fn answers(path: Option<&Path>, json: bool) -> Result<Answers> {
+    Ok(match path {
+        Some(p) => Answers::List(read_answers(p)?),
         None if !json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
             Answers::Ask(Box::new(|q| {
                 eprintln!("\n{q}");
@@ -327,74 +366,33 @@ fn build(
             }))
         }
         None => Answers::None,
-    };
-    let scratch = std::env::temp_dir().join(format!("synod-build-{}", std::process::id()));
-    let sandbox = if unsafe_no_sandbox {
+    })
+}
+
+/// The sandbox candidate programs run in, under `scratch`; with `--unsafe-no-sandbox`,
+/// resource limits only.
+fn candidate_sandbox(scratch: &Path, unsafe_no_sandbox: bool) -> Result<Sandbox> {
+    if unsafe_no_sandbox {
         eprintln!(
             "WARNING: --unsafe-no-sandbox: candidate programs run with resource limits only; they can reach the network and read your files"
         );
-        Sandbox::new_unsafe_no_sandbox(&scratch, Limits::default())
+        Sandbox::new_unsafe_no_sandbox(scratch, Limits::default())
     } else {
-        Sandbox::new(&scratch, Limits::default())
+        Sandbox::new(scratch, Limits::default())
     }
-    .context("the sandbox cannot run candidate programs")?;
-    let opts = BuildOptions {
-        prompt: Prompt::new(prompt),
-        agents,
-        fault_budget: m,
-        seed,
-        out_dir: out.to_path_buf(),
-        answers,
-        sandbox,
-        check_workers: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .min(4),
-        tokens_max,
-        resume,
-        cache_dir,
-    };
-    eprintln!(
-        "synod: {n} agents, fault budget m = {m} (decide needs {} agreeing)",
-        n - m
-    );
-    let result = synod_runtime::run_build(opts, &mut |p| eprintln!("{p}"));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let result = result?;
+    .context("the sandbox cannot run candidate programs")
+}
+
+/// Prints how the build ended (one JSON object with `--json`) and returns the exit code.
+fn print_build_result(result: BuildResult, json: bool) -> u8 {
     match result {
         BuildResult::Built {
             outcome,
             fingerprint,
             out_dir,
         } => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "status": "built",
-                        "out": out_dir,
-                        "fingerprint": fingerprint,
-                        "components": outcome.components.iter().map(|c| serde_json::json!({"name": c.name, "agent": outcome.agents[c.agent.0 as usize].name, "digest": c.digest})).collect::<Vec<_>>(),
-                        "agents": outcome.agents,
-                        "probes": outcome.probes.len(),
-                        "contract": outcome.spec.contract.len(),
-                    })
-                );
-            } else {
-                println!("built: {}", out_dir.display());
-                println!("  program:     {}", out_dir.join("program").display());
-                println!("  report:      {}", out_dir.join("REPORT.md").display());
-                println!(
-                    "  certificate: {}",
-                    out_dir.join("certificate.json").display()
-                );
-                println!("  key:         {fingerprint}");
-                println!(
-                    "verify with:  synod verify {} --key {fingerprint}",
-                    out_dir.display()
-                );
-            }
-            Ok(EXIT_OK)
+            print_built(&outcome, &fingerprint, &out_dir, json);
+            EXIT_OK
         }
         BuildResult::Failed {
             stage,
@@ -410,7 +408,7 @@ fn build(
                 println!("not built ({stage}): {reason}");
                 println!("  report: {}", out_dir.join("REPORT.md").display());
             }
-            Ok(EXIT_NEGATIVE)
+            EXIT_NEGATIVE
         }
         BuildResult::AlreadyFinished { built, out_dir } => {
             if json {
@@ -425,7 +423,7 @@ fn build(
                     if built { "built" } else { "not built" }
                 );
             }
-            Ok(if built { EXIT_OK } else { EXIT_NEGATIVE })
+            if built { EXIT_OK } else { EXIT_NEGATIVE }
         }
         BuildResult::NeedsClarification { question, out_dir } => {
             if json {
@@ -440,8 +438,44 @@ fn build(
                     out_dir.join("question.json").display()
                 );
             }
-            Ok(EXIT_CLARIFY)
+            EXIT_CLARIFY
         }
+    }
+}
+
+/// Prints where a finished build put the program, report and certificate, and how to verify it.
+fn print_built(
+    outcome: &synod_core::pipeline::BuildOutcome,
+    fingerprint: &str,
+    out_dir: &Path,
+    json: bool,
+) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "status": "built",
+                "out": out_dir,
+                "fingerprint": fingerprint,
+                "components": outcome.components.iter().map(|c| serde_json::json!({"name": c.name, "agent": outcome.agents[c.agent.0 as usize].name, "digest": c.digest})).collect::<Vec<_>>(),
+                "agents": outcome.agents,
+                "probes": outcome.probes.len(),
+                "contract": outcome.spec.contract.len(),
+            })
+        );
+    } else {
+        println!("built: {}", out_dir.display());
+        println!("  program:     {}", out_dir.join("program").display());
+        println!("  report:      {}", out_dir.join("REPORT.md").display());
+        println!(
+            "  certificate: {}",
+            out_dir.join("certificate.json").display()
+        );
+        println!("  key:         {fingerprint}");
+        println!(
+            "verify with:  synod verify {} --key {fingerprint}",
+            out_dir.display()
+        );
     }
 }
 
