@@ -120,7 +120,7 @@ fn interpretation(tag: &str, contract: &[(i64, i64)]) -> Interpretation {
 }
 
 /// How a scripted agent in these tests behaves.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Plays {
     /// Reads f as this tag and implements it with this tag.
     Reads(&'static str, &'static str),
@@ -689,4 +689,235 @@ fn cost_token_budget_stops_the_build_cleanly() {
         },
         other => panic!("{other:?}"),
     }
+}
+
+/// The pipeline driven by an adversarial scheduler: legitimate inputs delivered in random
+/// order, interleaved with stray ones — replies from agents never asked, duplicated replies
+/// and check reports, answers when no question is pending, timers for finished asks, a second
+/// `Start`. After every step: at most one `Finish`, and a finished machine has said so; no ask
+/// to a suspected agent; the pool within its cap; every clarified example kept.
+mod stray {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Act {
+        /// Deliver the pending input at this index (modulo their number).
+        Deliver(usize),
+        /// Fire the earliest timer.
+        Tick,
+        StrayReply(u64, bool),
+        DuplicateReply(usize),
+        StrayHeartbeat(u64),
+        StrayCheck(u64, usize),
+        DuplicateCheck(usize),
+        StrayTimer(u64),
+        Answer(u8),
+        Start,
+    }
+
+    fn act() -> impl Strategy<Value = Act> {
+        prop_oneof![
+            6 => any::<usize>().prop_map(Act::Deliver),
+            2 => Just(Act::Tick),
+            1 => (0u64..60, any::<bool>()).prop_map(|(a, ok)| Act::StrayReply(a, ok)),
+            1 => any::<usize>().prop_map(Act::DuplicateReply),
+            1 => (0u64..60).prop_map(Act::StrayHeartbeat),
+            1 => (0u64..60, 0usize..6).prop_map(|(c, n)| Act::StrayCheck(c, n)),
+            1 => any::<usize>().prop_map(Act::DuplicateCheck),
+            1 => (0u64..60).prop_map(Act::StrayTimer),
+            1 => (0u8..4).prop_map(Act::Answer),
+            1 => Just(Act::Start),
+        ]
+    }
+
+    fn play() -> impl Strategy<Value = Plays> {
+        prop_oneof![
+            3 => Just(Plays::Reads("abs", "abs")),
+            1 => Just(Plays::Reads("neg", "neg")),
+            1 => Just(Plays::Reads("abs_but_minus_7", "abs_but_minus_7")),
+            1 => Just(Plays::Reads("abs", "syntax error")),
+            1 => Just(Plays::Silent),
+            1 => Just(Plays::Invalid),
+        ]
+    }
+
+    struct Watch {
+        finishes: usize,
+        suspected: std::collections::BTreeSet<String>,
+        clarified: Vec<ContractExample>,
+        names: Vec<String>,
+    }
+
+    impl Watch {
+        fn see(&mut self, p: &Pipeline, out: &[Output]) -> Result<(), TestCaseError> {
+            for o in out {
+                match o {
+                    Output::Progress(Progress::Suspected { agent, .. }) => {
+                        self.suspected.insert(agent.clone());
+                    }
+                    Output::Progress(Progress::Trusted { agent, .. }) => {
+                        self.suspected.remove(agent);
+                    }
+                    Output::Progress(Progress::Classes { probes, .. }) => {
+                        prop_assert!(*probes <= p.pool_max(), "pool of {probes}");
+                    }
+                    Output::Ask { agent, request, .. } => {
+                        let name = &self.names[agent.0 as usize];
+                        prop_assert!(!self.suspected.contains(name), "asked suspected {name}");
+                        let kept: Vec<ContractExample> = request
+                            .prompt
+                            .clarifications
+                            .iter()
+                            .flat_map(|c| c.examples.clone())
+                            .collect();
+                        prop_assert_eq!(&kept, &self.clarified);
+                    }
+                    Output::Persist { kind, body } if kind == "clarification" => {
+                        let c: Clarification =
+                            serde_json::from_value(body["clarification"].clone()).unwrap();
+                        self.clarified.extend(c.examples);
+                    }
+                    Output::Finish(f) => {
+                        self.finishes += 1;
+                        if let Finish::Built(b) = f.as_ref() {
+                            for e in &self.clarified {
+                                prop_assert!(b.spec.contract.contains(e), "dropped {e:?}");
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            prop_assert!(self.finishes <= 1, "finished twice");
+            prop_assert_eq!(p.is_done(), self.finishes == 1, "done without a Finish");
+            Ok(())
+        }
+    }
+
+    fn bogus_report(n: usize) -> CheckReport {
+        CheckReport {
+            load_error: None,
+            interface_errors: vec![],
+            outcomes: (0..n).map(|k| Outcome::Value(k.to_string())).collect(),
+            met: vec![Some(true); n],
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn pl_stray_inputs_are_counted_and_ignored_and_invariants_hold(
+            (n, m) in (3usize..=6).prop_flat_map(|n| (Just(n), 0..=(n - 1) / 2)),
+            plays in proptest::collection::vec(play(), 6),
+            acts in proptest::collection::vec(act(), 1..300),
+        ) {
+            let cfg = PipelineConfig::new(agents(n), m, 3);
+            let mut p = Pipeline::new(cfg, Prompt::new("write f")).unwrap();
+            let mut script = Script {
+                plays,
+                after_clarification: BTreeMap::new(),
+                asks: vec![],
+                persisted: vec![],
+                progress: vec![],
+            };
+            let mut watch = Watch {
+                finishes: 0,
+                suspected: Default::default(),
+                clarified: vec![],
+                names: agents(n).into_iter().map(|a| a.name).collect(),
+            };
+            let mut pending: Vec<Input> = vec![];
+            let mut timers: Vec<(u64, TimerId)> = vec![];
+            let mut delivered_replies: Vec<Input> = vec![];
+            let mut delivered_checks: Vec<Input> = vec![];
+            let mut now = 0u64;
+            let mut out = Vec::new();
+            p.step(now, Input::Start, &mut out);
+            for a in acts {
+                watch.see(&p, &out)?;
+                for o in out.drain(..) {
+                    match o {
+                        Output::Ask { ask, agent, request } => {
+                            if let Some(Some((reply, usage))) = script.reply(agent, &request).ok() {
+                                pending.push(Input::Replied { ask, reply, usage });
+                            }
+                        }
+                        Output::SetTimer { timer, at_ms } => timers.push((at_ms, timer)),
+                        Output::RunCheck { check, request } => pending.push(Input::CheckFinished {
+                            check,
+                            report: evaluate(&request),
+                        }),
+                        _ => {}
+                    }
+                }
+                let input = match a {
+                    Act::Deliver(i) if !pending.is_empty() => {
+                        let input = pending.remove(i % pending.len());
+                        match &input {
+                            Input::Replied { .. } => delivered_replies.push(input.clone()),
+                            Input::CheckFinished { .. } => delivered_checks.push(input.clone()),
+                            _ => {}
+                        }
+                        input
+                    }
+                    Act::Deliver(_) | Act::Tick => {
+                        timers.sort();
+                        if timers.is_empty() {
+                            continue;
+                        }
+                        let (at, timer) = timers.remove(0);
+                        now = now.max(at);
+                        Input::TimerFired { timer }
+                    }
+                    Act::StrayReply(ask, ok) => Input::Replied {
+                        ask: AskId(ask),
+                        reply: if ok {
+                            Ok(Reply::Implementation("abs".into()))
+                        } else {
+                            Err(ReplyFault::Crashed("gone".into()))
+                        },
+                        usage: Usage::default(),
+                    },
+                    Act::DuplicateReply(i) if !delivered_replies.is_empty() => {
+                        delivered_replies[i % delivered_replies.len()].clone()
+                    }
+                    Act::DuplicateCheck(i) if !delivered_checks.is_empty() => {
+                        delivered_checks[i % delivered_checks.len()].clone()
+                    }
+                    Act::DuplicateReply(_) | Act::DuplicateCheck(_) => continue,
+                    Act::StrayHeartbeat(ask) => Input::Heartbeat { ask: AskId(ask) },
+                    Act::StrayCheck(check, k) => Input::CheckFinished {
+                        check: CheckId(check),
+                        report: bogus_report(k),
+                    },
+                    Act::StrayTimer(t) => Input::TimerFired { timer: TimerId(t) },
+                    Act::Answer(k) => Input::UserAnswered {
+                        answer: ["A", "B", "reading a", "whatever you think"][k as usize].into(),
+                    },
+                    Act::Start => Input::Start,
+                };
+                p.step(now, input, &mut out);
+            }
+            watch.see(&p, &out)?;
+        }
+    }
+}
+
+#[test]
+fn pl_11_an_answer_with_no_question_is_counted_and_ignored() {
+    let cfg = PipelineConfig::new(agents(3), 1, 1);
+    let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
+    let mut out = Vec::new();
+    p.step(0, Input::Start, &mut out);
+    out.clear();
+    p.step(1, Input::UserAnswered { answer: "B".into() }, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    assert!(!p.is_done(), "a stray answer does not end the build");
+    assert_eq!(p.stray().answers, 1);
+    p.step(2, Input::Start, &mut out);
+    p.step(3, Input::Heartbeat { ask: AskId(99) }, &mut out);
+    assert_eq!(p.stray().total(), 3);
+    assert!(out.is_empty());
 }

@@ -99,6 +99,7 @@ impl Pipeline {
         let ask = AskId(self.id());
         let key = request.key();
         let st = &mut self.agents[agent.0 as usize];
+        assert!(!st.suspected, "a suspected agent is never asked");
         st.calls += 1;
         let at_ms = self.now_ms + st.timeout_ms;
         self.asks.insert(
@@ -194,10 +195,11 @@ impl Pipeline {
         Some(pending)
     }
 
-    /// A sign of life from the agent working on `ask`: its deadline starts again.
-    pub(super) fn on_heartbeat(&mut self, ask: AskId, out: &mut Vec<Output>) {
+    /// A sign of life from the agent working on `ask`: its deadline starts again. Returns
+    /// whether the ask is waiting.
+    pub(super) fn on_heartbeat(&mut self, ask: AskId, out: &mut Vec<Output>) -> bool {
         let Some(pending) = self.asks.get_mut(&ask) else {
-            return;
+            return false;
         };
         let at_ms = self.now_ms + self.agents[pending.agent.0 as usize].timeout_ms;
         if at_ms > pending.deadline_ms {
@@ -207,6 +209,7 @@ impl Pipeline {
                 at_ms,
             });
         }
+        true
     }
 
     /// A deadline passed: the ask's agent is suspected and the ask is returned, for its stage to
@@ -214,7 +217,11 @@ impl Pipeline {
     /// already answered.
     pub(super) fn expire(&mut self, timer: TimerId, out: &mut Vec<Output>) -> Option<PendingAsk> {
         let ask = AskId(timer.0);
-        if self.asks.get(&ask)?.deadline_ms > self.now_ms {
+        let Some(waiting) = self.asks.get(&ask) else {
+            self.stray.timers += 1;
+            return None;
+        };
+        if waiting.deadline_ms > self.now_ms {
             return None;
         }
         let pending = self.asks.remove(&ask)?;

@@ -90,7 +90,10 @@ impl Pipeline {
                 self.fault(agent, "interpret", reason, out);
             }
             None => {
-                let behaviour = report.outcomes[contract_len.min(report.outcomes.len())..].to_vec();
+                let mut behaviour =
+                    report.outcomes[contract_len.min(report.outcomes.len())..].to_vec();
+                // A report short of outcomes counts the missing ones as not finished.
+                behaviour.resize(it.pool.len(), Outcome::Timeout);
                 it.behaviours.insert(agent, behaviour);
             }
         }
@@ -219,7 +222,9 @@ impl Pipeline {
         out: &mut Vec<Output>,
     ) -> Stage {
         it.checks_pending = it.checks_pending.saturating_sub(1);
-        it.differential.insert(agent, report.outcomes);
+        let mut outcomes = report.outcomes;
+        outcomes.resize(it.differential_calls.len(), Outcome::Timeout);
+        it.differential.insert(agent, outcomes);
         if it.checks_pending > 0 {
             return Stage::Interpret(it);
         }

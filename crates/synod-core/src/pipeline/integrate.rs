@@ -64,7 +64,7 @@ impl Pipeline {
             fault_budget: self.tally.m(),
             agreement: b.agreement,
         };
-        out.push(Output::Finish(Box::new(Finish::Built(Box::new(outcome)))));
+        self.finish(Finish::Built(Box::new(outcome)), out);
         self.asks.clear();
         Stage::Done
     }

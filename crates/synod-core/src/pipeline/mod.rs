@@ -89,6 +89,9 @@ pub struct Pipeline {
     expired: BTreeMap<AskId, AgentId>,
     checks: BTreeMap<CheckId, CheckPurpose>,
     stage: Stage,
+    /// Whether a [`Output::Finish`] was emitted (exactly when the stage is `Done`).
+    finished: bool,
+    stray: StrayInputs,
 }
 
 impl Pipeline {
@@ -107,6 +110,8 @@ impl Pipeline {
             expired: BTreeMap::new(),
             checks: BTreeMap::new(),
             stage: Stage::Idle,
+            finished: false,
+            stray: StrayInputs::default(),
         })
     }
 
@@ -125,6 +130,18 @@ impl Pipeline {
         self.asks.len()
     }
 
+    /// Inputs that meant nothing where they arrived, by kind: counted and ignored (PL-11).
+    pub fn stray(&self) -> StrayInputs {
+        self.stray
+    }
+
+    /// The most probes a round compares: the pooled probes, plus the distinguishing inputs
+    /// every differential round may add.
+    pub fn pool_max(&self) -> usize {
+        self.cfg.probe_limits.probes_max
+            + DISTINGUISHING_MAX * self.cfg.differential_rounds_max as usize
+    }
+
     /// Feeds one input at time `now_ms` (ms since the build started); outputs are appended.
     pub fn step(&mut self, now_ms: u64, input: Input, out: &mut Vec<Output>) {
         self.now_ms = self.now_ms.max(now_ms);
@@ -132,16 +149,67 @@ impl Pipeline {
         // argument and return the stage that follows, so none can read a stale one.
         let stage = std::mem::replace(&mut self.stage, Stage::Done);
         self.stage = self.transition(stage, input, out);
+        self.check_invariants();
+    }
+
+    /// The invariants every step must leave standing. A failure is a bug in the pipeline, so
+    /// these are `assert!`s, kept in release builds.
+    fn check_invariants(&self) {
+        assert_eq!(
+            self.finished,
+            matches!(self.stage, Stage::Done),
+            "the pipeline is done exactly when it has finished"
+        );
+        match &self.stage {
+            Stage::Idle => assert!(self.asks.is_empty() && self.checks.is_empty()),
+            Stage::Done => assert!(
+                self.asks.is_empty() && self.checks.is_empty(),
+                "a finished build waits for nothing"
+            ),
+            Stage::Interpret(it) => {
+                assert!(it.pool.len() <= self.pool_max(), "probe pool over its cap");
+                assert!(it.valid.keys().all(|a| it.asked.contains(a)));
+                assert!(
+                    !self.asks.is_empty() || !self.checks.is_empty(),
+                    "interpret waits for nothing"
+                );
+            }
+            Stage::Clarify(..) => assert!(
+                self.asks.is_empty() && self.checks.is_empty(),
+                "a question is asked only when nothing else is in flight"
+            ),
+            Stage::Build(b) => {
+                for (i, c) in b.comps.iter().enumerate() {
+                    let waiting = !c.candidates.is_empty()
+                        || self.asks.values().any(|a| {
+                            matches!(a.purpose, AskPurpose::Implement { component } if component == i)
+                        });
+                    assert!(
+                        c.accepted.is_some() || waiting,
+                        "component {} waits for nothing",
+                        c.spec.name
+                    );
+                }
+            }
+            Stage::Integrate(_) => assert_eq!(self.checks.len(), 1),
+        }
     }
 
     /// The dispatch: one arm per (stage, input) that means something; the rest change nothing.
     fn transition(&mut self, stage: Stage, input: Input, out: &mut Vec<Output>) -> Stage {
         match (stage, input) {
             (Stage::Idle, Input::Start) => self.start(out),
-            (stage, Input::Start) => stage,
+            (stage, Input::Start) => {
+                self.stray.starts += 1;
+                stage
+            }
             (stage, Input::Replied { ask, reply, usage }) => {
                 if let Some(reason) = self.account(ask, usage, &stage, out) {
                     return self.fail("budget", reason, out);
+                }
+                if !self.asks.contains_key(&ask) && !self.expired.contains_key(&ask) {
+                    self.stray.replies += 1;
+                    return stage;
                 }
                 let Some(pending) = self.take_ask(ask, reply.is_ok(), out) else {
                     return stage;
@@ -153,11 +221,16 @@ impl Pipeline {
                     (Stage::Build(b), AskPurpose::Implement { component }) => {
                         self.on_implementation(b, component, pending.agent, reply, out)
                     }
-                    (stage, _) => stage,
+                    (stage, _) => {
+                        self.stray.replies += 1;
+                        stage
+                    }
                 }
             }
             (stage, Input::Heartbeat { ask }) => {
-                self.on_heartbeat(ask, out);
+                if !self.on_heartbeat(ask, out) {
+                    self.stray.heartbeats += 1;
+                }
                 stage
             }
             (stage, Input::TimerFired { timer }) => {
@@ -176,6 +249,7 @@ impl Pipeline {
             }
             (stage, Input::CheckFinished { check, report }) => {
                 let Some(purpose) = self.checks.remove(&check) else {
+                    self.stray.checks += 1;
                     return stage;
                 };
                 match (stage, purpose) {
@@ -195,13 +269,19 @@ impl Pipeline {
                     (Stage::Integrate(b), CheckPurpose::Integration) => {
                         self.on_integration_check(b, report, out)
                     }
-                    (stage, _) => stage,
+                    (stage, _) => {
+                        self.stray.checks += 1;
+                        stage
+                    }
                 }
             }
             (Stage::Clarify(it, question), Input::UserAnswered { answer }) => {
                 self.on_answer(&it, &question, &answer, out)
             }
-            (_, Input::UserAnswered { .. }) => Stage::Done,
+            (stage, Input::UserAnswered { .. }) => {
+                self.stray.answers += 1;
+                stage
+            }
         }
     }
 
@@ -230,14 +310,24 @@ impl Pipeline {
             kind: "build-failed".into(),
             body: json!({"stage": stage, "reason": reason, "agents": self.records()}),
         });
-        out.push(Output::Finish(Box::new(Finish::Failed {
-            stage: stage.into(),
-            reason,
-            agents: self.records(),
-        })));
+        self.finish(
+            Finish::Failed {
+                stage: stage.into(),
+                reason,
+                agents: self.records(),
+            },
+            out,
+        );
         self.asks.clear();
         self.checks.clear();
         Stage::Done
+    }
+
+    /// Emits the one [`Output::Finish`] of the build.
+    fn finish(&mut self, finish: Finish, out: &mut Vec<Output>) {
+        assert!(!self.finished, "a build finishes once");
+        self.finished = true;
+        out.push(Output::Finish(Box::new(finish)));
     }
 
     /// Starts a sandbox check whose report goes back to `purpose`.

@@ -538,3 +538,27 @@ pub struct AgentRecord {
     #[serde(default)]
     pub usage: Usage,
 }
+
+/// Inputs that meant nothing where they arrived, counted by kind and otherwise ignored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrayInputs {
+    /// `Start` after the build started.
+    pub starts: u64,
+    /// Replies to asks never sent or already answered, or for a stage that is over.
+    pub replies: u64,
+    /// Heartbeats for asks that are not waiting.
+    pub heartbeats: u64,
+    /// Timers for asks that are answered or expired.
+    pub timers: u64,
+    /// Check reports nobody waits for (unknown, duplicated, or for a stage that is over).
+    pub checks: u64,
+    /// Answers when no question is pending.
+    pub answers: u64,
+}
+
+impl StrayInputs {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.starts + self.replies + self.heartbeats + self.timers + self.checks + self.answers
+    }
+}
