@@ -840,7 +840,7 @@ mod stray {
                 for o in out.drain(..) {
                     match o {
                         Output::Ask { ask, agent, request } => {
-                            if let Some(Some((reply, usage))) = script.reply(agent, &request).ok() {
+                            if let Ok(Some((reply, usage))) = script.reply(agent, &request) {
                                 pending.push(Input::Replied { ask, reply, usage });
                             }
                         }
