@@ -2,7 +2,10 @@
 
 Reads one JSON object on stdin:
   {"code": str, "tests": [assert source], "setup": str, "k": int, "seed": int,
-   "entry": str or null}
+   "entry": str or null, "kind": "functions" or "classeval", "skeleton": str or null,
+   "limits": {...}}
+where "limits" holds every field of prepare.rs's `PrepareLimits` (see `Limits` below); this
+script has no limits of its own.
 and writes one JSON object on stdout:
   {"ok": bool, "why": str, "entry": str, "params": [str], "example_args": [tagged],
    "probe_steps": [tagged] (ClassEval: run() steps for probes, from the skeleton),
@@ -10,7 +13,9 @@ and writes one JSON object on stdout:
    "rewrites": [src], "mutants": [{"src", "kind", "passes_example", "hidden_failed"}]}
 
 Trusted code run on the dataset's reference (not on agent output). Mutants are buggy, not
-hostile: each test runs under an interval timer and the process under RLIMIT_AS.
+hostile: each test runs under an interval timer and the process under RLIMIT_AS. Past the
+wall-clock limit the next test run stops the preparation ({"ok": false}); the caller kills a
+process that does not stop.
 Tests: tests[0] is the example an agent sees; tests[1:] are hidden.
 """
 
@@ -29,13 +34,35 @@ import sys
 import tempfile
 import time
 
-TEST_SECONDS = 1.0
-# Extra runs of a ClassEval example that must give the first run's results.
-REPEATS = 4
+
+
+class Limits:
+    """The caller's limits (prepare.rs, `PrepareLimits`); each field is required."""
+
+    FIELDS = ("wall_ms", "test_timeout_ms", "memory_bytes_max", "value_depth_max",
+              "example_steps_max", "probe_steps_max", "example_repeats", "timing_runs",
+              "rewrite_tries_per_program", "mutant_tries_per_program")
+
+    def __init__(self, fields):
+        missing = [f for f in self.FIELDS if not isinstance(fields.get(f), int)]
+        if missing:
+            raise ValueError("request limits lack a whole number for " + ", ".join(missing))
+        for f in self.FIELDS:
+            setattr(self, f, fields[f])
+        self.test_seconds = self.test_timeout_ms / 1000.0
+        self.deadline = time.monotonic() + self.wall_ms / 1000.0
+
+
+# Set by main() from the request, before anything runs.
+LIMITS = None
 
 
 class _Timeout(BaseException):  # not caught by `except Exception` in candidates
     pass
+
+
+class _PastDeadline(BaseException):
+    """The wall-clock limit has passed: the preparation stops (raised between test runs)."""
 
 
 def _alarm(_sig, _frm):
@@ -46,7 +73,7 @@ signal.signal(signal.SIGALRM, _alarm)
 
 
 def _guard(fn):
-    signal.setitimer(signal.ITIMER_REAL, TEST_SECONDS)
+    signal.setitimer(signal.ITIMER_REAL, LIMITS.test_seconds)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             return fn()
@@ -70,6 +97,8 @@ def _fresh_dir():
 
 def run_tests(src, setup, tests):
     """One bool per test: did it pass against the program `src`?"""
+    if time.monotonic() > LIMITS.deadline:
+        raise _PastDeadline()
     with _fresh_dir():
         return _run_tests(src, setup, tests)
 
@@ -94,7 +123,7 @@ def _run_tests(src, setup, tests):
 
 def tagged(v, depth=0):
     """A Python value in synod_core::Value's serde form, or raise ValueError."""
-    if depth > 16:
+    if depth > LIMITS.value_depth_max:
         raise ValueError("too deep")
     if v is None:
         return {"t": "none"}
@@ -325,7 +354,7 @@ def classeval_example(skeleton, cls):
                 script.append(["__init__", objects[f.value.id]])
                 current = f.value.id
             script.append([f.attr, args])
-        if len(script) >= 40:
+        if len(script) >= LIMITS.example_steps_max:
             break
     return script if any(s[0] != "__init__" for s in script) else []
 
@@ -402,7 +431,7 @@ def skeleton_steps(skeleton, cls, example):
                 steps.insert(0, ["__init__", args])
             continue
         steps.append([fn.name, args])
-        if len(steps) >= 40:
+        if len(steps) >= LIMITS.probe_steps_max:
             break
     try:
         tagged(steps)
@@ -430,7 +459,7 @@ def classeval_tests(req, code, setup, tests):
         # A step whose result differs between runs (shuffled decks, random boards) is no
         # example: it is dropped, and the rest must then repeat exactly. Several runs, since
         # a small random board repeats by chance (1 in 9 for a 3×3 board with one mine).
-        again = [fresh_run(script)[0] for _ in range(REPEATS)]
+        again = [fresh_run(script)[0] for _ in range(LIMITS.example_repeats)]
         if any(repr(a) != text for a in again):
             calls = [i for i, s in enumerate(script) if s[0] != "__init__"]
             differ = {calls[k] for a in again
@@ -440,7 +469,7 @@ def classeval_tests(req, code, setup, tests):
             if not any(s[0] != "__init__" for s in script):
                 script = []
             result, text = fresh_run(script)
-            if any(fresh_run(script)[1] != text for _ in range(REPEATS)):
+            if any(fresh_run(script)[1] != text for _ in range(LIMITS.example_repeats)):
                 script = []
                 result, text = fresh_run(script)
     except BaseException:  # noqa: B036 - the doctest does not run as a script: no calls
@@ -468,9 +497,9 @@ def missing_package(code, setup):
     return None
 
 
-def main():
-    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-    req = json.load(sys.stdin)
+def main(req):
+    memory = LIMITS.memory_bytes_max
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     code, tests, setup = req["code"], req["tests"], req.get("setup", "")
     k, rng = req["k"], random.Random(req["seed"])
     out = {"ok": False, "why": "", "rewrites": [], "mutants": []}
@@ -519,11 +548,11 @@ def main():
         out["example_returns"] = None
     passes = run_tests(code, setup, tests)
     out["reference_passes"] = passes
-    # The reference's slowest test (best of three), for the per-call budget of probe runs.
+    # The reference's slowest test (best of a few), for the per-call budget of probe runs.
     slowest = 0.0
     for t in tests:
         best = None
-        for _ in range(3):
+        for _ in range(LIMITS.timing_runs):
             t0 = time.perf_counter()
             run_tests(code, setup, [t])
             dt = time.perf_counter() - t0
@@ -534,7 +563,7 @@ def main():
         out["why"] = "reference fails its own tests"
         return out
     seen = {code}
-    for style in range(k * 3):
+    for style in range(k * LIMITS.rewrite_tries_per_program):
         if len(out["rewrites"]) >= k:
             break
         try:
@@ -548,7 +577,7 @@ def main():
     sites = _sites(tree)
     rng.shuffle(sites)
     found = []
-    for index, kind in sites[: 12 * k]:
+    for index, kind in sites[: LIMITS.mutant_tries_per_program * k]:
         try:
             src = mutate(code, index, kind)
         except Exception:
@@ -571,5 +600,11 @@ def main():
 
 
 if __name__ == "__main__":
-    result = main()
+    request = json.load(sys.stdin)
+    LIMITS = Limits(request["limits"])
+    try:
+        result = main(request)
+    except _PastDeadline:
+        result = {"ok": False, "rewrites": [], "mutants": [],
+                  "why": "preparation ran past its wall-clock limit of %d ms" % LIMITS.wall_ms}
     sys.stdout.write(json.dumps(result))
