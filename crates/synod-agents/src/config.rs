@@ -2,6 +2,8 @@
 //!
 //! ```toml
 //! fault_budget = 1
+//! timeout_increment_ms = 10000   # added to an agent's timeout when a suspicion proves false
+//! timeout_max_ms = 600000        # no timeout grows past this
 //! [[agent]]
 //! name = "ada"
 //! backend = "scripted"
@@ -116,11 +118,15 @@ pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 /// Most agents in one file.
 pub const AGENTS_MAX: usize = 64;
+/// The largest timeout, increment or cap an agents file may set: a day.
+pub const TIMEOUT_LIMIT_MS: u64 = 86_400_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
     fault_budget: Option<usize>,
+    timeout_increment_ms: Option<u64>,
+    timeout_max_ms: Option<u64>,
     #[serde(default, rename = "agent")]
     agents: Vec<AgentConfig>,
 }
@@ -130,6 +136,10 @@ struct RawFile {
 pub struct AgentsFile {
     /// `fault_budget`, if given.
     pub fault_budget: Option<usize>,
+    /// Added to an agent's timeout each time a suspicion of it proves false (◇P, FD-2).
+    pub timeout_increment_ms: u64,
+    /// No agent's timeout grows past this; every agent's `timeout_ms` must be within it.
+    pub timeout_max_ms: u64,
     /// The agents, in order.
     pub agents: Vec<AgentConfig>,
     /// The directory relative paths are resolved against.
@@ -293,8 +303,31 @@ impl AgentsFile {
                 )));
             }
         }
+        let timeout_increment_ms = raw
+            .timeout_increment_ms
+            .unwrap_or(synod_core::pipeline::TIMEOUT_INCREMENT_MS);
+        let timeout_max_ms = raw
+            .timeout_max_ms
+            .unwrap_or(synod_core::pipeline::TIMEOUT_MAX_MS);
+        if timeout_increment_ms > TIMEOUT_LIMIT_MS || timeout_max_ms > TIMEOUT_LIMIT_MS {
+            return Err(invalid(format!(
+                "timeout_increment_ms and timeout_max_ms are at most {TIMEOUT_LIMIT_MS} (a day)"
+            )));
+        }
+        for (i, a) in raw.agents.iter().enumerate() {
+            let t = a.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+            if t > timeout_max_ms {
+                return Err(invalid(format!(
+                    "agent {} ({:?}): timeout_ms {t} is above timeout_max_ms {timeout_max_ms}; raise timeout_max_ms or lower the agent's timeout",
+                    i + 1,
+                    a.name
+                )));
+            }
+        }
         Ok(AgentsFile {
             fault_budget: raw.fault_budget,
+            timeout_increment_ms,
+            timeout_max_ms,
             agents: raw.agents,
             base_dir: base_dir.to_path_buf(),
         })
@@ -343,6 +376,20 @@ fault = "stall"
         assert!(e.contains("not valid"), "{e}");
         let e = parse("fault_budget = 1\n").unwrap_err().to_string();
         assert!(e.contains("no [[agent]]"), "{e}");
+        let agent = "[[agent]]\nname = \"a\"\nbackend = \"scripted\"\ntranscript = \"x\"\ntimeout_ms = 5000\n";
+        let e = parse(&format!("timeout_max_ms = 4000\n{agent}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("above timeout_max_ms 4000"), "{e}");
+        let e = parse(&format!("timeout_increment_ms = 99999999999\n{agent}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 86400000"), "{e}");
+        let f = parse(&format!(
+            "timeout_increment_ms = 250\ntimeout_max_ms = 9000\n{agent}"
+        ))
+        .unwrap();
+        assert_eq!((f.timeout_increment_ms, f.timeout_max_ms), (250, 9000));
         let e = parse("[[agent]]\nname = \"a\"\nbackend = \"scripted\"\n")
             .unwrap_err()
             .to_string();

@@ -259,12 +259,14 @@ fn rule_first_wave_asks_n_minus_m_agents_in_file_order() {
         .collect();
     assert_eq!(asked, vec![0, 1, 2]);
     assert!(matches!(&out[0], Output::Persist { kind, .. } if kind == "build-started"));
-    // Every ask has a deadline.
-    let timers = out
-        .iter()
-        .filter(|o| matches!(o, Output::SetTimer { at_ms, .. } if *at_ms == TIMEOUT_MS))
-        .count();
-    assert_eq!(timers, 3);
+    // Every ask has a deadline: silence for longer than the timeout.
+    assert_eq!(
+        d.v.pipeline.poll_timeout(),
+        Some(Deadline {
+            at_ms: TIMEOUT_MS + 1,
+            timer: Timer::AskDeadline(AgentId(0)),
+        })
+    );
 }
 
 #[test]
@@ -527,8 +529,10 @@ fn rule_no_agreement_within_budget_fails() {
 }
 
 #[test]
-fn detector_late_reply_restores_trust_and_doubles_the_timeout() {
-    let cfg = PipelineConfig::new(agents(3), 1, 1);
+fn pl_4_late_reply_restores_trust_and_grows_the_timeout_by_the_increment() {
+    let mut cfg = PipelineConfig::new(agents(3), 1, 1);
+    cfg.timeout_increment_ms = 250;
+    cfg.timeout_max_ms = TIMEOUT_MS + 400;
     let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
     let mut out = Vec::new();
     p.step(0, Input::Start, &mut out);
@@ -539,21 +543,24 @@ fn detector_late_reply_restores_trust_and_doubles_the_timeout() {
             _ => None,
         })
         .unwrap();
+    let deadline = p.poll_timeout().expect("a deadline");
     out.clear();
     p.step(
-        TIMEOUT_MS,
+        deadline.at_ms,
         Input::TimerFired {
-            timer: TimerId(first_ask.0),
+            timer: deadline.timer,
         },
         &mut out,
     );
     assert!(
-        out.iter()
-            .any(|o| matches!(o, Output::Progress(Progress::Suspected { .. })))
+        out.iter().any(
+            |o| matches!(o, Output::Progress(Progress::Suspected { agent, .. }) if agent == "a0")
+        ),
+        "{out:?}"
     );
     out.clear();
     p.step(
-        TIMEOUT_MS + 5,
+        deadline.at_ms + 5,
         Input::Replied {
             ask: first_ask,
             reply: Ok(Reply::Interpretation(interpretation("abs", &[(1, 1)]))),
@@ -561,10 +568,50 @@ fn detector_late_reply_restores_trust_and_doubles_the_timeout() {
         },
         &mut out,
     );
+    let grown: Vec<u64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Progress(Progress::Trusted { agent, timeout_ms }) if agent == "a0" => {
+                Some(*timeout_ms)
+            }
+            _ => None,
+        })
+        .collect();
+    // FD-2: additive, not doubling.
+    assert_eq!(grown, vec![TIMEOUT_MS + 250]);
+}
+
+#[test]
+fn pl_4_a_timeout_never_grows_past_the_cap() {
+    let mut cfg = PipelineConfig::new(agents(1), 0, 1);
+    cfg.timeout_increment_ms = 5_000;
+    cfg.timeout_max_ms = TIMEOUT_MS + 1_000;
+    let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
+    let mut out = Vec::new();
+    p.step(0, Input::Start, &mut out);
+    let ask = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Ask { ask, .. } => Some(*ask),
+            _ => None,
+        })
+        .unwrap();
+    let d = p.poll_timeout().unwrap();
+    p.step(d.at_ms, Input::TimerFired { timer: d.timer }, &mut out);
+    out.clear();
+    p.step(
+        d.at_ms + 1,
+        Input::Replied {
+            ask,
+            reply: Err(ReplyFault::Invalid("late and bad".into())),
+            usage: Usage::default(),
+        },
+        &mut out,
+    );
     assert!(out.iter().any(|o| matches!(
         o,
-        Output::Progress(Progress::Trusted { timeout_ms, .. }) if *timeout_ms == 2 * TIMEOUT_MS
-    )));
+        Output::Progress(Progress::Trusted { timeout_ms, .. }) if *timeout_ms == TIMEOUT_MS + 1_000
+    )), "{out:?}");
 }
 
 #[test]
@@ -592,7 +639,7 @@ fn runs_are_reproducible() {
 }
 
 #[test]
-fn detector_heartbeat_moves_the_deadline_and_the_old_timer_is_ignored() {
+fn pl_3_heartbeat_moves_the_deadline_and_the_old_one_suspects_nobody_alive() {
     let cfg = PipelineConfig::new(agents(3), 1, 1);
     let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
     let mut out = Vec::new();
@@ -606,32 +653,34 @@ fn detector_heartbeat_moves_the_deadline_and_the_old_timer_is_ignored() {
         .unwrap();
     out.clear();
     p.step(600, Input::Heartbeat { ask }, &mut out);
-    assert!(
-        out.iter().any(|o| matches!(o, Output::SetTimer { timer, at_ms } if timer.0 == ask.0 && *at_ms == 600 + TIMEOUT_MS)),
-        "{out:?}"
+    assert!(out.is_empty(), "{out:?}");
+    // The first wave is a0 and a1; a1 was silent since 0, a0 since 600.
+    let timer = Timer::AskDeadline(AgentId(0));
+    // The original deadline passes: a0 is alive, only a1 is suspected (and a2 asked).
+    p.step(TIMEOUT_MS + 1, Input::TimerFired { timer }, &mut out);
+    let suspected: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Progress(Progress::Suspected { agent, .. }) => Some(agent.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(suspected, vec!["a1"], "{out:?}");
+    assert_eq!(
+        p.poll_timeout(),
+        Some(Deadline {
+            at_ms: 600 + TIMEOUT_MS + 1,
+            timer
+        }),
+        "a0's deadline moved; a2 asked at {} is due later",
+        TIMEOUT_MS + 1
     );
     out.clear();
-    // The original deadline passes: the agent is alive, nothing happens.
-    p.step(
-        TIMEOUT_MS,
-        Input::TimerFired {
-            timer: TimerId(ask.0),
-        },
-        &mut out,
-    );
-    assert!(out.is_empty(), "{out:?}");
     // The moved deadline passes with no reply: suspected.
-    p.step(
-        600 + TIMEOUT_MS,
-        Input::TimerFired {
-            timer: TimerId(ask.0),
-        },
-        &mut out,
-    );
-    assert!(
-        out.iter()
-            .any(|o| matches!(o, Output::Progress(Progress::Suspected { .. })))
-    );
+    p.step(600 + TIMEOUT_MS + 1, Input::TimerFired { timer }, &mut out);
+    assert!(out.iter().any(
+        |o| matches!(o, Output::Progress(Progress::Suspected { agent, .. }) if agent == "a0")
+    ));
 }
 
 #[test]
@@ -829,7 +878,6 @@ mod stray {
                 names: agents(n).into_iter().map(|a| a.name).collect(),
             };
             let mut pending: Vec<Input> = vec![];
-            let mut timers: Vec<(u64, TimerId)> = vec![];
             let mut delivered_replies: Vec<Input> = vec![];
             let mut delivered_checks: Vec<Input> = vec![];
             let mut now = 0u64;
@@ -844,7 +892,6 @@ mod stray {
                                 pending.push(Input::Replied { ask, reply, usage });
                             }
                         }
-                        Output::SetTimer { timer, at_ms } => timers.push((at_ms, timer)),
                         Output::RunCheck { check, request } => pending.push(Input::CheckFinished {
                             check,
                             report: evaluate(&request),
@@ -863,13 +910,11 @@ mod stray {
                         input
                     }
                     Act::Deliver(_) | Act::Tick => {
-                        timers.sort();
-                        if timers.is_empty() {
+                        let Some(deadline) = p.poll_timeout() else {
                             continue;
-                        }
-                        let (at, timer) = timers.remove(0);
-                        now = now.max(at);
-                        Input::TimerFired { timer }
+                        };
+                        now = now.max(deadline.at_ms);
+                        Input::TimerFired { timer: deadline.timer }
                     }
                     Act::StrayReply(ask, ok) => Input::Replied {
                         ask: AskId(ask),
@@ -892,7 +937,9 @@ mod stray {
                         check: CheckId(check),
                         report: bogus_report(k),
                     },
-                    Act::StrayTimer(t) => Input::TimerFired { timer: TimerId(t) },
+                    Act::StrayTimer(t) => Input::TimerFired {
+                        timer: Timer::AskDeadline(AgentId(t as u32 % 8)),
+                    },
                     Act::Answer(k) => Input::UserAnswered {
                         answer: ["A", "B", "reading a", "whatever you think"][k as usize].into(),
                     },

@@ -11,7 +11,7 @@ pub mod answers;
 pub mod output;
 pub mod verify;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use synod_agents::{Agent, AgentError};
 use synod_core::pipeline::{
     AgentInfo, AskId, CheckId, Finish, Input, Output, Pipeline, PipelineConfig, Progress, Question,
-    ReplyFault, Request, TimerId,
+    ReplyFault, Request,
 };
 use synod_core::{AgentId, CheckReport, CheckRequest, Prompt};
 use synod_exec::Sandbox;
@@ -104,6 +104,10 @@ pub struct BuildOptions {
     pub check_workers: usize,
     /// Tokens the build may spend, all agents together; `None` for no limit.
     pub tokens_max: Option<u64>,
+    /// Added to an agent's timeout when a suspicion of it proves false.
+    pub timeout_increment_ms: u64,
+    /// No agent's timeout grows past this.
+    pub timeout_max_ms: u64,
     /// Continue the build already in `out_dir` (after a kill or a question), if there is one.
     pub resume: bool,
     /// The response cache the agents use, for the log.
@@ -240,6 +244,8 @@ pub fn run_build(
         sandbox,
         check_workers,
         tokens_max,
+        timeout_increment_ms,
+        timeout_max_ms,
         resume,
         cache_dir,
     } = opts;
@@ -258,6 +264,8 @@ pub fn run_build(
         .collect();
     let mut cfg = PipelineConfig::new(infos, fault_budget, seed);
     cfg.tokens_max = tokens_max;
+    cfg.timeout_increment_ms = timeout_increment_ms;
+    cfg.timeout_max_ms = timeout_max_ms;
     let pipeline = Pipeline::new(cfg, prompt.clone())?;
     let key_file = out_dir.join(MARKER_DIR).join("key");
     let log_file = out_dir.join(output::LOG_FILE);
@@ -307,8 +315,6 @@ pub fn run_build(
             cv: Condvar::new(),
         }),
         tx,
-        timers: BTreeSet::new(),
-        timer_at: BTreeMap::new(),
         asks: BTreeMap::new(),
         checks: BTreeMap::new(),
         question: None,
@@ -410,16 +416,16 @@ pub fn run_build(
                 }
             }
         }
-        // Wait for the next event or the next timer.
-        let next_timer = d.timers.iter().next().copied();
-        if next_timer.is_none() && d.checks.is_empty() && d.pipeline.pending_asks() == 0 {
+        // Wait for the next event or the pipeline's next deadline.
+        let deadline = d.pipeline.poll_timeout();
+        if deadline.is_none() && d.checks.is_empty() && d.pipeline.pending_asks() == 0 {
             return Err(RuntimeError::Internal(
                 "the pipeline is waiting but nothing is in flight".into(),
             ));
         }
-        let event = match next_timer {
-            Some((at, _)) => {
-                let wait = at.saturating_sub(now_ms());
+        let event = match deadline {
+            Some(deadline) => {
+                let wait = deadline.at_ms.saturating_sub(now_ms());
                 match rx.recv_timeout(Duration::from_millis(wait)) {
                     Ok(e) => Some(e),
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -443,14 +449,10 @@ pub fn run_build(
             }
             Some(Event::CheckFailed { error }) => return Err(RuntimeError::Exec(error)),
             None => {
-                let now = now_ms();
-                while let Some(&(at, id)) = d.timers.iter().next() {
-                    if at > now {
-                        break;
-                    }
-                    d.timers.remove(&(at, id));
-                    d.timer_at.remove(&id);
-                    queue.push_back(Input::TimerFired { timer: TimerId(id) });
+                if let Some(deadline) = deadline {
+                    queue.push_back(Input::TimerFired {
+                        timer: deadline.timer,
+                    });
                 }
             }
         }
@@ -517,9 +519,6 @@ struct Driver<'p> {
     sandbox: Arc<Sandbox>,
     slots: Arc<Slots>,
     tx: mpsc::Sender<Event>,
-    timers: BTreeSet<(u64, u64)>,
-    /// Deadline of each ask still waiting, so a timer can be moved or dropped.
-    timer_at: BTreeMap<u64, u64>,
     /// Asks sent and not answered.
     asks: BTreeMap<u64, (AgentId, Box<Request>)>,
     /// Checks started and not finished.
@@ -541,9 +540,6 @@ impl Driver<'_> {
         match &input {
             Input::Replied { ask, .. } => {
                 self.asks.remove(&ask.0);
-                if let Some(at) = self.timer_at.remove(&ask.0) {
-                    self.timers.remove(&(at, ask.0));
-                }
             }
             Input::CheckFinished { check, .. } => {
                 self.checks.remove(&check.0);
@@ -584,12 +580,6 @@ impl Driver<'_> {
                 if live {
                     (self.progress)(&p)
                 }
-            }
-            Output::SetTimer { timer, at_ms } => {
-                if let Some(old) = self.timer_at.insert(timer.0, at_ms) {
-                    self.timers.remove(&(old, timer.0));
-                }
-                self.timers.insert((at_ms, timer.0));
             }
             Output::Ask {
                 ask,

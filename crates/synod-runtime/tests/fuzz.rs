@@ -160,6 +160,8 @@ fn options(root: &Path, out: &Path, resume: bool) -> BuildOptions {
         sandbox: Sandbox::new(root.join("scratch"), Limits::default()).unwrap(),
         check_workers: 2,
         tokens_max: None,
+        timeout_increment_ms: synod_core::pipeline::TIMEOUT_INCREMENT_MS,
+        timeout_max_ms: synod_core::pipeline::TIMEOUT_MAX_MS,
         resume,
         cache_dir: None,
     }

@@ -89,6 +89,8 @@ fn options(
             sandbox,
             check_workers: 2,
             tokens_max: None,
+            timeout_increment_ms: synod_core::pipeline::TIMEOUT_INCREMENT_MS,
+            timeout_max_ms: synod_core::pipeline::TIMEOUT_MAX_MS,
             resume: false,
             cache_dir: None,
         },

@@ -263,6 +263,8 @@ fn build(args: &BuildArgs) -> Result<u8> {
             .unwrap_or(2)
             .min(4),
         tokens_max: args.max_tokens_total,
+        timeout_increment_ms: file.timeout_increment_ms,
+        timeout_max_ms: file.timeout_max_ms,
         resume: args.resume,
         cache_dir,
     };

@@ -1,15 +1,23 @@
-//! What the pipeline knows of each agent: the asks waiting for it, their deadlines, whether it
-//! is suspected, its faults and what its replies cost. Stage-independent: every stage asks
-//! agents through [`Pipeline::ask`] and hears of replies and missed deadlines from here.
+//! What the pipeline knows of each agent: the asks waiting for it, whether it is suspected,
+//! its faults and what its replies cost. Stage-independent: every stage asks agents through
+//! [`Pipeline::ask`] and hears of replies and suspicions from here.
+//!
+//! Suspicion is the protocol's ◇P detector ([`EventuallyPerfect`], rules FD-1, FD-2, FD-7), the
+//! code the lab and the simulator check: an agent is watched while an ask to it is pending; a
+//! reply or a heartbeat on a pending ask is a sign of life; silent past its timeout, it is
+//! suspected and all its pending asks go to others; a late reply proves the suspicion false, and
+//! its timeout grows by the agents file's increment, up to the cap.
 
 use super::*;
+use crate::protocols::NodeId;
+use crate::protocols::detector::{
+    DetectorInput, DetectorOutput, EventuallyPerfect, FailureDetector,
+};
 
 /// One agent's record during the build.
 #[derive(Clone, Debug)]
 pub(super) struct AgentState {
     pub(super) info: AgentInfo,
-    pub(super) timeout_ms: u64,
-    pub(super) suspected: bool,
     pub(super) calls: u32,
     pub(super) faults: Vec<String>,
     pub(super) suspicions: u32,
@@ -20,8 +28,6 @@ impl AgentState {
     pub(super) fn new(info: &AgentInfo) -> AgentState {
         AgentState {
             info: info.clone(),
-            timeout_ms: info.timeout_ms,
-            suspected: false,
             calls: 0,
             faults: Vec::new(),
             suspicions: 0,
@@ -43,7 +49,24 @@ pub(super) struct PendingAsk {
     pub(super) agent: AgentId,
     pub(super) purpose: AskPurpose,
     pub(super) key: String,
-    pub(super) deadline_ms: u64,
+}
+
+/// The detector's name for an agent.
+pub(super) fn node(a: AgentId) -> NodeId {
+    NodeId(a.0 as u16)
+}
+
+/// The pipeline's failure detector: every agent known, with its own first timeout.
+pub(super) fn detector(cfg: &PipelineConfig) -> EventuallyPerfect {
+    let config = crate::protocols::detector::EventuallyPerfectConfig {
+        timeout_initial_ms: 0,
+        increment_ms: cfg.timeout_increment_ms,
+        timeout_max_ms: cfg.timeout_max_ms,
+    };
+    EventuallyPerfect::on_demand(
+        config,
+        cfg.agents.iter().map(|a| (node(a.id), a.timeout_ms)),
+    )
 }
 
 impl Pipeline {
@@ -60,7 +83,7 @@ impl Pipeline {
                 calls: a.calls,
                 faults: a.faults.clone(),
                 suspicions: a.suspicions,
-                suspected: a.suspected,
+                suspected: self.is_suspected(a.info.id),
                 usage: a.usage,
             })
             .collect()
@@ -88,7 +111,17 @@ impl Pipeline {
         });
     }
 
-    /// Sends `request` to `agent`, with a deadline of its current timeout.
+    /// Whether the detector suspects `agent`.
+    pub(super) fn is_suspected(&self, agent: AgentId) -> bool {
+        self.detector.is_suspected(node(agent))
+    }
+
+    /// `agent`'s current timeout.
+    pub(super) fn timeout_ms(&self, agent: AgentId) -> u64 {
+        self.detector.timeout_ms(node(agent)).unwrap_or(0)
+    }
+
+    /// Sends `request` to `agent` and watches it until it answers.
     pub(super) fn ask(
         &mut self,
         agent: AgentId,
@@ -96,19 +129,20 @@ impl Pipeline {
         request: Request,
         out: &mut Vec<Output>,
     ) {
+        assert!(
+            !self.is_suspected(agent),
+            "a suspected agent is never asked"
+        );
         let ask = AskId(self.id());
         let key = request.key();
-        let st = &mut self.agents[agent.0 as usize];
-        assert!(!st.suspected, "a suspected agent is never asked");
-        st.calls += 1;
-        let at_ms = self.now_ms + st.timeout_ms;
+        self.agents[agent.0 as usize].calls += 1;
+        self.detector.watch(node(agent), self.now_ms);
         self.asks.insert(
             ask,
             PendingAsk {
                 agent,
                 purpose,
                 key: key.clone(),
-                deadline_ms: at_ms,
             },
         );
         out.push(Output::Progress(Progress::Asked {
@@ -120,10 +154,36 @@ impl Pipeline {
             agent,
             request: Box::new(request),
         });
-        out.push(Output::SetTimer {
-            timer: TimerId(ask.0),
+    }
+
+    /// The next deadline: when the first watched agent would be suspected.
+    pub(super) fn next_deadline(&self) -> Option<Deadline> {
+        let (at_ms, peer) = self.detector.next_deadline()?;
+        Some(Deadline {
             at_ms,
-        });
+            timer: Timer::AskDeadline(AgentId(u32::from(peer.0))),
+        })
+    }
+
+    /// A sign of life from `agent`: FD-2 trusts a suspected agent again, with a longer timeout.
+    fn alive(&mut self, agent: AgentId, out: &mut Vec<Output>) {
+        let mut changes = Vec::new();
+        self.detector.step(
+            self.now_ms,
+            DetectorInput::Heartbeat(node(agent)),
+            &mut changes,
+        );
+        if changes.contains(&DetectorOutput::Trust(node(agent))) {
+            let timeout_ms = self.timeout_ms(agent);
+            out.push(Output::Progress(Progress::Trusted {
+                agent: self.name(agent),
+                timeout_ms,
+            }));
+            out.push(Output::Persist {
+                kind: "agent-trusted".into(),
+                body: json!({"agent": agent, "timeout_ms": timeout_ms}),
+            });
+        }
     }
 
     /// Records what a reply cost. Returns why the build must stop when the token budget is
@@ -160,8 +220,9 @@ impl Pipeline {
         }
     }
 
-    /// The ask a reply answers, if it is still waiting. A reply to an ask whose deadline passed
-    /// proves the suspicion false: the agent is trusted again (its work stays reassigned).
+    /// The ask a reply answers, if it is still waiting. A reply to an ask whose agent was
+    /// suspected proves the suspicion false: the agent is trusted again (its work stays
+    /// reassigned).
     pub(super) fn take_ask(
         &mut self,
         ask: AskId,
@@ -170,22 +231,14 @@ impl Pipeline {
     ) -> Option<PendingAsk> {
         let Some(pending) = self.asks.remove(&ask) else {
             if let Some(agent) = self.expired.remove(&ask) {
-                // A false suspicion: trust again, wait longer next time (◇P).
-                let st = &mut self.agents[agent.0 as usize];
-                st.suspected = false;
-                st.timeout_ms = st.timeout_ms.saturating_mul(2);
-                let timeout_ms = st.timeout_ms;
-                out.push(Output::Progress(Progress::Trusted {
-                    agent: self.name(agent),
-                    timeout_ms,
-                }));
-                out.push(Output::Persist {
-                    kind: "agent-trusted".into(),
-                    body: json!({"agent": agent, "timeout_ms": timeout_ms}),
-                });
+                self.alive(agent, out);
             }
             return None;
         };
+        self.alive(pending.agent, out);
+        if !self.asks.values().any(|a| a.agent == pending.agent) {
+            self.detector.unwatch(node(pending.agent));
+        }
         if usable {
             out.push(Output::Progress(Progress::Answered {
                 agent: self.name(pending.agent),
@@ -195,50 +248,59 @@ impl Pipeline {
         Some(pending)
     }
 
-    /// A sign of life from the agent working on `ask`: its deadline starts again. Returns
-    /// whether the ask is waiting.
+    /// A sign of life from the agent working on `ask`. Returns whether the ask is waiting.
     pub(super) fn on_heartbeat(&mut self, ask: AskId, out: &mut Vec<Output>) -> bool {
-        let Some(pending) = self.asks.get_mut(&ask) else {
+        let Some(agent) = self.asks.get(&ask).map(|p| p.agent) else {
             return false;
         };
-        let at_ms = self.now_ms + self.agents[pending.agent.0 as usize].timeout_ms;
-        if at_ms > pending.deadline_ms {
-            pending.deadline_ms = at_ms;
-            out.push(Output::SetTimer {
-                timer: TimerId(ask.0),
-                at_ms,
-            });
-        }
+        self.alive(agent, out);
         true
     }
 
-    /// A deadline passed: the ask's agent is suspected and the ask is returned, for its stage to
-    /// give the work to someone else. `None` for a deadline a heartbeat moved on, or an ask
-    /// already answered.
-    pub(super) fn expire(&mut self, timer: TimerId, out: &mut Vec<Output>) -> Option<PendingAsk> {
-        let ask = AskId(timer.0);
-        let Some(waiting) = self.asks.get(&ask) else {
+    /// A deadline passed: the detector suspects every agent silent past its timeout, and their
+    /// pending asks are returned (in the order they were sent) for their stages to give the work
+    /// to others. Empty when nobody is due (a deadline a heartbeat moved on).
+    pub(super) fn expire(&mut self, timer: Timer, out: &mut Vec<Output>) -> Vec<PendingAsk> {
+        let Timer::AskDeadline(due) = timer;
+        if !self.asks.values().any(|a| a.agent == due) {
             self.stray.timers += 1;
-            return None;
-        };
-        if waiting.deadline_ms > self.now_ms {
-            return None;
         }
-        let pending = self.asks.remove(&ask)?;
-        let agent = pending.agent;
-        let st = &mut self.agents[agent.0 as usize];
-        st.suspected = true;
-        st.suspicions += 1;
-        let timeout_ms = st.timeout_ms;
-        self.expired.insert(ask, agent);
-        out.push(Output::Progress(Progress::Suspected {
-            agent: self.name(agent),
-            timeout_ms,
-        }));
-        out.push(Output::Persist {
-            kind: "agent-suspected".into(),
-            body: json!({"agent": agent, "name": self.name(agent), "request": pending.key, "timeout_ms": timeout_ms}),
-        });
-        Some(pending)
+        let mut changes = Vec::new();
+        self.detector
+            .step(self.now_ms, DetectorInput::Tick, &mut changes);
+        let mut expired = Vec::new();
+        for change in changes {
+            let DetectorOutput::Suspect(peer) = change else {
+                continue;
+            };
+            let agent = AgentId(u32::from(peer.0));
+            self.detector.unwatch(peer);
+            self.agents[agent.0 as usize].suspicions += 1;
+            let asks: Vec<AskId> = self
+                .asks
+                .iter()
+                .filter(|(_, p)| p.agent == agent)
+                .map(|(a, _)| *a)
+                .collect();
+            let mut requests = Vec::new();
+            for ask in asks {
+                if let Some(p) = self.asks.remove(&ask) {
+                    self.expired.insert(ask, agent);
+                    requests.push(p.key.clone());
+                    expired.push((ask, p));
+                }
+            }
+            let timeout_ms = self.timeout_ms(agent);
+            out.push(Output::Progress(Progress::Suspected {
+                agent: self.name(agent),
+                timeout_ms,
+            }));
+            out.push(Output::Persist {
+                kind: "agent-suspected".into(),
+                body: json!({"agent": agent, "name": self.name(agent), "requests": requests, "timeout_ms": timeout_ms}),
+            });
+        }
+        expired.sort_by_key(|(ask, _)| *ask);
+        expired.into_iter().map(|(_, p)| p).collect()
     }
 }

@@ -94,7 +94,7 @@ impl Pipeline {
         if comp.tried.len() < self.cfg.build_attempts_max {
             for k in 0..len {
                 let a = b.builders[(comp.next + k) % len];
-                if !self.agents[a.0 as usize].suspected && !comp.tried.contains(&a) {
+                if !self.is_suspected(a) && !comp.tried.contains(&a) {
                     pick = Some(a);
                     comp.next = (comp.next + k + 1) % len;
                     break;

@@ -58,7 +58,6 @@ pub struct VirtualDriver {
     /// Inputs fed before the run gives up with [`RunEnd::StepLimit`].
     pub steps_max: usize,
     queue: VecDeque<Input>,
-    timers: BTreeMap<u64, Vec<TimerId>>,
 }
 
 impl VirtualDriver {
@@ -70,7 +69,6 @@ impl VirtualDriver {
             steps: 0,
             steps_max: 100_000,
             queue: VecDeque::from([Input::Start]),
-            timers: BTreeMap::new(),
         }
     }
 
@@ -96,14 +94,14 @@ impl VirtualDriver {
                     }
                 }
             }
-            let Some((&at, _)) = self.timers.iter().next() else {
+            // Nothing else can happen: time jumps to the next deadline.
+            let Some(deadline) = self.pipeline.poll_timeout() else {
                 return Ok(RunEnd::Stuck);
             };
-            let fired = self.timers.remove(&at).unwrap_or_default();
-            self.now_ms = self.now_ms.max(at);
-            for timer in fired {
-                self.queue.push_back(Input::TimerFired { timer });
-            }
+            self.now_ms = self.now_ms.max(deadline.at_ms);
+            self.queue.push_back(Input::TimerFired {
+                timer: deadline.timer,
+            });
         }
     }
 
@@ -122,7 +120,6 @@ impl VirtualDriver {
                     self.queue.push_back(Input::Replied { ask, reply, usage });
                 }
             }
-            Output::SetTimer { timer, at_ms } => self.timers.entry(at_ms).or_default().push(timer),
             Output::RunCheck { check, request } => {
                 let report = world.check(&request)?;
                 self.queue.push_back(Input::CheckFinished { check, report });

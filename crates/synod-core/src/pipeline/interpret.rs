@@ -78,7 +78,7 @@ impl Pipeline {
         let chosen: Vec<AgentId> = self
             .agents
             .iter()
-            .filter(|a| !a.suspected && !it.asked.contains(&a.info.id))
+            .filter(|a| !self.is_suspected(a.info.id) && !it.asked.contains(&a.info.id))
             .map(|a| a.info.id)
             .take(k)
             .collect();

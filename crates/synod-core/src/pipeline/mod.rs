@@ -33,6 +33,7 @@ pub use refinement::{program_check, refinement_problem};
 pub use types::*;
 
 use crate::model::*;
+use crate::protocols::detector::EventuallyPerfect;
 use crate::tally::{BudgetError, Tally};
 use agents::{AgentState, AskPurpose, PendingAsk};
 use build::Build;
@@ -87,6 +88,7 @@ pub struct Pipeline {
     agents: Vec<AgentState>,
     asks: BTreeMap<AskId, PendingAsk>,
     expired: BTreeMap<AskId, AgentId>,
+    detector: EventuallyPerfect,
     checks: BTreeMap<CheckId, CheckPurpose>,
     stage: Stage,
     /// Whether a [`Output::Finish`] was emitted (exactly when the stage is `Done`).
@@ -99,6 +101,7 @@ impl Pipeline {
     pub fn new(cfg: PipelineConfig, prompt: Prompt) -> Result<Pipeline, BudgetError> {
         let tally = Tally::new(cfg.agents.len(), cfg.fault_budget)?;
         let agents = cfg.agents.iter().map(AgentState::new).collect();
+        let detector = agents::detector(&cfg);
         Ok(Pipeline {
             cfg,
             tally,
@@ -108,6 +111,7 @@ impl Pipeline {
             agents,
             asks: BTreeMap::new(),
             expired: BTreeMap::new(),
+            detector,
             checks: BTreeMap::new(),
             stage: Stage::Idle,
             finished: false,
@@ -128,6 +132,16 @@ impl Pipeline {
     /// Asks still waiting for a reply.
     pub fn pending_asks(&self) -> usize {
         self.asks.len()
+    }
+
+    /// When the next timer is due, if any: the driver waits until then (or for another input)
+    /// and feeds [`Input::TimerFired`] with it. It moves as agents show signs of life; a timer
+    /// fed early or late is judged at the time it is fed.
+    pub fn poll_timeout(&self) -> Option<Deadline> {
+        if matches!(self.stage, Stage::Done) {
+            return None;
+        }
+        self.next_deadline()
     }
 
     /// Inputs that meant nothing where they arrived, by kind: counted and ignored (PL-11).
@@ -233,19 +247,11 @@ impl Pipeline {
                 }
                 stage
             }
-            (stage, Input::TimerFired { timer }) => {
-                let Some(pending) = self.expire(timer, out) else {
-                    return stage;
-                };
-                match (stage, pending.purpose) {
-                    (Stage::Interpret(it), AskPurpose::Interpret) => {
-                        self.replace_silent_reader(it, out)
-                    }
-                    (Stage::Build(b), AskPurpose::Implement { component }) => {
-                        self.next_builder(b, component, out)
-                    }
-                    (stage, _) => stage,
+            (mut stage, Input::TimerFired { timer }) => {
+                for pending in self.expire(timer, out) {
+                    stage = self.reassign(stage, pending, out);
                 }
+                stage
             }
             (stage, Input::CheckFinished { check, report }) => {
                 let Some(purpose) = self.checks.remove(&check) else {
@@ -282,6 +288,17 @@ impl Pipeline {
                 self.stray.answers += 1;
                 stage
             }
+        }
+    }
+
+    /// An ask whose agent is now suspected: its stage gives the work to someone else.
+    fn reassign(&mut self, stage: Stage, pending: PendingAsk, out: &mut Vec<Output>) -> Stage {
+        match (stage, pending.purpose) {
+            (Stage::Interpret(it), AskPurpose::Interpret) => self.replace_silent_reader(it, out),
+            (Stage::Build(b), AskPurpose::Implement { component }) => {
+                self.next_builder(b, component, out)
+            }
+            (stage, _) => stage,
         }
     }
 

@@ -17,6 +17,11 @@ pub struct AgentInfo {
     pub timeout_ms: u64,
 }
 
+/// Default of [`PipelineConfig::timeout_increment_ms`].
+pub const TIMEOUT_INCREMENT_MS: u64 = 10_000;
+/// Default of [`PipelineConfig::timeout_max_ms`].
+pub const TIMEOUT_MAX_MS: u64 = 600_000;
+
 /// Knobs of the pipeline; every one is a bound.
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
@@ -40,6 +45,10 @@ pub struct PipelineConfig {
     pub clarifications_max: u32,
     /// Tokens (in and out, all agents) the build may spend; `None` for no limit.
     pub tokens_max: Option<u64>,
+    /// Added to an agent's timeout each time a suspicion of it proves false (FD-2).
+    pub timeout_increment_ms: u64,
+    /// No agent's timeout grows past this.
+    pub timeout_max_ms: u64,
 }
 
 impl PipelineConfig {
@@ -57,6 +66,8 @@ impl PipelineConfig {
             build_attempts_max: n.max(1),
             clarifications_max: 3,
             tokens_max: None,
+            timeout_increment_ms: TIMEOUT_INCREMENT_MS,
+            timeout_max_ms: TIMEOUT_MAX_MS,
         }
     }
 }
@@ -163,9 +174,24 @@ pub struct AskId(pub u64);
 /// Identifies a check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CheckId(pub u64);
-/// Identifies a timer (the deadline of the ask with the same number).
+/// What a deadline is for: the pipeline's timers are typed, and the pipeline says when the
+/// next one is due ([`Pipeline::poll_timeout`](super::Pipeline::poll_timeout)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct TimerId(pub u64);
+#[serde(rename_all = "snake_case")]
+pub enum Timer {
+    /// The deadline of the asks pending with this agent: silent past it (no reply, no
+    /// heartbeat on any of them), it is suspected and its work goes to others (PL-3).
+    AskDeadline(AgentId),
+}
+
+/// When the next timer is due, and which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadline {
+    /// Ms since the build started.
+    pub at_ms: u64,
+    /// The timer to fire then, with [`Input::TimerFired`].
+    pub timer: Timer,
+}
 
 /// Events fed to the pipeline.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -194,10 +220,11 @@ pub enum Input {
         /// What it found.
         report: CheckReport,
     },
-    /// A timer set by [`Output::SetTimer`] fired.
+    /// A deadline the pipeline announced ([`Pipeline::poll_timeout`](super::Pipeline::poll_timeout))
+    /// passed.
     TimerFired {
         /// The timer.
-        timer: TimerId,
+        timer: Timer,
     },
     /// The user answered the pending question.
     UserAnswered {
@@ -217,14 +244,6 @@ pub enum Output {
         agent: AgentId,
         /// What to ask.
         request: Box<Request>,
-    },
-    /// Fire [`Input::TimerFired`] at this time (ms since the build started). A timer set
-    /// again replaces its earlier time.
-    SetTimer {
-        /// The timer.
-        timer: TimerId,
-        /// When.
-        at_ms: u64,
     },
     /// Run a program in the sandbox and answer with [`Input::CheckFinished`].
     RunCheck {
@@ -288,7 +307,8 @@ pub enum Progress {
         /// The deadline it missed.
         timeout_ms: u64,
     },
-    /// A suspected agent answered late: the suspicion was false and its timeout grows.
+    /// A suspected agent answered late: the suspicion was false and its timeout grows by the
+    /// increment, up to the cap (FD-2).
     Trusted {
         /// Agent name.
         agent: String,

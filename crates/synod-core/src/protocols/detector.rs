@@ -83,6 +83,8 @@ struct HeartbeatPeer {
     last_ms: u64,
     timeout_ms: u64,
     suspected: bool,
+    /// Only watched peers are judged on a tick (FD-7).
+    watched: bool,
 }
 
 /// Heartbeat detector with per-peer timeouts that grow on each false suspicion (◇P).
@@ -109,6 +111,35 @@ impl EventuallyPerfect {
                         last_ms: now_ms,
                         timeout_ms: config.timeout_initial_ms,
                         suspected: false,
+                        watched: true,
+                    },
+                )
+            })
+            .collect();
+        EventuallyPerfect {
+            config,
+            peers,
+            counters: DetectorCounters::default(),
+        }
+    }
+
+    /// Knows `peers`, each with its own first timeout (an agent's `timeout_ms`), none of them
+    /// watched yet: silence counts only between [`watch`](Self::watch) and
+    /// [`unwatch`](Self::unwatch) (FD-7). The build pipeline's detector.
+    pub fn on_demand(
+        config: EventuallyPerfectConfig,
+        peers: impl IntoIterator<Item = (NodeId, u64)>,
+    ) -> Self {
+        let peers = peers
+            .into_iter()
+            .map(|(p, timeout_ms)| {
+                (
+                    p,
+                    HeartbeatPeer {
+                        last_ms: 0,
+                        timeout_ms: timeout_ms.min(config.timeout_max_ms),
+                        suspected: false,
+                        watched: false,
                     },
                 )
             })
@@ -123,6 +154,39 @@ impl EventuallyPerfect {
     /// The current timeout of `peer`, if monitored.
     pub fn timeout_ms(&self, peer: NodeId) -> Option<u64> {
         self.peers.get(&peer).map(|p| p.timeout_ms)
+    }
+
+    /// Starts counting `peer`'s silence from `now_ms`, unless it is watched already (a peer
+    /// with work pending). Unknown peers are ignored.
+    pub fn watch(&mut self, peer: NodeId, now_ms: u64) {
+        if let Some(p) = self.peers.get_mut(&peer)
+            && !p.watched
+        {
+            p.watched = true;
+            p.last_ms = now_ms;
+        }
+    }
+
+    /// Stops judging `peer`'s silence (no work of it is pending).
+    pub fn unwatch(&mut self, peer: NodeId) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.watched = false;
+        }
+    }
+
+    /// The earliest time at which a [`DetectorInput::Tick`] would suspect a peer, and which:
+    /// the deadline a driver waits for (quinn-proto's `poll_timeout`). Ties: the lowest id.
+    pub fn next_deadline(&self) -> Option<(u64, NodeId)> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.watched && !p.suspected)
+            .map(|(id, p)| {
+                (
+                    p.last_ms.saturating_add(p.timeout_ms).saturating_add(1),
+                    *id,
+                )
+            })
+            .min()
     }
 }
 
@@ -148,8 +212,11 @@ impl FailureDetector for EventuallyPerfect {
             }
             DetectorInput::Tick => {
                 for (id, peer) in &mut self.peers {
-                    // FD-1: silence longer than the timeout → suspect.
-                    if !peer.suspected && now_ms.saturating_sub(peer.last_ms) > peer.timeout_ms {
+                    // FD-1: silence longer than the timeout → suspect (FD-7: watched peers).
+                    if peer.watched
+                        && !peer.suspected
+                        && now_ms.saturating_sub(peer.last_ms) > peer.timeout_ms
+                    {
                         peer.suspected = true;
                         self.counters.suspicions += 1;
                         out.push(DetectorOutput::Suspect(*id));
