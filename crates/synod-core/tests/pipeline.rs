@@ -180,7 +180,7 @@ impl World for Script {
 
     fn observe(&mut self, output: &Output) {
         match output {
-            Output::Persist { kind, .. } => self.persisted.push(kind.clone()),
+            Output::Persist(d) => self.persisted.push(d.kind()),
             Output::Progress(p) => self.progress.push(p.clone()),
             _ => {}
         }
@@ -258,7 +258,7 @@ fn rule_first_wave_asks_n_minus_m_agents_in_file_order() {
         })
         .collect();
     assert_eq!(asked, vec![0, 1, 2]);
-    assert!(matches!(&out[0], Output::Persist { kind, .. } if kind == "build-started"));
+    assert!(matches!(&out[0], Output::Persist(d) if matches!(**d, Decision::BuildStarted { .. })));
     // Every ask has a deadline: silence for longer than the timeout.
     assert_eq!(
         d.v.pipeline.poll_timeout(),
@@ -318,7 +318,7 @@ fn rule_silent_agent_is_suspected_and_replaced_misreader_outvoted() {
     assert_eq!(b.dissent.len(), 1);
     assert_eq!(b.dissent[0].agents, vec![AgentId(0)]);
     let rec = &b.agents;
-    assert!(rec[0].faults.iter().any(|f| f.contains("outvoted")));
+    assert!(rec[0].faults.iter().any(|f| f.kind == FaultKind::Outvoted));
     assert!(rec[1].suspected && rec[1].suspicions == 1);
     // The suspected agent is never given a component.
     assert!(
@@ -343,7 +343,8 @@ fn rule_invalid_reply_is_a_fault_and_the_next_agent_is_asked() {
     assert_eq!(d.interpret_asks(), vec![0, 1, 2]);
     let b = d.built();
     assert_eq!(b.class, vec![AgentId(1), AgentId(2)]);
-    assert!(b.agents[0].faults[0].contains("no JSON spec"));
+    assert_eq!(b.agents[0].faults[0].kind, FaultKind::InvalidReply);
+    assert!(b.agents[0].faults[0].detail.contains("no JSON spec"));
 }
 
 #[test]
@@ -428,7 +429,7 @@ fn rule_reading_contradicting_a_clarification_is_a_fault() {
         b.agents[2]
             .faults
             .iter()
-            .any(|f| f.contains("breaks the contract"))
+            .any(|f| f.kind == FaultKind::BreaksContract && f.stage == FaultStage::Interpret)
     );
 }
 
@@ -822,10 +823,10 @@ mod stray {
                             .collect();
                         prop_assert_eq!(&kept, &self.clarified);
                     }
-                    Output::Persist { kind, body } if kind == "clarification" => {
-                        let c: Clarification =
-                            serde_json::from_value(body["clarification"].clone()).unwrap();
-                        self.clarified.extend(c.examples);
+                    Output::Persist(d) => {
+                        if let Decision::Clarification { clarification, .. } = d.as_ref() {
+                            self.clarified.extend(clarification.examples.clone());
+                        }
                     }
                     Output::Finish(f) => {
                         self.finishes += 1;

@@ -9,14 +9,17 @@
 
 pub mod answers;
 pub mod output;
+pub mod record;
 pub mod verify;
 
+use record::{InputRecord, Record, RunRecord};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use synod_agents::{Agent, AgentError};
+use synod_core::pipeline::LOG_FORMAT;
 use synod_core::pipeline::{
     AgentInfo, AskId, CheckId, Finish, Input, Output, Pipeline, PipelineConfig, Progress, Question,
     ReplyFault, Request,
@@ -298,12 +301,13 @@ pub fn run_build(
     let fingerprint = log.key().public().fingerprint();
     let sandbox_info = serde_json::to_value(sandbox.isolation())
         .map_err(|e| RuntimeError::Internal(e.to_string()))?;
-    let run_info = serde_json::json!({
-        "sandbox": sandbox_info,
-        "response_cache": cache_dir,
-        "role_prompts_digest": synod_agents::role_prompts_digest(),
-        "synod_version": env!("CARGO_PKG_VERSION"),
-    });
+    let run_info = Record::Run(RunRecord {
+        sandbox: sandbox_info.clone(),
+        response_cache: cache_dir,
+        role_prompts_digest: synod_agents::role_prompts_digest(),
+        synod_version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+    .to_entry();
     let (tx, rx) = mpsc::channel::<Event>();
     let mut d = Driver {
         pipeline,
@@ -340,7 +344,7 @@ pub fn run_build(
     let mut answers = answers;
     // Which isolation this run's checks have, loudly if none (`--unsafe-no-sandbox`); after
     // the replay, so that it never lands between an input and the decisions it caused.
-    d.log.append(SANDBOX_KIND, &run_info)?;
+    d.log.append(&run_info.0, &run_info.1)?;
     let mut queue: VecDeque<Input> = VecDeque::new();
     d.relaunch();
     if replayed == 0 {
@@ -534,8 +538,12 @@ impl Driver<'_> {
     /// Logs an input (unless replaying), then steps the pipeline and carries out its outputs.
     fn feed(&mut self, now_ms: u64, input: Input) -> Result<(), RuntimeError> {
         if self.replay.is_none() {
-            let body = serde_json::json!({"now_ms": now_ms, "input": input});
-            self.log.append(INPUT_KIND, &body)?;
+            let record = Record::Input(InputRecord {
+                now_ms,
+                input: input.clone(),
+            });
+            let (kind, body) = record.to_entry();
+            self.log.append(&kind, &body)?;
         }
         match &input {
             Input::Replied { ask, .. } => {
@@ -557,7 +565,8 @@ impl Driver<'_> {
     fn carry_out(&mut self, o: Output) -> Result<(), RuntimeError> {
         let live = self.replay.is_none();
         match o {
-            Output::Persist { kind, body } => {
+            Output::Persist(decision) => {
+                let (kind, body) = decision.to_entry();
                 match self.replay.as_mut().and_then(|r| r.pop_front()) {
                     Some(logged) => {
                         let same =
@@ -654,36 +663,31 @@ impl Driver<'_> {
     /// Replays the logged inputs; returns the time of the last one and how many there were.
     fn replay(&mut self) -> Result<(u64, usize), RuntimeError> {
         let entries = self.log.entries()?;
+        refuse_older_log_format(&entries)?;
+        // Entries a logged input did not cause: the setup of each run, the certificate.
+        let aside = |e: &synod_store::Entry| Record::is_run(e) || Record::is_certificate(e);
         let mut last_ms = 0;
         let mut replayed = 0;
         let mut i = 0;
         while i < entries.len() {
             let e = &entries[i];
-            if e.kind != INPUT_KIND {
-                if e.kind == "certificate" || e.kind == SANDBOX_KIND {
-                    i += 1;
-                    continue;
-                }
-                return Err(RuntimeError::Resume(format!(
-                    "entry {} ({:?}) is not the consequence of any logged input",
-                    e.seq, e.kind
-                )));
+            if aside(e) {
+                i += 1;
+                continue;
             }
-            let body = e.body_json()?;
-            let now_ms = body.get("now_ms").and_then(|v| v.as_u64()).ok_or_else(|| {
-                RuntimeError::Resume(format!("input entry {} has no time", e.seq))
-            })?;
-            let input: Input = serde_json::from_value(
-                body.get("input").cloned().unwrap_or_default(),
-            )
-            .map_err(|err| {
-                RuntimeError::Resume(format!("input entry {} does not parse: {err}", e.seq))
-            })?;
+            let InputRecord { now_ms, input } = match Record::parse(e) {
+                Ok(Record::Input(r)) => r,
+                Ok(_) => {
+                    return Err(RuntimeError::Resume(format!(
+                        "entry {} ({:?}) is not the consequence of any logged input",
+                        e.seq, e.kind
+                    )));
+                }
+                Err(why) => return Err(RuntimeError::Resume(why)),
+            };
             let mut j = i + 1;
             let mut expected = VecDeque::new();
-            while j < entries.len()
-                && ![INPUT_KIND, "certificate", SANDBOX_KIND].contains(&entries[j].kind.as_str())
-            {
+            while j < entries.len() && !Record::is_input(&entries[j]) && !aside(&entries[j]) {
                 expected.push_back(entries[j].clone());
                 j += 1;
             }
@@ -726,8 +730,20 @@ impl Driver<'_> {
     }
 }
 
-/// Log entries of this kind hold the pipeline's inputs, for replay.
-pub const INPUT_KIND: &str = "input";
-/// Log entries of this kind record how the run that follows was set up: the sandbox's
-/// isolation, the response cache, the role prompts' digest.
-pub const SANDBOX_KIND: &str = "run";
+/// A build started by an earlier synod, whose log this one cannot replay (ADR 0005).
+fn refuse_older_log_format(entries: &[synod_store::Entry]) -> Result<(), RuntimeError> {
+    let started = entries
+        .iter()
+        .find(|e| e.kind == "build-started")
+        .and_then(|e| e.body_json().ok());
+    let Some(body) = started else {
+        return Ok(());
+    };
+    let format = body.get("log_format").and_then(|v| v.as_u64()).unwrap_or(1);
+    if format != u64::from(LOG_FORMAT) {
+        return Err(RuntimeError::Resume(format!(
+            "this build's log has format {format} and this synod resumes format {LOG_FORMAT} only (ADR 0005); `synod verify` still reads it, but to go on, start the build afresh in a new --out"
+        )));
+    }
+    Ok(())
+}

@@ -2,12 +2,13 @@
 //! `certificate.json` and the decision log.
 
 use crate::RuntimeError;
-use serde_json::json;
+use crate::record::{CertificateRecord, Record};
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use synod_core::pipeline::{AgentRecord, BuildOutcome, Question};
-use synod_core::{AgentId, Call, ContractExample, Expectation, Outcome, Program, Prompt};
-use synod_store::{DecisionLog, Signed, write_atomic};
+use synod_core::pipeline::{AgentRecord, BuildOutcome, Dissent, Question};
+use synod_core::{AgentId, Call, ContractExample, Expectation, Outcome, Program, Prompt, Spec};
+use synod_store::{DecisionLog, PinnedHead, Signed, write_atomic};
 
 /// The decision log file.
 pub const LOG_FILE: &str = "log.redb";
@@ -46,47 +47,164 @@ fn agent_name(agents: &[(String, String)], id: AgentId) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
-/// The certificate body for a build (without the log head, which the caller adds).
-pub fn certificate_body(
-    outcome: &BuildOutcome,
-    agents: &[(String, String)],
-    fingerprint: &str,
-) -> serde_json::Value {
-    let components: Vec<serde_json::Value> = outcome
-        .components
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name,
-                "file": format!("{PROGRAM_DIR}/{}.py", c.name),
-                "digest": c.digest,
-                "agent": agent_name(agents, c.agent),
-                "contract_met": c.contract_met,
-                "probes_matched": c.probes_matched,
-                "rejected": c.rejected.iter().map(|(a, r)| json!({"agent": agent_name(agents, *a), "reason": r})).collect::<Vec<_>>(),
+/// What `certificate.json` signs: written by [`write_build`] and read back by `verify`
+/// through this one type (ADR 0005).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CertificateBody {
+    /// [`CERT_FORMAT`].
+    pub format: u32,
+    /// The synod that built it.
+    pub synod_version: String,
+    /// P with its clarifications.
+    pub prompt: Prompt,
+    /// The agents, in order.
+    pub agents: Vec<CertifiedAgent>,
+    /// The decided reading.
+    pub decided: DecidedReading,
+    /// The decided spec and contract.
+    pub spec: Spec,
+    /// The probes of the final comparison.
+    pub probes: Vec<Call>,
+    /// The decided reference's behaviour on them.
+    pub reference_behaviour: Vec<Outcome>,
+    /// The components as delivered.
+    pub components: Vec<CertifiedComponent>,
+    /// Digest of the assembled program.
+    pub program_digest: String,
+    /// Fingerprint of the key that signed this.
+    pub key_fingerprint: String,
+    /// The fault budget m.
+    pub fault_budget: usize,
+    /// Digest of the role prompts.
+    pub role_prompts_digest: String,
+    /// The sandbox's isolation during the build.
+    pub sandbox: serde_json::Value,
+    /// The last log entry before the certificate's own.
+    pub log_head: PinnedHead,
+}
+
+/// An agent, as the certificate names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertifiedAgent {
+    /// Its name.
+    pub name: String,
+    /// Its backend, described.
+    pub backend: String,
+}
+
+/// The decided reading, as the certificate states it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecidedReading {
+    /// The agents of the decided class.
+    pub class: Vec<String>,
+    /// Whose reference is the decided one.
+    pub representative: String,
+    /// Digest of the decided reference.
+    pub reference_digest: String,
+    /// The outvoted classes.
+    pub dissent: Vec<Dissent>,
+}
+
+/// A delivered component.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertifiedComponent {
+    /// Its module name.
+    pub name: String,
+    /// Its file in the build directory.
+    pub file: String,
+    /// Digest of its source.
+    pub digest: String,
+    /// Its builder.
+    pub agent: String,
+    /// Contract examples met.
+    pub contract_met: usize,
+    /// Probes matched.
+    pub probes_matched: usize,
+    /// Candidates rejected before it.
+    pub rejected: Vec<Rejection>,
+}
+
+/// A rejected candidate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// Its builder.
+    pub agent: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl CertificateBody {
+    /// The certificate of a build.
+    pub fn new(
+        outcome: &BuildOutcome,
+        agents: &[(String, String)],
+        fingerprint: &str,
+        sandbox: &serde_json::Value,
+        log_head: PinnedHead,
+    ) -> CertificateBody {
+        let components = outcome
+            .components
+            .iter()
+            .map(|c| CertifiedComponent {
+                name: c.name.clone(),
+                file: format!("{PROGRAM_DIR}/{}.py", c.name),
+                digest: c.digest.clone(),
+                agent: agent_name(agents, c.agent),
+                contract_met: c.contract_met,
+                probes_matched: c.probes_matched,
+                rejected: c
+                    .rejected
+                    .iter()
+                    .map(|(a, r)| Rejection {
+                        agent: agent_name(agents, *a),
+                        reason: r.clone(),
+                    })
+                    .collect(),
             })
-        })
-        .collect();
-    json!({
-        "format": CERT_FORMAT,
-        "synod_version": env!("CARGO_PKG_VERSION"),
-        "prompt": outcome.prompt,
-        "agents": agents.iter().map(|(n, d)| json!({"name": n, "backend": d})).collect::<Vec<_>>(),
-        "decided": {
-            "class": outcome.class.iter().map(|a| agent_name(agents, *a)).collect::<Vec<_>>(),
-            "representative": agent_name(agents, outcome.representative),
-            "reference_digest": Program::single(synod_core::pipeline::REFERENCE_MODULE, &outcome.reference).digest(),
-            "dissent": outcome.dissent,
-        },
-        "spec": outcome.spec,
-        "probes": outcome.probes,
-        "reference_behaviour": outcome.reference_behaviour,
-        "components": components,
-        "program_digest": outcome.program.digest(),
-        "key_fingerprint": fingerprint,
-        "fault_budget": outcome.fault_budget,
-        "role_prompts_digest": synod_agents::role_prompts_digest(),
-    })
+            .collect();
+        CertificateBody {
+            format: CERT_FORMAT,
+            synod_version: env!("CARGO_PKG_VERSION").to_string(),
+            prompt: outcome.prompt.clone(),
+            agents: agents
+                .iter()
+                .map(|(n, d)| CertifiedAgent {
+                    name: n.clone(),
+                    backend: d.clone(),
+                })
+                .collect(),
+            decided: DecidedReading {
+                class: outcome
+                    .class
+                    .iter()
+                    .map(|a| agent_name(agents, *a))
+                    .collect(),
+                representative: agent_name(agents, outcome.representative),
+                reference_digest: Program::single(
+                    synod_core::pipeline::REFERENCE_MODULE,
+                    &outcome.reference,
+                )
+                .digest(),
+                dissent: outcome.dissent.clone(),
+            },
+            spec: outcome.spec.clone(),
+            probes: outcome.probes.clone(),
+            reference_behaviour: outcome.reference_behaviour.clone(),
+            components,
+            program_digest: outcome.program.digest(),
+            key_fingerprint: fingerprint.to_string(),
+            fault_budget: outcome.fault_budget,
+            role_prompts_digest: synod_agents::role_prompts_digest(),
+            sandbox: sandbox.clone(),
+            log_head,
+        }
+    }
+
+    /// Reads a certificate's body; the error names the field that does not fit.
+    pub fn from_value(body: &serde_json::Value) -> Result<CertificateBody, String> {
+        serde_json::from_value(body.clone())
+            .map_err(|e| format!("the certificate body is missing or has a malformed field: {e}"))
+    }
 }
 
 /// Writes a successful build: program, tests, certificate (and its log entry), report.
@@ -117,24 +235,30 @@ pub fn write_build(
         )
         .as_bytes(),
     )?;
-    let mut body = certificate_body(outcome, agents, fingerprint);
-    body["sandbox"] = sandbox.clone();
     // The certificate pins the last decision before its own log entry. A resumed build that
     // was killed after logging the certificate finds that entry already there; ed25519 and the
     // body are deterministic, so it recomputes the same certificate.
     let entries = log.entries()?;
-    let logged = entries.last().filter(|e| e.kind == "certificate").cloned();
+    let logged = entries
+        .last()
+        .filter(|e| Record::is_certificate(e))
+        .cloned();
     let head = entries
         .iter()
         .rev()
-        .find(|e| e.kind != "certificate")
+        .find(|e| !Record::is_certificate(e))
         .map(|e| e.pin())
         .ok_or_else(|| RuntimeError::Internal("empty decision log at the end of a build".into()))?;
-    body["log_head"] =
-        serde_json::to_value(&head).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    let certificate = CertificateBody::new(outcome, agents, fingerprint, sandbox, head);
+    let body =
+        serde_json::to_value(&certificate).map_err(|e| RuntimeError::Internal(e.to_string()))?;
     let signed = Signed::sign(body, log.key());
     let digest = synod_store::digest(canonical(&signed.body).as_bytes());
-    let entry = json!({"certificate_digest": digest, "fingerprint": fingerprint});
+    let (kind, entry) = Record::Certificate(CertificateRecord {
+        certificate_digest: digest,
+        fingerprint: fingerprint.to_string(),
+    })
+    .to_entry();
     match logged {
         Some(e) if e.body_json().ok().as_ref() == Some(&entry) => {}
         Some(e) => {
@@ -144,7 +268,7 @@ pub fn write_build(
             )));
         }
         None => {
-            log.append("certificate", &entry)?;
+            log.append(&kind, &entry)?;
         }
     }
     // Log first, then the file: a certificate file always has its log entry.
@@ -211,7 +335,7 @@ fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, Stri
         } else {
             a.faults
                 .iter()
-                .map(|f| f.replace('|', "\\|"))
+                .map(|f| f.to_string().replace('|', "\\|"))
                 .collect::<Vec<_>>()
                 .join("<br>")
         };

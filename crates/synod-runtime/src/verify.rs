@@ -5,13 +5,14 @@
 //! signatures, the log's agreement with the certificate, the program files' digests, and the
 //! refinement evidence, re-run in the sandbox.
 
-use crate::output::{CERT_FILE, LOG_FILE, PROGRAM_DIR, canonical};
+use crate::output::{CERT_FILE, CertificateBody, LOG_FILE, PROGRAM_DIR, canonical};
+use crate::record::Record;
 use serde::Serialize;
 use std::path::Path;
-use synod_core::pipeline::{program_check, refinement_problem};
-use synod_core::{Call, Outcome, Program, Spec};
+use synod_core::pipeline::{Decision, LOG_FORMAT, program_check, refinement_problem};
+use synod_core::{Program, Spec};
 use synod_exec::Sandbox;
-use synod_store::{Entry, PinnedHead, Signed, verify_log};
+use synod_store::{Entry, Signed, verify_log};
 
 /// One named check and its result.
 #[derive(Debug, Clone, Serialize)]
@@ -43,11 +44,6 @@ impl VerifyReport {
             problem,
         });
     }
-}
-
-fn field<T: serde::de::DeserializeOwned>(body: &serde_json::Value, key: &str) -> Result<T, String> {
-    serde_json::from_value(body.get(key).cloned().unwrap_or(serde_json::Value::Null))
-        .map_err(|e| format!("certificate field `{key}` is missing or malformed: {e}"))
 }
 
 /// Verifies the build in `dir`. `expected_key` is a fingerprint the user trusts (printed at the
@@ -88,89 +84,81 @@ pub fn verify(dir: &Path, expected_key: Option<&str>, sandbox: &Sandbox) -> Veri
             }),
         );
     }
-    let body = &signed.body;
-    // 3. The log: chain, signatures, pinned head, the certificate entry.
-    let entries = match verify_log(&dir.join(LOG_FILE), &signed.public_key) {
-        Ok(e) => {
+    let cert = CertificateBody::from_value(&signed.body);
+    // 3. The log: chain, signatures, pinned head, the certificate entry, the decisions.
+    match verify_log(&dir.join(LOG_FILE), &signed.public_key) {
+        Ok(entries) => {
             report.push("decision log chain and signatures", None);
-            Some(e)
+            let matches = cert
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|c| log_matches(&signed.body, c, &entries));
+            report.push("decision log matches the certificate", matches.err());
         }
+        Err(e) => report.push("decision log chain and signatures", Some(e.to_string())),
+    }
+    let cert = match cert {
+        Ok(c) => c,
         Err(e) => {
-            report.push("decision log chain and signatures", Some(e.to_string()));
-            None
+            report.push("program files match the certificate", Some(e.clone()));
+            report.push("refinement evidence re-run", Some(e));
+            return report;
         }
     };
-    if let Some(entries) = &entries {
-        report.push(
-            "decision log matches the certificate",
-            log_matches(body, entries).err(),
-        );
-    }
     // 4. The program files.
-    let spec: Result<Spec, String> = field(body, "spec");
-    let program = match &spec {
-        Ok(spec) => read_program(dir, spec),
-        Err(e) => Err(e.clone()),
-    };
-    match (
-        &program,
-        field::<Vec<serde_json::Value>>(body, "components"),
-    ) {
-        (Ok(p), Ok(comps)) => {
-            let mut problem = None;
-            for c in &comps {
-                let name = c.get("name").and_then(|v| v.as_str()).unwrap_or("");
-                let want = c.get("digest").and_then(|v| v.as_str()).unwrap_or("");
-                let got = p
-                    .modules
-                    .get(name)
-                    .map(|src| Program::single(name, src).digest());
-                if got.as_deref() != Some(want) {
-                    problem = Some(format!(
-                        "{PROGRAM_DIR}/{name}.py does not match the digest in the certificate (changed after the build)"
-                    ));
-                    break;
-                }
-            }
-            if problem.is_none() {
-                let want: Result<String, String> = field(body, "program_digest");
-                if want.as_deref() != Ok(p.digest().as_str()) {
-                    problem = Some("the program's digest differs from the certificate's".into());
-                }
-            }
-            report.push("program files match the certificate", problem);
-        }
-        (Err(e), _) => report.push("program files match the certificate", Some(e.clone())),
-        (_, Err(e)) => report.push("program files match the certificate", Some(e)),
-    }
+    let program = read_program(dir, &cert.spec);
+    let files = program
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|p| program_matches(p, &cert));
+    report.push("program files match the certificate", files.err());
     // 5. Refinement evidence, re-run.
-    let probes: Result<Vec<Call>, String> = field(body, "probes");
-    let behaviour: Result<Vec<Outcome>, String> = field(body, "reference_behaviour");
-    match (spec, program, probes, behaviour) {
-        (Ok(spec), Ok(program), Ok(probes), Ok(behaviour)) => {
-            let request = program_check(&spec, &program, &probes);
+    match program {
+        Ok(program) => {
+            let request = program_check(&cert.spec, &program, &cert.probes);
             let problem = match sandbox.run(&request) {
-                Ok(r) => refinement_problem(&r, &spec.contract, &probes, &behaviour, "the program"),
+                Ok(r) => refinement_problem(
+                    &r,
+                    &cert.spec.contract,
+                    &cert.probes,
+                    &cert.reference_behaviour,
+                    "the program",
+                )
+                .map(|p| p.detail),
                 Err(e) => Some(format!("the sandbox could not run the program: {e}")),
             };
             report.push(
                 &format!(
                     "program meets the contract ({} examples) and matches the decided reference ({} probes), re-run in the sandbox",
-                    spec.contract.len(),
-                    probes.len()
+                    cert.spec.contract.len(),
+                    cert.probes.len()
                 ),
                 problem,
             );
         }
-        (a, b, c, d) => {
-            let e = [a.err(), b.err(), c.err(), d.err()]
-                .into_iter()
-                .flatten()
-                .next();
-            report.push("refinement evidence re-run", e);
-        }
+        Err(e) => report.push("refinement evidence re-run", Some(e)),
     }
     report
+}
+
+/// Each delivered file has the digest the certificate states, and so has the whole program.
+fn program_matches(p: &Program, cert: &CertificateBody) -> Result<(), String> {
+    for c in &cert.components {
+        let got = p
+            .modules
+            .get(&c.name)
+            .map(|src| Program::single(&c.name, src).digest());
+        if got.as_deref() != Some(c.digest.as_str()) {
+            return Err(format!(
+                "{PROGRAM_DIR}/{}.py does not match the digest in the certificate (changed after the build)",
+                c.name
+            ));
+        }
+    }
+    if cert.program_digest != p.digest() {
+        return Err("the program's digest differs from the certificate's".into());
+    }
+    Ok(())
 }
 
 fn read_program(dir: &Path, spec: &Spec) -> Result<Program, String> {
@@ -190,8 +178,14 @@ fn read_program(dir: &Path, spec: &Spec) -> Result<Program, String> {
     Ok(p)
 }
 
-fn log_matches(body: &serde_json::Value, entries: &[Entry]) -> Result<(), String> {
-    let head: PinnedHead = field(body, "log_head")?;
+/// The log ends at the head the certificate pins, then the certificate's own entry; and the
+/// decisions the certificate states are the ones the log records.
+fn log_matches(
+    body: &serde_json::Value,
+    cert: &CertificateBody,
+    entries: &[Entry],
+) -> Result<(), String> {
+    let head = &cert.log_head;
     let upto = (head.seq as usize).min(entries.len().saturating_sub(1));
     head.check(&entries[..=upto]).map_err(|e| e.to_string())?;
     let last = entries
@@ -203,52 +197,60 @@ fn log_matches(body: &serde_json::Value, entries: &[Entry]) -> Result<(), String
             entries.len() - head.seq as usize - 2
         ));
     }
-    let last_body = last.body_json().map_err(|e| e.to_string())?;
-    if last.kind != "certificate" {
+    let Ok(Record::Certificate(logged)) = Record::parse(last) else {
         return Err(format!(
             "the last log entry is {:?}, not the certificate",
             last.kind
         ));
-    }
+    };
     let want = synod_store::digest(canonical(body).as_bytes());
-    if last_body.get("certificate_digest").and_then(|v| v.as_str()) != Some(want.as_str()) {
+    if logged.certificate_digest != want {
         return Err("the log's certificate entry records a different certificate".into());
     }
-    // The decisions the certificate states are the ones the log records.
-    let find = |kind: &str| -> Vec<serde_json::Value> {
-        entries
-            .iter()
-            .filter(|e| e.kind == kind)
-            .filter_map(|e| e.body_json().ok())
-            .collect()
-    };
-    let integration = find("integration-passed");
-    let program_digest: String = field(body, "program_digest")?;
-    if integration
-        .last()
-        .and_then(|b| b.get("program_digest"))
-        .and_then(|v| v.as_str())
-        != Some(program_digest.as_str())
-    {
+    let decisions = decisions(entries)?;
+    let integration = decisions.iter().rev().find_map(|d| match d {
+        Decision::IntegrationPassed { program_digest, .. } => Some(program_digest),
+        _ => None,
+    });
+    if integration != Some(&cert.program_digest) {
         return Err("the log's integration entry records a different program".into());
     }
-    let accepted = find("component-accepted");
-    let comps: Vec<serde_json::Value> = field(body, "components")?;
-    for c in &comps {
-        let name = c.get("name");
-        let digest = c.get("digest");
-        if !accepted
-            .iter()
-            .any(|a| a.get("component") == name && a.get("digest") == digest)
-        {
+    for c in &cert.components {
+        let accepted = decisions.iter().any(|d| {
+            matches!(d, Decision::ComponentAccepted { component, digest, .. }
+                if *component == c.name && *digest == c.digest)
+        });
+        if !accepted {
             return Err(format!(
                 "the log has no acceptance of component {} with the certificate's digest",
-                name.and_then(|v| v.as_str()).unwrap_or("?")
+                c.name
             ));
         }
     }
-    if find("interpretation-decided").is_empty() {
+    if !decisions
+        .iter()
+        .any(|d| matches!(d, Decision::InterpretationDecided { .. }))
+    {
         return Err("the log records no decided interpretation".into());
     }
     Ok(())
+}
+
+/// The log's decisions. A log of this synod's format must parse whole; one of format 1 (before
+/// typed decisions, ADR 0005) is read for the decisions whose shape has not changed.
+fn decisions(entries: &[Entry]) -> Result<Vec<Decision>, String> {
+    let strict = entries.iter().any(|e| {
+        matches!(Record::parse(e), Ok(Record::Decision(d))
+            if matches!(*d, Decision::BuildStarted { log_format, .. } if log_format >= LOG_FORMAT))
+    });
+    let mut decisions = Vec::new();
+    for e in entries {
+        match Record::parse(e) {
+            Ok(Record::Decision(d)) => decisions.push(*d),
+            Ok(_) => {}
+            Err(why) if strict => return Err(why),
+            Err(_) => {}
+        }
+    }
+    Ok(decisions)
 }

@@ -169,7 +169,13 @@ fn a_stalled_agent_is_suspected_and_the_build_goes_on() {
         panic!("not built: {result:?}");
     };
     assert!(outcome.agents[0].suspected, "{}", progress.join("\n"));
-    assert!(outcome.agents[1].faults.iter().any(|f| f.contains("crash")));
+    assert!(
+        outcome.agents[1]
+            .faults
+            .iter()
+            .any(|f| f.kind == synod_core::pipeline::FaultKind::Crashed
+                && f.detail.contains("crash"))
+    );
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
     assert!(
         report.contains("sleepy") && report.contains("missed deadline"),

@@ -986,3 +986,44 @@ fn agent_fault_implement_code_that_hangs_on_a_probe_is_reassigned() {
         "the hanging input is named: {row:?}"
     );
 }
+
+// ---- builds made before typed decisions (log format 1, ADR 0005) -----------------------------
+
+#[test]
+fn verify_reads_a_build_made_before_typed_decisions() {
+    // Built by synod at commit 3754edd (log format 1): `synod build examples/rpn-calculator`.
+    let tmp = TempDir::new("format1-verify");
+    let dir = tmp.join("rpn");
+    copy_dir(&fixture("format1-rpn"), &dir);
+    let run = synod(tmp.path(), &[&"verify", &dir]);
+    run.expect_code(0, "verify of a format-1 build");
+    assert!(run.failed_checks().is_empty(), "{run}");
+}
+
+#[test]
+fn resume_refuses_a_build_started_before_typed_decisions() {
+    // Stopped at its question by synod at commit 3754edd: `synod build examples/rounding`.
+    let tmp = TempDir::new("format1-resume");
+    let dir = tmp.join("rounding");
+    copy_dir(&fixture("format1-rounding"), &dir);
+    let answers = example("rounding").join("answers.toml");
+    let run = synod(
+        &workspace(),
+        &[
+            &"build",
+            &example("rounding"),
+            &"--out",
+            &dir,
+            &"--resume",
+            &"--answers",
+            &answers,
+        ],
+    );
+    assert_ne!(run.code, 0, "{run}");
+    assert!(
+        run.stderr.contains("log has format 1") && run.stderr.contains("start the build afresh"),
+        "{run}"
+    );
+    // Nothing of it was changed: the question is still there to read.
+    assert!(dir.join("question.json").exists());
+}

@@ -19,7 +19,7 @@ use crate::protocols::detector::{
 pub(super) struct AgentState {
     pub(super) info: AgentInfo,
     pub(super) calls: u32,
-    pub(super) faults: Vec<String>,
+    pub(super) faults: Vec<Fault>,
     pub(super) suspicions: u32,
     pub(super) usage: Usage,
 }
@@ -89,26 +89,33 @@ impl Pipeline {
             .collect()
     }
 
-    /// Records a fault of `agent` in `stage`.
+    /// Records a fault of `agent`.
     pub(super) fn fault(
         &mut self,
         agent: AgentId,
-        stage: &str,
-        reason: String,
+        stage: FaultStage,
+        kind: FaultKind,
+        detail: &str,
         out: &mut Vec<Output>,
     ) {
-        let reason = cap_text(&reason, 400);
-        self.agents[agent.0 as usize]
-            .faults
-            .push(format!("{stage}: {reason}"));
+        let fault = Fault {
+            stage,
+            kind,
+            detail: cap_text(detail, 400),
+        };
+        self.agents[agent.0 as usize].faults.push(fault.clone());
         out.push(Output::Progress(Progress::Fault {
             agent: self.name(agent),
-            reason: reason.clone(),
+            reason: fault.detail.clone(),
         }));
-        out.push(Output::Persist {
-            kind: "agent-fault".into(),
-            body: json!({"agent": agent, "name": self.name(agent), "stage": stage, "reason": reason}),
-        });
+        self.persist(
+            Decision::AgentFault {
+                agent,
+                name: self.name(agent),
+                fault,
+            },
+            out,
+        );
     }
 
     /// Whether the detector suspects `agent`.
@@ -179,10 +186,7 @@ impl Pipeline {
                 agent: self.name(agent),
                 timeout_ms,
             }));
-            out.push(Output::Persist {
-                kind: "agent-trusted".into(),
-                body: json!({"agent": agent, "timeout_ms": timeout_ms}),
-            });
+            self.persist(Decision::AgentTrusted { agent, timeout_ms }, out);
         }
     }
 
@@ -202,15 +206,15 @@ impl Pipeline {
             .or_else(|| self.expired.get(&ask).map(|a| (*a, String::new())));
         let (agent, key) = agent?;
         self.agents[agent.0 as usize].usage.add(usage);
-        out.push(Output::Persist {
-            kind: "agent-replied".into(),
-            body: json!({
-                "agent": agent,
-                "request": key,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-            }),
-        });
+        self.persist(
+            Decision::AgentReplied {
+                agent,
+                request: key,
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+            },
+            out,
+        );
         let spent: u64 = self.agents.iter().map(|a| a.usage.total()).sum();
         match self.cfg.tokens_max {
             Some(max) if spent > max && !matches!(stage, Stage::Done) => Some(format!(
@@ -295,10 +299,16 @@ impl Pipeline {
                 agent: self.name(agent),
                 timeout_ms,
             }));
-            out.push(Output::Persist {
-                kind: "agent-suspected".into(),
-                body: json!({"agent": agent, "name": self.name(agent), "requests": requests, "timeout_ms": timeout_ms}),
-            });
+            let name = self.name(agent);
+            self.persist(
+                Decision::AgentSuspected {
+                    agent,
+                    name,
+                    requests,
+                    timeout_ms,
+                },
+                out,
+            );
         }
         expired.sort_by_key(|(ask, _)| *ask);
         expired.into_iter().map(|(_, p)| p).collect()

@@ -84,10 +84,16 @@ impl Pipeline {
             refinement_problem(&report, &contract, &[], &[], "reference")
         });
         match problem {
-            Some(reason) => {
+            Some(problem) => {
                 it.valid.remove(&agent);
                 it.replaced += 1;
-                self.fault(agent, "interpret", reason, out);
+                self.fault(
+                    agent,
+                    FaultStage::Interpret,
+                    problem.kind,
+                    &problem.detail,
+                    out,
+                );
             }
             None => {
                 let mut behaviour =
@@ -178,10 +184,12 @@ impl Pipeline {
     pub(super) fn no_decision(&mut self, it: &Interp, why: &str, out: &mut Vec<Output>) -> Stage {
         let (round, sample) = (it.round, it.sample);
         if sample < self.cfg.resamples_max {
-            out.push(Output::Persist {
-                kind: "resample".into(),
-                body: json!({"round": round, "sample": sample + 1, "why": why}),
-            });
+            let decision = Decision::Resample {
+                round,
+                sample: sample + 1,
+                why: why.to_string(),
+            };
+            self.persist(decision, out);
             self.start_interpret(round, sample + 1, out)
         } else {
             self.fail("agree", format!("no agreement within budget: {why}"), out)
@@ -246,10 +254,12 @@ impl Pipeline {
         out.push(Output::Progress(Progress::Split {
             inputs: distinguishing.len(),
         }));
-        out.push(Output::Persist {
-            kind: "class-split".into(),
-            body: json!({"inputs": distinguishing}),
-        });
+        self.persist(
+            Decision::ClassSplit {
+                inputs: distinguishing.clone(),
+            },
+            out,
+        );
         it.extra.extend(distinguishing);
         self.maybe_check_interpretations(it, out)
     }

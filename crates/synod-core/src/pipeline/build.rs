@@ -136,18 +136,19 @@ impl Pipeline {
         reply: Result<Reply, ReplyFault>,
         out: &mut Vec<Output>,
     ) -> Stage {
+        let invalid = |detail: String| (FaultKind::InvalidReply, detail);
         let code = match reply {
             Ok(Reply::Implementation(code)) if code.trim().is_empty() => {
-                Err("empty module".to_string())
+                Err(invalid("empty module".to_string()))
             }
-            Ok(Reply::Implementation(code)) if code.len() > SOURCE_BYTES_MAX => {
-                Err(format!("module larger than {SOURCE_BYTES_MAX} bytes"))
-            }
+            Ok(Reply::Implementation(code)) if code.len() > SOURCE_BYTES_MAX => Err(invalid(
+                format!("module larger than {SOURCE_BYTES_MAX} bytes"),
+            )),
             Ok(Reply::Implementation(code)) => Ok(code),
-            Ok(Reply::Interpretation(_)) => {
-                Err("answered with a reading where code was asked".into())
-            }
-            Err(f) => Err(f.to_string()),
+            Ok(Reply::Interpretation(_)) => Err(invalid(
+                "answered with a reading where code was asked".into(),
+            )),
+            Err(f) => Err(reply_fault(&f)),
         };
         match code {
             Ok(code) => {
@@ -157,9 +158,9 @@ impl Pipeline {
                 self.run_check(CheckPurpose::Component { component, agent }, request, out);
                 Stage::Build(b)
             }
-            Err(reason) => {
+            Err((kind, reason)) => {
                 let reason = format!("{}: {reason}", b.comps[component].spec.name);
-                self.reject(b, component, agent, reason, out)
+                self.reject(b, component, agent, kind, reason, out)
             }
         }
     }
@@ -169,11 +170,12 @@ impl Pipeline {
         mut b: Box<Build>,
         component: usize,
         agent: AgentId,
+        kind: FaultKind,
         reason: String,
         out: &mut Vec<Output>,
     ) -> Stage {
-        b.comps[component].rejected.push((agent, reason.clone()));
-        self.fault(agent, "build", reason, out);
+        self.fault(agent, FaultStage::Build, kind, &reason, out);
+        b.comps[component].rejected.push((agent, reason));
         self.next_builder(b, component, out)
     }
 
@@ -199,8 +201,9 @@ impl Pipeline {
             &b.ref_behaviour,
             "candidate",
         );
-        if let Some(reason) = problem {
-            return self.reject(b, component, agent, format!("{name}: {reason}"), out);
+        if let Some(p) = problem {
+            let reason = format!("{name}: {}", p.detail);
+            return self.reject(b, component, agent, p.kind, reason, out);
         }
         let digest = Program::single(&name, &code).digest();
         let (contract_met, probes_matched) = (b.spec.contract.len(), b.pool.len());
@@ -214,16 +217,16 @@ impl Pipeline {
             rejected: b.comps[component].rejected.clone(),
         };
         b.comps[component].accepted = Some(result);
-        out.push(Output::Persist {
-            kind: "component-accepted".into(),
-            body: json!({
-                "component": name,
-                "agent": agent,
-                "digest": digest,
-                "contract_met": contract_met,
-                "probes_matched": probes_matched,
-            }),
-        });
+        self.persist(
+            Decision::ComponentAccepted {
+                component: name.clone(),
+                agent,
+                digest,
+                contract_met,
+                probes_matched,
+            },
+            out,
+        );
         out.push(Output::Progress(Progress::CheckPassed {
             what: format!(
                 "{name} by {} refines the decided reading ({contract_met} contract examples, {probes_matched} probes)",

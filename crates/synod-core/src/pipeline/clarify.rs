@@ -49,10 +49,12 @@ impl Pipeline {
             readings,
             differing,
         };
-        out.push(Output::Persist {
-            kind: "ambiguity".into(),
-            body: json!({"question": question}),
-        });
+        self.persist(
+            Decision::Ambiguity {
+                question: question.clone(),
+            },
+            out,
+        );
         out.push(Output::AskUser(Box::new(question.clone())));
         Stage::Clarify(it, Box::new(question))
     }
@@ -67,10 +69,13 @@ impl Pipeline {
     ) -> Stage {
         let trimmed = answer.trim();
         let clarification = clarification(question, trimmed);
-        out.push(Output::Persist {
-            kind: "clarification".into(),
-            body: json!({"answer": cap_text(trimmed, 2000), "clarification": clarification}),
-        });
+        self.persist(
+            Decision::Clarification {
+                answer: cap_text(trimmed, 2000),
+                clarification: clarification.clone(),
+            },
+            out,
+        );
         out.push(Output::Progress(Progress::Decided {
             what: format!("clarification {}: {}", it.round + 1, clarification.text),
         }));

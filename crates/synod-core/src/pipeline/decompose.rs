@@ -31,25 +31,23 @@ impl Pipeline {
                 None => "outvoted".into(),
             };
             for a in &d.agents {
-                self.fault(*a, "vote", reason.clone(), out);
+                self.fault(*a, FaultStage::Vote, FaultKind::Outvoted, &reason, out);
             }
         }
         let names: Vec<String> = members.iter().map(|a| self.name(*a)).collect();
-        out.push(Output::Persist {
-            kind: "interpretation-decided".into(),
-            body: json!({
-                "round": it.round,
-                "sample": it.sample,
-                "class": members,
-                "representative": representative,
-                "summary": spec.summary,
-                "reference_digest": Program::single(REFERENCE_MODULE, &rep.reference).digest(),
-                "probes": it.pool.len(),
-                "dissent": dissent,
-                "n": self.tally.n(),
-                "m": self.tally.m(),
-            }),
-        });
+        let decided = Decision::InterpretationDecided {
+            round: it.round,
+            sample: it.sample,
+            class: members.clone(),
+            representative,
+            summary: spec.summary.clone(),
+            reference_digest: Program::single(REFERENCE_MODULE, &rep.reference).digest(),
+            probes: it.pool.len(),
+            dissent: dissent.clone(),
+            n: self.tally.n(),
+            m: self.tally.m(),
+        };
+        self.persist(decided, out);
         out.push(Output::Progress(Progress::Decided {
             what: format!(
                 "reading of {} ({} of {} agents; needed {})",
@@ -59,14 +57,12 @@ impl Pipeline {
                 self.tally.first_wave()
             ),
         }));
-        out.push(Output::Persist {
-            kind: "decomposition-decided".into(),
-            body: json!({
-                "components": spec.components,
-                "holders": holders,
-                "contract": spec.contract,
-            }),
-        });
+        let decomposition = Decision::DecompositionDecided {
+            components: spec.components.clone(),
+            holders,
+            contract: spec.contract.clone(),
+        };
+        self.persist(decomposition, out);
         out.push(Output::Progress(Progress::Decided {
             what: format!(
                 "decomposition into {} component(s): {}",

@@ -124,7 +124,7 @@ impl VirtualDriver {
                 let report = world.check(&request)?;
                 self.queue.push_back(Input::CheckFinished { check, report });
             }
-            Output::Persist { .. } | Output::Progress(_) => {}
+            Output::Persist(_) | Output::Progress(_) => {}
             Output::AskUser(q) => match world.answer(&q)? {
                 Some(answer) => self.queue.push_back(Input::UserAnswered { answer }),
                 None => return Ok(Some(RunEnd::Asked(q))),

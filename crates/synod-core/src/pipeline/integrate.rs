@@ -22,24 +22,22 @@ impl Pipeline {
         report: CheckReport,
         out: &mut Vec<Output>,
     ) -> Stage {
-        if let Some(reason) = refinement_problem(
+        if let Some(problem) = refinement_problem(
             &report,
             &b.spec.contract,
             &b.pool,
             &b.ref_behaviour,
             "assembled program",
         ) {
-            return self.fail("integrate", reason, out);
+            return self.fail("integrate", problem.detail, out);
         }
         let program = b.program();
-        out.push(Output::Persist {
-            kind: "integration-passed".into(),
-            body: json!({
-                "program_digest": program.digest(),
-                "contract_met": b.spec.contract.len(),
-                "probes_matched": b.pool.len(),
-            }),
-        });
+        let passed = Decision::IntegrationPassed {
+            program_digest: program.digest(),
+            contract_met: b.spec.contract.len(),
+            probes_matched: b.pool.len(),
+        };
+        self.persist(passed, out);
         out.push(Output::Progress(Progress::CheckPassed {
             what: format!(
                 "assembled program meets the contract ({} examples) and matches the decided reference on {} probes",

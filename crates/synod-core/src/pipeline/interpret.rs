@@ -114,19 +114,22 @@ impl Pipeline {
         reply: Result<Reply, ReplyFault>,
         out: &mut Vec<Output>,
     ) -> Stage {
+        let invalid = |detail: String| (FaultKind::InvalidReply, detail);
         let checked = match reply {
-            Ok(Reply::Interpretation(i)) => validate_interpretation(&i).map(|()| i),
-            Ok(Reply::Implementation(_)) => {
-                Err("answered with code where a reading was asked".into())
+            Ok(Reply::Interpretation(i)) => {
+                validate_interpretation(&i).map(|()| i).map_err(invalid)
             }
-            Err(f) => Err(f.to_string()),
+            Ok(Reply::Implementation(_)) => Err(invalid(
+                "answered with code where a reading was asked".into(),
+            )),
+            Err(f) => Err(reply_fault(&f)),
         };
         match checked {
             Ok(i) => {
                 it.valid.insert(agent, i);
             }
-            Err(reason) => {
-                self.fault(agent, "interpret", reason, out);
+            Err((kind, detail)) => {
+                self.fault(agent, FaultStage::Interpret, kind, &detail, out);
                 self.ask_more_interpret(&mut it, 1, out);
             }
         }

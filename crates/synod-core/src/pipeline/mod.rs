@@ -21,6 +21,7 @@ mod agents;
 mod agree;
 mod build;
 mod clarify;
+mod decision;
 mod decompose;
 pub mod drive;
 mod integrate;
@@ -28,8 +29,9 @@ mod interpret;
 mod refinement;
 mod types;
 
+pub use decision::{DECISION_KINDS, Decision, Fault, FaultKind, FaultStage, LOG_FORMAT};
 pub use interpret::validate_interpretation;
-pub use refinement::{program_check, refinement_problem};
+pub use refinement::{RefinementProblem, program_check, refinement_problem};
 pub use types::*;
 
 use crate::model::*;
@@ -38,7 +40,6 @@ use crate::tally::{BudgetError, Tally};
 use agents::{AgentState, AskPurpose, PendingAsk};
 use build::Build;
 use interpret::Interp;
-use serde_json::json;
 use std::collections::BTreeMap;
 
 /// Module name under which a reference program is loaded in checks.
@@ -303,16 +304,15 @@ impl Pipeline {
     }
 
     fn start(&mut self, out: &mut Vec<Output>) -> Stage {
-        out.push(Output::Persist {
-            kind: "build-started".into(),
-            body: json!({
-                "prompt": self.prompt,
-                "agents": self.cfg.agents,
-                "n": self.tally.n(),
-                "m": self.tally.m(),
-                "seed": self.cfg.seed,
-            }),
-        });
+        let started = Decision::BuildStarted {
+            log_format: LOG_FORMAT,
+            prompt: self.prompt.clone(),
+            agents: self.cfg.agents.clone(),
+            n: self.tally.n(),
+            m: self.tally.m(),
+            seed: self.cfg.seed,
+        };
+        self.persist(started, out);
         self.start_interpret(0, 0, out)
     }
 
@@ -323,10 +323,12 @@ impl Pipeline {
 
     /// Ends the build without a program.
     fn fail(&mut self, stage: &str, reason: String, out: &mut Vec<Output>) -> Stage {
-        out.push(Output::Persist {
-            kind: "build-failed".into(),
-            body: json!({"stage": stage, "reason": reason, "agents": self.records()}),
-        });
+        let failed = Decision::BuildFailed {
+            stage: stage.into(),
+            reason: reason.clone(),
+            agents: self.records(),
+        };
+        self.persist(failed, out);
         self.finish(
             Finish::Failed {
                 stage: stage.into(),
@@ -338,6 +340,11 @@ impl Pipeline {
         self.asks.clear();
         self.checks.clear();
         Stage::Done
+    }
+
+    /// Persists a decision: the runtime makes it durable before acting on later outputs.
+    fn persist(&self, decision: Decision, out: &mut Vec<Output>) {
+        out.push(Output::Persist(Box::new(decision)));
     }
 
     /// Emits the one [`Output::Finish`] of the build.
@@ -355,6 +362,14 @@ impl Pipeline {
             check,
             request: Box::new(request),
         });
+    }
+}
+
+/// The fault an agent's failed reply is.
+fn reply_fault(f: &ReplyFault) -> (FaultKind, String) {
+    match f {
+        ReplyFault::Crashed(_) => (FaultKind::Crashed, f.to_string()),
+        ReplyFault::Invalid(_) => (FaultKind::InvalidReply, f.to_string()),
     }
 }
 

@@ -4,8 +4,10 @@
 
 use super::REFERENCE_MODULE;
 use super::build::Build;
+use super::decision::FaultKind;
 use crate::model::*;
 use std::collections::BTreeMap;
+use std::fmt;
 
 pub(super) fn outcome_phrase(o: &Outcome) -> String {
     match o {
@@ -102,6 +104,25 @@ pub fn program_check(spec: &Spec, program: &Program, pool: &[Call]) -> CheckRequ
     }
 }
 
+/// Why a check does not show refinement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefinementProblem {
+    /// Which check failed.
+    pub kind: FaultKind,
+    /// The evidence, in a sentence.
+    pub detail: String,
+}
+
+impl fmt::Display for RefinementProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+fn problem(kind: FaultKind, detail: String) -> RefinementProblem {
+    RefinementProblem { kind, detail }
+}
+
 /// Did a check show refinement? `None` if so, else the first reason it does not: load error,
 /// interface mismatch, an unmet contract example, or a probe where the outcome differs from
 /// `expected` (the decided reference's behaviour). The report's calls are the contract first,
@@ -112,12 +133,18 @@ pub fn refinement_problem(
     pool: &[Call],
     expected: &[Outcome],
     what: &str,
-) -> Option<String> {
+) -> Option<RefinementProblem> {
     if let Some(e) = &report.load_error {
-        return Some(format!("{what} does not load: {e}"));
+        return Some(problem(
+            FaultKind::DoesNotLoad,
+            format!("{what} does not load: {e}"),
+        ));
     }
     if let Some(e) = report.interface_errors.first() {
-        return Some(format!("{what} does not match the interface: {e}"));
+        return Some(problem(
+            FaultKind::InterfaceMismatch,
+            format!("{what} does not match the interface: {e}"),
+        ));
     }
     for (k, ex) in contract.iter().enumerate() {
         let outcome = report.outcomes.get(k).cloned().unwrap_or(Outcome::Timeout);
@@ -126,17 +153,20 @@ pub fn refinement_problem(
             _ => report.met.get(k).copied().flatten() == Some(true),
         };
         if !met {
-            return Some(format!(
-                "{what} breaks the contract: {} should {}, but {}",
-                ex.call,
-                match &ex.expect {
-                    Expectation::Returns(v) => format!("return {}", v.python()),
-                    Expectation::Raises(e) => format!("raise {e}"),
-                    Expectation::Same(Outcome::Value(v)) => format!("return {v}"),
-                    Expectation::Same(Outcome::Error(e)) => format!("raise {e}"),
-                    Expectation::Same(Outcome::Timeout) => "not finish".into(),
-                },
-                outcome_phrase(&outcome)
+            return Some(problem(
+                FaultKind::BreaksContract,
+                format!(
+                    "{what} breaks the contract: {} should {}, but {}",
+                    ex.call,
+                    match &ex.expect {
+                        Expectation::Returns(v) => format!("return {}", v.python()),
+                        Expectation::Raises(e) => format!("raise {e}"),
+                        Expectation::Same(Outcome::Value(v)) => format!("return {v}"),
+                        Expectation::Same(Outcome::Error(e)) => format!("raise {e}"),
+                        Expectation::Same(Outcome::Timeout) => "not finish".into(),
+                    },
+                    outcome_phrase(&outcome)
+                ),
             ));
         }
     }
@@ -149,10 +179,13 @@ pub fn refinement_problem(
         if let Some(want) = expected.get(p)
             && got != *want
         {
-            return Some(format!(
-                "{what} differs from the decided reference on {call}: {} instead of {}",
-                outcome_phrase(&got),
-                outcome_phrase(want)
+            return Some(problem(
+                FaultKind::DiffersFromReference,
+                format!(
+                    "{what} differs from the decided reference on {call}: {} instead of {}",
+                    outcome_phrase(&got),
+                    outcome_phrase(want)
+                ),
             ));
         }
     }

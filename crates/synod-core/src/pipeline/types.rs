@@ -1,6 +1,7 @@
 //! The pipeline's vocabulary: its configuration, what goes in ([`Input`]) and out ([`Output`]),
 //! the requests agents get, and what a finished build reports.
 
+use super::decision::{Decision, Fault};
 use crate::model::*;
 use crate::probes::ProbeLimits;
 use serde::{Deserialize, Serialize};
@@ -253,12 +254,7 @@ pub enum Output {
         request: Box<CheckRequest>,
     },
     /// Append a decision or evidence to the log, durably, before acting on later outputs.
-    Persist {
-        /// The kind of entry.
-        kind: String,
-        /// Its content.
-        body: serde_json::Value,
-    },
+    Persist(Box<Decision>),
     /// Something worth showing the user.
     Progress(Progress),
     /// The readings split beyond the fault budget: ask the user and answer with
@@ -548,8 +544,8 @@ pub struct AgentRecord {
     pub name: String,
     /// Requests sent to it.
     pub calls: u32,
-    /// Faults attributed to it, with the stage.
-    pub faults: Vec<String>,
+    /// Faults attributed to it.
+    pub faults: Vec<Fault>,
     /// Times it missed a deadline.
     pub suspicions: u32,
     /// Whether it is suspected at the end.
