@@ -124,6 +124,8 @@ fn interpretation(tag: &str, contract: &[(i64, i64)]) -> Interpretation {
 enum Plays {
     /// Reads f as this tag and implements it with this tag.
     Reads(&'static str, &'static str),
+    /// Reads f as this tag, with the contract's full 64 examples on x = base, base + 1, …
+    ReadsWide(&'static str, i64),
     /// Never answers.
     Silent,
     /// Answers garbage.
@@ -156,6 +158,18 @@ impl World for Script {
             play = Plays::Reads(tag, tag);
         }
         let reply = match play {
+            Plays::ReadsWide(reading, base) => Ok(match req.role {
+                Role::Interpret => {
+                    let contract: Vec<(i64, i64)> = (base..base + 64)
+                        .map(|x| match behave(reading, x) {
+                            Outcome::Value(y) => (x, y.parse().unwrap()),
+                            other => panic!("{other:?}"),
+                        })
+                        .collect();
+                    Reply::Interpretation(interpretation(reading, &contract))
+                }
+                Role::Implement => Reply::Implementation(reading.to_string()),
+            }),
             Plays::Silent => return Ok(None),
             Plays::Invalid => Err(ReplyFault::Invalid("no JSON spec".into())),
             Plays::Reads(reading, code) => Ok(match req.role {
@@ -968,4 +982,40 @@ fn pl_11_an_answer_with_no_question_is_counted_and_ignored() {
     p.step(3, Input::Heartbeat { ask: AskId(99) }, &mut out);
     assert_eq!(p.stray().total(), 3);
     assert!(out.is_empty());
+}
+
+#[test]
+fn pl_9_the_decided_contract_keeps_every_clarified_example_under_its_cap() {
+    // 5 agents, m = 1, readings split 3–2; after the answer every agent reads "abs" with 64
+    // contract examples of its own: 320 examples, more than the decided contract holds.
+    let mut d = Driver::new(
+        5,
+        1,
+        vec![
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("neg", "neg"),
+            Plays::Reads("neg", "neg"),
+        ],
+    );
+    d.run();
+    assert!(d.question.is_some());
+    for (a, base) in [(0, 100), (1, 200), (2, 300), (3, 400), (4, 500)] {
+        d.w.plays[a] = Plays::ReadsWide("abs", base);
+    }
+    d.v.push(Input::UserAnswered { answer: "A".into() });
+    d.run();
+    let b = d.built();
+    let clarified: Vec<&ContractExample> = b
+        .prompt
+        .clarifications
+        .iter()
+        .flat_map(|c| c.examples.iter())
+        .collect();
+    assert!(!clarified.is_empty());
+    assert_eq!(b.spec.contract.len(), 128, "capped");
+    for e in clarified {
+        assert!(b.spec.contract.contains(e), "dropped {e:?}");
+    }
 }

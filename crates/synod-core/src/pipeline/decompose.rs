@@ -104,20 +104,40 @@ impl Pipeline {
         self.start_build(Box::new(build), out)
     }
 
-    /// The union of the class's contracts and the clarified examples, in that order.
+    /// The union of the class's contracts and the clarified examples, in that order, at most
+    /// [`DECIDED_CONTRACT_MAX`] examples. The cap trims the class's examples, never the
+    /// clarified ones: every later reading must meet those (ADR 0002, PL-9).
     fn decided_contract(&self, it: &Interp, members: &[AgentId]) -> Vec<ContractExample> {
-        let mut contract: Vec<ContractExample> = Vec::new();
         let clarified = self.clarified_examples();
-        let examples = members
+        let room = DECIDED_CONTRACT_MAX.saturating_sub(clarified.len());
+        let mut contract: Vec<ContractExample> = Vec::new();
+        let mut unclarified = 0;
+        for c in members
             .iter()
             .flat_map(|a| it.valid[a].spec.contract.iter())
-            .chain(clarified.iter());
-        for c in examples {
-            if !contract.contains(c) {
-                contract.push(c.clone());
+        {
+            if contract.contains(c) {
+                continue;
+            }
+            if !clarified.contains(c) {
+                if unclarified >= room {
+                    continue;
+                }
+                unclarified += 1;
+            }
+            contract.push(c.clone());
+        }
+        for c in clarified {
+            if !contract.contains(&c) {
+                contract.push(c);
             }
         }
-        contract.truncate(CONTRACT_MAX * 2);
+        assert!(
+            self.clarified_examples()
+                .iter()
+                .all(|c| contract.contains(c)),
+            "the decided contract keeps every clarified example"
+        );
         contract
     }
 }

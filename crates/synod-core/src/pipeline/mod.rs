@@ -46,6 +46,8 @@ use std::collections::BTreeMap;
 pub const REFERENCE_MODULE: &str = "synod_reference";
 
 const CONTRACT_MAX: usize = 64;
+/// Most examples in the decided contract: the class's (deduplicated) and the clarified ones.
+const DECIDED_CONTRACT_MAX: usize = CONTRACT_MAX * 2;
 const PROBES_PER_AGENT_MAX: usize = 64;
 const COMPONENTS_MAX: usize = 32;
 const SOURCE_BYTES_MAX: usize = 256 * 1024;
