@@ -1,4 +1,5 @@
-//! Step tests of the build pipeline: given these inputs, these outputs.
+//! Step tests of the build pipeline: given these inputs, these outputs. Each is named after the
+//! rule of `docs/PROTOCOL.md` it checks (`pl_3_…` checks PL-3).
 //!
 //! Programs here are tiny tags ("abs", "neg", "abs_but_minus_7") whose behaviour a test-side
 //! evaluator computes, so the state machine is exercised without a sandbox. The real sandbox is
@@ -260,7 +261,7 @@ impl Driver {
 }
 
 #[test]
-fn rule_first_wave_asks_n_minus_m_agents_in_file_order() {
+fn pl_1_first_wave_asks_n_minus_m_agents_in_file_order() {
     let mut d = Driver::new(5, 2, vec![Plays::Silent; 5]);
     let mut out = Vec::new();
     d.v.pipeline.step(0, Input::Start, &mut out);
@@ -284,7 +285,7 @@ fn rule_first_wave_asks_n_minus_m_agents_in_file_order() {
 }
 
 #[test]
-fn rule_fault_free_decision_costs_n_minus_m_calls() {
+fn pl_1_fault_free_decision_costs_n_minus_m_calls() {
     let mut d = Driver::new(5, 2, vec![Plays::Reads("abs", "abs"); 5]);
     d.run();
     let b = d.built();
@@ -309,7 +310,7 @@ fn rule_fault_free_decision_costs_n_minus_m_calls() {
 }
 
 #[test]
-fn rule_silent_agent_is_suspected_and_replaced_misreader_outvoted() {
+fn pl_3_silent_agent_is_suspected_and_replaced_misreader_outvoted() {
     // The example of the spine issue: misreader and silent agent both in the first wave.
     let mut d = Driver::new(
         5,
@@ -343,7 +344,7 @@ fn rule_silent_agent_is_suspected_and_replaced_misreader_outvoted() {
 }
 
 #[test]
-fn rule_invalid_reply_is_a_fault_and_the_next_agent_is_asked() {
+fn pl_2_invalid_reply_is_a_fault_and_the_next_agent_is_asked() {
     let mut d = Driver::new(
         3,
         1,
@@ -362,7 +363,7 @@ fn rule_invalid_reply_is_a_fault_and_the_next_agent_is_asked() {
 }
 
 #[test]
-fn rule_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_round() {
+fn pl_8_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_round() {
     // 5 agents, m = 1, readings split 3–2.
     let mut d = Driver::new(
         5,
@@ -413,7 +414,7 @@ fn rule_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_ro
 }
 
 #[test]
-fn rule_reading_contradicting_a_clarification_is_a_fault() {
+fn pl_5_reading_contradicting_a_clarification_is_a_fault() {
     let mut d = Driver::new(
         5,
         1,
@@ -448,7 +449,7 @@ fn rule_reading_contradicting_a_clarification_is_a_fault() {
 }
 
 #[test]
-fn rule_differential_testing_splits_programs_that_differ_on_a_rare_input() {
+fn pl_7_differential_testing_splits_programs_that_differ_on_a_rare_input() {
     // Four agents agree on every pooled probe; one of them is wrong only at x = -7.
     // n = 4, m = 1: without the split the wrong program could be the representative.
     let mut d = Driver::new(
@@ -475,7 +476,7 @@ fn rule_differential_testing_splits_programs_that_differ_on_a_rare_input() {
 }
 
 #[test]
-fn rule_failed_refinement_sends_the_component_to_another_agent() {
+fn pl_10_failed_refinement_sends_the_component_to_another_agent() {
     // Agent 0 reads right but writes code that loops on 0; agent 1 writes it right.
     let mut d = Driver::new(
         3,
@@ -498,7 +499,7 @@ fn rule_failed_refinement_sends_the_component_to_another_agent() {
 }
 
 #[test]
-fn rule_component_budget_exhausted_fails_with_evidence() {
+fn pl_10_component_budget_exhausted_fails_with_evidence() {
     let mut d = Driver::new(
         3,
         1,
@@ -520,7 +521,7 @@ fn rule_component_budget_exhausted_fails_with_evidence() {
 }
 
 #[test]
-fn rule_no_agreement_within_budget_fails() {
+fn pl_6_no_agreement_within_budget_fails() {
     // Three readings, none above m: resample once, then fail.
     let mut d = Driver::new(
         3,
@@ -630,14 +631,14 @@ fn pl_4_a_timeout_never_grows_past_the_cap() {
 }
 
 #[test]
-fn budget_the_rule_cannot_honour_is_refused() {
+fn pl_6_a_fault_budget_the_rule_cannot_honour_is_refused() {
     let cfg = PipelineConfig::new(agents(4), 2, 0);
     let e = Pipeline::new(cfg, Prompt::new("p")).unwrap_err();
     assert!(e.to_string().contains("at least 5"), "{e}");
 }
 
 #[test]
-fn runs_are_reproducible() {
+fn pl_14_runs_are_reproducible() {
     let plays = vec![
         Plays::Reads("abs_but_minus_7", "abs_but_minus_7"),
         Plays::Reads("abs", "abs"),
@@ -699,7 +700,7 @@ fn pl_3_heartbeat_moves_the_deadline_and_the_old_one_suspects_nobody_alive() {
 }
 
 #[test]
-fn cost_token_budget_stops_the_build_cleanly() {
+fn pl_13_token_budget_stops_the_build_cleanly() {
     let mut cfg = PipelineConfig::new(agents(3), 1, 1);
     cfg.tokens_max = Some(1500);
     let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
@@ -872,7 +873,7 @@ mod stray {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
         #[test]
-        fn pl_stray_inputs_are_counted_and_ignored_and_invariants_hold(
+        fn pl_11_stray_inputs_are_counted_and_ignored_and_invariants_hold(
             (n, m) in (3usize..=6).prop_flat_map(|n| (Just(n), 0..=(n - 1) / 2)),
             plays in proptest::collection::vec(play(), 6),
             acts in proptest::collection::vec(act(), 1..300),
@@ -1018,4 +1019,58 @@ fn pl_9_the_decided_contract_keeps_every_clarified_example_under_its_cap() {
     for e in clarified {
         assert!(b.spec.contract.contains(e), "dropped {e:?}");
     }
+}
+
+#[test]
+fn pl_12_only_a_program_that_passes_integration_is_delivered() {
+    /// The script's world, but the assembled program (no reference module in it) fails.
+    struct BrokenAssembly(Script);
+    impl World for BrokenAssembly {
+        type Error = std::convert::Infallible;
+        fn reply(
+            &mut self,
+            agent: AgentId,
+            req: &Request,
+        ) -> Result<Option<(Result<Reply, ReplyFault>, Usage)>, Self::Error> {
+            self.0.reply(agent, req)
+        }
+        fn check(&mut self, request: &CheckRequest) -> Result<CheckReport, Self::Error> {
+            let mut report = evaluate(request);
+            if !request.program.modules.contains_key(REFERENCE_MODULE) {
+                report.load_error = Some("ImportError: circular import".into());
+            }
+            Ok(report)
+        }
+        fn answer(&mut self, q: &Question) -> Result<Option<String>, Self::Error> {
+            self.0.answer(q)
+        }
+        fn observe(&mut self, output: &Output) {
+            self.0.observe(output)
+        }
+    }
+    let d = Driver::new(3, 1, vec![Plays::Reads("abs", "abs"); 3]);
+    let (mut v, w) = (d.v, d.w);
+    let mut world = BrokenAssembly(w);
+    let Ok(RunEnd::Finished(f)) = v.run(&mut world) else {
+        panic!("not finished")
+    };
+    match *f {
+        Finish::Failed { stage, reason, .. } => {
+            assert_eq!(stage, "integrate");
+            assert!(reason.contains("circular import"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        world
+            .0
+            .persisted
+            .contains(&"component-accepted".to_string())
+    );
+    assert!(
+        !world
+            .0
+            .persisted
+            .contains(&"integration-passed".to_string())
+    );
 }

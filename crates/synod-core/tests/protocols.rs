@@ -596,6 +596,63 @@ fn ct_7_retransmit_resends_recent_messages() {
 }
 
 #[test]
+fn ct_8_coordinator_moves_on_only_after_phase_4() {
+    let mut c = ct_node(0, 3);
+    ct(&mut c, CtInput::Start);
+    ct(
+        &mut c,
+        ct_msg(
+            1,
+            CtMessage::Estimate {
+                round: Round(0),
+                estimate: v("ok:1"),
+                ts: 0,
+            },
+        ),
+    );
+    // It has proposed and acked its own proposal (it has replied), but phase 4 is not over.
+    assert_eq!(c.round(), Round(0));
+    // A nack: a majority of replies (its own ack and the nack) but not of acks: give up.
+    ct(&mut c, ct_msg(1, CtMessage::Nack { round: Round(0) }));
+    assert_eq!(c.decision(), None);
+    assert_eq!(
+        c.round(),
+        Round(1),
+        "phase 4 over: the coordinator moves on"
+    );
+}
+
+#[test]
+fn ct_9_a_message_of_a_later_round_makes_the_node_enter_it() {
+    let mut n = ct_node(1, 3);
+    ct(&mut n, CtInput::Start);
+    assert_eq!(n.round(), Round(0));
+    // Round 3's coordinator is node 0 (CT-1): its proposal reaches node 1, still in round 0.
+    let out = ct(
+        &mut n,
+        ct_msg(
+            0,
+            CtMessage::Propose {
+                round: Round(3),
+                estimate: v("ok:0"),
+            },
+        ),
+    );
+    assert!(
+        sends(&out).contains(&(
+            NodeId(0),
+            CtMessage::Estimate {
+                round: Round(3),
+                estimate: v("ok:1"),
+                ts: 0
+            }
+        )),
+        "it entered round 3 and sent its estimate there: {out:?}"
+    );
+    assert!(n.round() >= Round(3), "{:?}", n.round());
+}
+
+#[test]
 fn ct_bad_input_is_dropped_and_counted() {
     let mut n = ct_node(1, 3);
     ct(&mut n, CtInput::Start);
