@@ -252,51 +252,19 @@ pub fn run_build(
         resume,
         cache_dir,
     } = opts;
-    let infos: Vec<AgentInfo> = agents
-        .iter()
-        .enumerate()
-        .map(|(i, (a, t))| AgentInfo {
-            id: synod_core::AgentId(i as u32),
-            name: a.name().to_string(),
-            timeout_ms: *t,
-        })
-        .collect();
     let descriptions: Vec<(String, String)> = agents
         .iter()
         .map(|(a, _)| (a.name().to_string(), a.describe()))
         .collect();
-    let mut cfg = PipelineConfig::new(infos, fault_budget, seed);
+    let mut cfg = PipelineConfig::new(agent_infos(&agents), fault_budget, seed);
     cfg.tokens_max = tokens_max;
     cfg.timeout_increment_ms = timeout_increment_ms;
     cfg.timeout_max_ms = timeout_max_ms;
     let pipeline = Pipeline::new(cfg, prompt.clone())?;
     let key_file = out_dir.join(MARKER_DIR).join("key");
-    let log_file = out_dir.join(output::LOG_FILE);
-    // The log appears under its name only once it exists whole (created aside, then renamed):
-    // a build killed before that decided nothing, and --resume starts it afresh.
-    if resume && out_dir.join(MARKER_DIR).is_dir() && !log_file.exists() {
-        discard_unstarted(&out_dir)?;
-    }
-    let resuming = resume && out_dir.join(MARKER_DIR).is_dir() && log_file.exists();
-    let log = if resuming {
-        // The report is written last: with it, the build finished.
-        if out_dir.join(output::REPORT_FILE).exists() || !key_file.exists() {
-            return finished_already(&out_dir, &key_file);
-        }
-        DecisionLog::open(&log_file, BuildKey::load(&key_file)?)?
-    } else {
-        prepare_out_dir(&out_dir)?;
-        let key = BuildKey::generate()?;
-        key.save(&key_file)?;
-        let fresh = out_dir.join(MARKER_DIR).join("log.redb.new");
-        let _ = std::fs::remove_file(&fresh);
-        drop(DecisionLog::create(&fresh, key.clone())?);
-        std::fs::rename(&fresh, &log_file).map_err(|source| RuntimeError::Io {
-            what: "cannot move the new decision log to",
-            path: log_file.clone(),
-            source,
-        })?;
-        DecisionLog::open(&log_file, key)?
+    let (log, resuming) = match open_log(&out_dir, &key_file, resume)? {
+        Opened::Log { log, resuming } => (*log, resuming),
+        Opened::Finished(result) => return Ok(result),
     };
     let fingerprint = log.key().public().fingerprint();
     let sandbox_info = serde_json::to_value(sandbox.isolation())
@@ -306,8 +274,7 @@ pub fn run_build(
         response_cache: cache_dir,
         role_prompts_digest: synod_agents::role_prompts_digest(),
         synod_version: env!("CARGO_PKG_VERSION").to_string(),
-    })
-    .to_entry();
+    });
     let (tx, rx) = mpsc::channel::<Event>();
     let mut d = Driver {
         pipeline,
@@ -326,10 +293,8 @@ pub fn run_build(
         replay: None,
         progress,
     };
-    let mut base_ms = 0;
-    let mut replayed = 0;
+    let (base_ms, replayed) = if resuming { d.replay()? } else { (0, 0) };
     if resuming {
-        (base_ms, replayed) = d.replay()?;
         (d.progress)(&Progress::Stage {
             stage: "resume".into(),
             detail: format!(
@@ -339,128 +304,142 @@ pub fn run_build(
             ),
         });
     }
-    let start = Instant::now();
-    let now_ms = move || base_ms + start.elapsed().as_millis() as u64;
-    let mut answers = answers;
     // Which isolation this run's checks have, loudly if none (`--unsafe-no-sandbox`); after
     // the replay, so that it never lands between an input and the decisions it caused.
-    d.log.append(&run_info.0, &run_info.1)?;
-    let mut queue: VecDeque<Input> = VecDeque::new();
+    let (kind, body) = run_info.to_entry();
+    d.log.append(&kind, &body)?;
     d.relaunch();
-    if replayed == 0 {
-        // Nothing was logged before the kill, not even the start.
-        queue.push_back(Input::Start);
+    let clock = Clock {
+        base_ms,
+        start: Instant::now(),
+    };
+    // Nothing logged before the kill, not even the start: start now.
+    let first = (replayed == 0).then_some(Input::Start);
+    let mut answers = answers;
+    let finish = match d.run(first, &clock, &rx, &mut answers)? {
+        Stop::Finished(finish) => finish,
+        Stop::Asked(question) => {
+            output::write_question(&out_dir, &question)?;
+            return Ok(BuildResult::NeedsClarification { question, out_dir });
+        }
+    };
+    let finished = match *finish {
+        Finish::Built(outcome) => {
+            output::write_build(
+                &out_dir,
+                &outcome,
+                &descriptions,
+                &mut d.log,
+                &fingerprint,
+                &sandbox_info,
+            )?;
+            BuildResult::Built {
+                outcome,
+                fingerprint,
+                out_dir: out_dir.clone(),
+            }
+        }
+        Finish::Failed {
+            stage,
+            reason,
+            agents: records,
+        } => {
+            output::write_failure(&out_dir, &prompt, &stage, &reason, &records, &descriptions)?;
+            BuildResult::Failed {
+                stage,
+                reason,
+                out_dir: out_dir.clone(),
+            }
+        }
+    };
+    // A question it stopped at earlier is answered now.
+    let _ = std::fs::remove_file(out_dir.join(output::QUESTION_FILE));
+    // A finished build is never signed again: drop its secret key, so a copy of the directory
+    // cannot be re-signed with it.
+    std::fs::remove_file(&key_file).map_err(|source| RuntimeError::Io {
+        what: "cannot remove the signing key",
+        path: key_file.clone(),
+        source,
+    })?;
+    Ok(finished)
+}
+
+/// The agents as the pipeline knows them: position, name, timeout.
+fn agent_infos(agents: &[(Box<dyn Agent>, u64)]) -> Vec<AgentInfo> {
+    agents
+        .iter()
+        .enumerate()
+        .map(|(i, (a, t))| AgentInfo {
+            id: synod_core::AgentId(i as u32),
+            name: a.name().to_string(),
+            timeout_ms: *t,
+        })
+        .collect()
+}
+
+/// The build's log, or the news that there is nothing to do.
+enum Opened {
+    /// The log to go on with; `resuming` when it holds an earlier run's inputs.
+    Log {
+        log: Box<DecisionLog>,
+        resuming: bool,
+    },
+    /// `--resume` found a finished build.
+    Finished(BuildResult),
+}
+
+/// Opens the log of a build being resumed, or creates the directory and log of a new one.
+fn open_log(out_dir: &Path, key_file: &Path, resume: bool) -> Result<Opened, RuntimeError> {
+    let log_file = out_dir.join(output::LOG_FILE);
+    // The log appears under its name only once it exists whole (created aside, then renamed):
+    // a build killed before that decided nothing, and --resume starts it afresh.
+    if resume && out_dir.join(MARKER_DIR).is_dir() && !log_file.exists() {
+        discard_unstarted(out_dir)?;
     }
-    loop {
-        while let Some(input) = queue.pop_front() {
-            d.feed(now_ms(), input)?;
+    if resume && out_dir.join(MARKER_DIR).is_dir() && log_file.exists() {
+        // The report is written last: with it, the build finished.
+        if out_dir.join(output::REPORT_FILE).exists() || !key_file.exists() {
+            return finished_already(out_dir, key_file).map(Opened::Finished);
         }
-        if let Some(finish) = d.finish.take() {
-            let finished = match *finish {
-                Finish::Built(outcome) => {
-                    output::write_build(
-                        &out_dir,
-                        &outcome,
-                        &descriptions,
-                        &mut d.log,
-                        &fingerprint,
-                        &sandbox_info,
-                    )?;
-                    Ok(BuildResult::Built {
-                        outcome,
-                        fingerprint,
-                        out_dir: out_dir.clone(),
-                    })
-                }
-                Finish::Failed {
-                    stage,
-                    reason,
-                    agents: records,
-                } => {
-                    output::write_failure(
-                        &out_dir,
-                        &prompt,
-                        &stage,
-                        &reason,
-                        &records,
-                        &descriptions,
-                    )?;
-                    Ok(BuildResult::Failed {
-                        stage,
-                        reason,
-                        out_dir: out_dir.clone(),
-                    })
-                }
-            };
-            // A question it stopped at earlier is answered now.
-            let _ = std::fs::remove_file(out_dir.join(output::QUESTION_FILE));
-            // A finished build is never signed again: drop its secret key, so a copy of the
-            // directory cannot be re-signed with it.
-            std::fs::remove_file(&key_file).map_err(|source| RuntimeError::Io {
-                what: "cannot remove the signing key",
-                path: key_file.clone(),
-                source,
-            })?;
-            return finished;
-        }
-        if let Some(question) = d.question.take() {
-            let answer = match &mut answers {
-                Answers::None => None,
-                Answers::List(list) => list.pop_front(),
-                Answers::Ask(f) => f(&question),
-            };
-            match answer {
-                Some(answer) => {
-                    queue.push_back(Input::UserAnswered { answer });
-                    continue;
-                }
-                None => {
-                    output::write_question(&out_dir, &question)?;
-                    return Ok(BuildResult::NeedsClarification { question, out_dir });
-                }
-            }
-        }
-        // Wait for the next event or the pipeline's next deadline.
-        let deadline = d.pipeline.poll_timeout();
-        if deadline.is_none() && d.checks.is_empty() && d.pipeline.pending_asks() == 0 {
-            return Err(RuntimeError::Internal(
-                "the pipeline is waiting but nothing is in flight".into(),
-            ));
-        }
-        let event = match deadline {
-            Some(deadline) => {
-                let wait = deadline.at_ms.saturating_sub(now_ms());
-                match rx.recv_timeout(Duration::from_millis(wait)) {
-                    Ok(e) => Some(e),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        return Err(RuntimeError::Internal("event channel closed".into()));
-                    }
-                }
-            }
-            None => Some(
-                rx.recv()
-                    .map_err(|_| RuntimeError::Internal("event channel closed".into()))?,
-            ),
-        };
-        match event {
-            Some(Event::Replied { ask, reply, usage }) => {
-                queue.push_back(Input::Replied { ask, reply, usage });
-            }
-            Some(Event::Heartbeat { ask }) => queue.push_back(Input::Heartbeat { ask }),
-            Some(Event::Checked { check, report }) => {
-                queue.push_back(Input::CheckFinished { check, report });
-            }
-            Some(Event::CheckFailed { error }) => return Err(RuntimeError::Exec(error)),
-            None => {
-                if let Some(deadline) = deadline {
-                    queue.push_back(Input::TimerFired {
-                        timer: deadline.timer,
-                    });
-                }
-            }
-        }
+        let log = DecisionLog::open(&log_file, BuildKey::load(key_file)?)?;
+        return Ok(Opened::Log {
+            log: Box::new(log),
+            resuming: true,
+        });
     }
+    prepare_out_dir(out_dir)?;
+    let key = BuildKey::generate()?;
+    key.save(key_file)?;
+    let fresh = out_dir.join(MARKER_DIR).join("log.redb.new");
+    let _ = std::fs::remove_file(&fresh);
+    drop(DecisionLog::create(&fresh, key.clone())?);
+    std::fs::rename(&fresh, &log_file).map_err(|source| RuntimeError::Io {
+        what: "cannot move the new decision log to",
+        path: log_file.clone(),
+        source,
+    })?;
+    Ok(Opened::Log {
+        log: Box::new(DecisionLog::open(&log_file, key)?),
+        resuming: false,
+    })
+}
+
+/// Build time in ms: continued from the replayed log's last input.
+struct Clock {
+    base_ms: u64,
+    start: Instant,
+}
+
+impl Clock {
+    fn now_ms(&self) -> u64 {
+        self.base_ms + self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// How the loop stopped.
+enum Stop {
+    Finished(Box<Finish>),
+    Asked(Box<Question>),
 }
 
 /// A build directory whose log was never created: nothing was decided. Remove what the killed
@@ -658,6 +637,72 @@ impl Driver<'_> {
                 Err(error) => Event::CheckFailed { error },
             });
         });
+    }
+
+    /// The loop of `synod_core::pipeline::drive::VirtualDriver::run` in real time: feed the
+    /// queued inputs; stop at a finish or an unanswered question; else wait for the next event
+    /// (a reply, a heartbeat, a check) or the pipeline's next deadline, whichever comes first.
+    fn run(
+        &mut self,
+        first: Option<Input>,
+        clock: &Clock,
+        rx: &mpsc::Receiver<Event>,
+        answers: &mut Answers,
+    ) -> Result<Stop, RuntimeError> {
+        let mut queue: VecDeque<Input> = first.into_iter().collect();
+        loop {
+            while let Some(input) = queue.pop_front() {
+                self.feed(clock.now_ms(), input)?;
+            }
+            if let Some(finish) = self.finish.take() {
+                return Ok(Stop::Finished(finish));
+            }
+            if let Some(question) = self.question.take() {
+                let answer = match answers {
+                    Answers::None => None,
+                    Answers::List(list) => list.pop_front(),
+                    Answers::Ask(f) => f(&question),
+                };
+                match answer {
+                    Some(answer) => queue.push_back(Input::UserAnswered { answer }),
+                    None => return Ok(Stop::Asked(question)),
+                }
+                continue;
+            }
+            queue.push_back(self.next_input(clock, rx)?);
+        }
+    }
+
+    /// Waits for the next event, or for the pipeline's next deadline to pass.
+    fn next_input(&self, clock: &Clock, rx: &mpsc::Receiver<Event>) -> Result<Input, RuntimeError> {
+        let deadline = self.pipeline.poll_timeout();
+        if deadline.is_none() && self.checks.is_empty() && self.pipeline.pending_asks() == 0 {
+            return Err(RuntimeError::Internal(
+                "the pipeline is waiting but nothing is in flight".into(),
+            ));
+        }
+        let closed = || RuntimeError::Internal("event channel closed".into());
+        let event = match deadline {
+            Some(deadline) => {
+                let wait = deadline.at_ms.saturating_sub(clock.now_ms());
+                match rx.recv_timeout(Duration::from_millis(wait)) {
+                    Ok(e) => e,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        return Ok(Input::TimerFired {
+                            timer: deadline.timer,
+                        });
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Err(closed()),
+                }
+            }
+            None => rx.recv().map_err(|_| closed())?,
+        };
+        match event {
+            Event::Replied { ask, reply, usage } => Ok(Input::Replied { ask, reply, usage }),
+            Event::Heartbeat { ask } => Ok(Input::Heartbeat { ask }),
+            Event::Checked { check, report } => Ok(Input::CheckFinished { check, report }),
+            Event::CheckFailed { error } => Err(RuntimeError::Exec(error)),
+        }
     }
 
     /// Replays the logged inputs; returns the time of the last one and how many there were.

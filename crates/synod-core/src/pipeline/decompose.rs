@@ -23,17 +23,7 @@ impl Pipeline {
         let mut spec = rep.spec.clone();
         spec.contract = self.decided_contract(&it, &members);
         let dissent = dissent(&it, &classes, &ref_behaviour);
-        for d in &dissent {
-            let reason = match &d.example {
-                Some((c, ours, theirs)) => format!(
-                    "outvoted: its reading differs from the decided one on {c}: {theirs} instead of {ours}"
-                ),
-                None => "outvoted".into(),
-            };
-            for a in &d.agents {
-                self.fault(*a, FaultStage::Vote, FaultKind::Outvoted, &reason, out);
-            }
-        }
+        self.fault_outvoted(&dissent, out);
         let names: Vec<String> = members.iter().map(|a| self.name(*a)).collect();
         let decided = Decision::InterpretationDecided {
             round: it.round,
@@ -74,13 +64,6 @@ impl Pipeline {
                     .join(", ")
             ),
         }));
-        // Builders: the decided class first, then the other agents, in file order.
-        let mut builders: Vec<AgentId> = members.clone();
-        for a in &self.agents {
-            if !builders.contains(&a.info.id) {
-                builders.push(a.info.id);
-            }
-        }
         let comps = spec
             .components
             .iter()
@@ -89,6 +72,7 @@ impl Pipeline {
             // candidate fails.
             .map(|(i, c)| CompState::new(c.clone(), i % members.len().max(1)))
             .collect();
+        let builders = self.builders(&members);
         let build = Build {
             spec,
             reference: rep.reference.clone(),
@@ -102,6 +86,32 @@ impl Pipeline {
             agreement: agreement(&it),
         };
         self.start_build(Box::new(build), out)
+    }
+
+    /// Every agent of an outvoted class gets a `vote` fault, with a probe where it differs.
+    fn fault_outvoted(&mut self, dissent: &[Dissent], out: &mut Vec<Output>) {
+        for d in dissent {
+            let reason = match &d.example {
+                Some((c, ours, theirs)) => format!(
+                    "outvoted: its reading differs from the decided one on {c}: {theirs} instead of {ours}"
+                ),
+                None => "outvoted".into(),
+            };
+            for a in &d.agents {
+                self.fault(*a, FaultStage::Vote, FaultKind::Outvoted, &reason, out);
+            }
+        }
+    }
+
+    /// Builders: the decided class first, then the other agents, in file order.
+    fn builders(&self, members: &[AgentId]) -> Vec<AgentId> {
+        let mut builders = members.to_vec();
+        for a in &self.agents {
+            if !builders.contains(&a.info.id) {
+                builders.push(a.info.id);
+            }
+        }
+        builders
     }
 
     /// The union of the class's contracts and the clarified examples, in that order, at most
