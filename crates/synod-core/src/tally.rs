@@ -102,9 +102,9 @@ impl Tally {
 }
 
 /// The bare rule, without the n ≥ 2m+1 guard (so tests can show what breaks without it).
-/// `sizes` must be sorted in non-increasing order.
+/// `sizes` must be sorted in non-increasing order (asserted: an unsorted tally is a bug).
 pub fn rule(n: usize, m: usize, sizes: &[usize]) -> Verdict {
-    debug_assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "sizes not sorted");
+    assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "sizes not sorted");
     let Some(&c1) = sizes.first() else {
         return Verdict::NotYet;
     };
