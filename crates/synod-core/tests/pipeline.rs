@@ -1074,3 +1074,24 @@ fn pl_12_only_a_program_that_passes_integration_is_delivered() {
             .contains(&"integration-passed".to_string())
     );
 }
+
+#[test]
+fn pl_2_qualified_calls_name_the_same_function_and_unknown_ones_are_still_rejected() {
+    let mut i = interpretation("abs", &[(-4, 4)]);
+    i.spec.contract[0].call.function = "m.f".into();
+    i.probes[0].function = "m.f".into();
+    resolve_qualified_names(&mut i);
+    assert_eq!(i.spec.contract[0].call.function, "f");
+    assert_eq!(i.probes[0].function, "f");
+    assert_eq!(validate_interpretation(&i), Ok(()));
+    for wrong in ["solution.f", "m.g", "m.f.x", ".f"] {
+        let mut i = interpretation("abs", &[(-4, 4)]);
+        i.spec.contract[0].call.function = wrong.into();
+        resolve_qualified_names(&mut i);
+        let e = validate_interpretation(&i).unwrap_err();
+        assert!(
+            e.contains("calls a function the spec does not define"),
+            "{wrong}: {e}"
+        );
+    }
+}

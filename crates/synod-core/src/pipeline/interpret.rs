@@ -116,7 +116,8 @@ impl Pipeline {
     ) -> Stage {
         let invalid = |detail: String| (FaultKind::InvalidReply, detail);
         let checked = match reply {
-            Ok(Reply::Interpretation(i)) => {
+            Ok(Reply::Interpretation(mut i)) => {
+                resolve_qualified_names(&mut i);
                 validate_interpretation(&i).map(|()| i).map_err(invalid)
             }
             Ok(Reply::Implementation(_)) => Err(invalid(
@@ -144,6 +145,32 @@ impl Pipeline {
     ) -> Stage {
         self.ask_more_interpret(&mut it, 1, out);
         self.maybe_check_interpretations(it, out)
+    }
+}
+
+/// `module.func` and `func` name the same function when `module` is a component of the spec
+/// that defines `func` (models write calls both ways): qualified calls in the contract and the
+/// probes are rewritten to the bare name. Anything else is left as it is, so a call to a
+/// function that does not exist is still rejected by [`validate_interpretation`] (PL-2).
+pub fn resolve_qualified_names(i: &mut Interpretation) {
+    let defined: BTreeSet<(String, String)> = i
+        .spec
+        .components
+        .iter()
+        .flat_map(|c| c.functions.iter().map(|f| (c.name.clone(), f.name.clone())))
+        .collect();
+    let resolve = |call: &mut Call| {
+        if let Some((module, func)) = call.function.rsplit_once('.')
+            && defined.contains(&(module.to_string(), func.to_string()))
+        {
+            call.function = func.to_string();
+        }
+    };
+    for c in &mut i.spec.contract {
+        resolve(&mut c.call);
+    }
+    for p in &mut i.probes {
+        resolve(p);
     }
 }
 

@@ -30,7 +30,7 @@ mod refinement;
 mod types;
 
 pub use decision::{DECISION_KINDS, Decision, Fault, FaultKind, FaultStage, LOG_FORMAT};
-pub use interpret::validate_interpretation;
+pub use interpret::{resolve_qualified_names, validate_interpretation};
 pub use refinement::{RefinementProblem, program_check, refinement_problem};
 pub use types::*;
 
