@@ -98,7 +98,7 @@
 //!
 //! ```
 //! use std::convert::Infallible;
-//! use synod_core::pipeline::drive::{RunEnd, VirtualDriver, World};
+//! use synod_core::pipeline::drive::{AgentReply, RunEnd, VirtualDriver, World};
 //! use synod_core::pipeline::*;
 //! use synod_core::{AgentId, CheckReport, CheckRequest, Prompt};
 //!
@@ -106,7 +106,7 @@
 //! impl World for Silent {
 //!     type Error = Infallible;
 //!     fn reply(&mut self, _: AgentId, _: &Request)
-//!         -> Result<Option<(Result<Reply, ReplyFault>, Usage)>, Infallible> {
+//!         -> Result<Option<AgentReply>, Infallible> {
 //!         Ok(None) // never answers
 //!     }
 //!     fn check(&mut self, _: &CheckRequest) -> Result<CheckReport, Infallible> {

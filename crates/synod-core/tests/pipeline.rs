@@ -6,7 +6,7 @@
 //! exercised by the runtime's and the binary's tests.
 
 use std::collections::BTreeMap;
-use synod_core::pipeline::drive::{RunEnd, VirtualDriver, World};
+use synod_core::pipeline::drive::{AgentReply, RunEnd, VirtualDriver, World};
 use synod_core::pipeline::*;
 use synod_core::*;
 
@@ -95,6 +95,30 @@ fn evaluate(req: &CheckRequest) -> CheckReport {
     }
 }
 
+/// The first ask among `out`.
+fn first_ask(out: &[Output]) -> AskId {
+    out.iter()
+        .find_map(|o| match o {
+            Output::Ask { ask, .. } => Some(*ask),
+            _ => None,
+        })
+        .expect("an ask")
+}
+
+/// Fires the pipeline's next deadline at its time; returns the time and the outputs.
+fn fire_next_deadline(p: &mut Pipeline) -> (u64, Vec<Output>) {
+    let deadline = p.poll_timeout().expect("a deadline");
+    let mut out = Vec::new();
+    p.step(
+        deadline.at_ms,
+        Input::TimerFired {
+            timer: deadline.timer,
+        },
+        &mut out,
+    );
+    (deadline.at_ms, out)
+}
+
 fn interpretation(tag: &str, contract: &[(i64, i64)]) -> Interpretation {
     Interpretation {
         spec: Spec {
@@ -146,11 +170,7 @@ struct Script {
 impl World for Script {
     type Error = std::convert::Infallible;
 
-    fn reply(
-        &mut self,
-        agent: AgentId,
-        req: &Request,
-    ) -> Result<Option<(Result<Reply, ReplyFault>, Usage)>, Self::Error> {
+    fn reply(&mut self, agent: AgentId, req: &Request) -> Result<Option<AgentReply>, Self::Error> {
         self.asks.push((agent, req.key()));
         let mut play = self.plays[agent.0 as usize].clone();
         if req.round > 0
@@ -552,22 +572,8 @@ fn pl_4_late_reply_restores_trust_and_grows_the_timeout_by_the_increment() {
     let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
     let mut out = Vec::new();
     p.step(0, Input::Start, &mut out);
-    let first_ask = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Ask { ask, .. } => Some(*ask),
-            _ => None,
-        })
-        .unwrap();
-    let deadline = p.poll_timeout().expect("a deadline");
-    out.clear();
-    p.step(
-        deadline.at_ms,
-        Input::TimerFired {
-            timer: deadline.timer,
-        },
-        &mut out,
-    );
+    let first_ask = first_ask(&out);
+    let (at_ms, mut out) = fire_next_deadline(&mut p);
     assert!(
         out.iter().any(
             |o| matches!(o, Output::Progress(Progress::Suspected { agent, .. }) if agent == "a0")
@@ -576,7 +582,7 @@ fn pl_4_late_reply_restores_trust_and_grows_the_timeout_by_the_increment() {
     );
     out.clear();
     p.step(
-        deadline.at_ms + 5,
+        at_ms + 5,
         Input::Replied {
             ask: first_ask,
             reply: Ok(Reply::Interpretation(interpretation("abs", &[(1, 1)]))),
@@ -605,18 +611,11 @@ fn pl_4_a_timeout_never_grows_past_the_cap() {
     let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
     let mut out = Vec::new();
     p.step(0, Input::Start, &mut out);
-    let ask = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Ask { ask, .. } => Some(*ask),
-            _ => None,
-        })
-        .unwrap();
-    let d = p.poll_timeout().unwrap();
-    p.step(d.at_ms, Input::TimerFired { timer: d.timer }, &mut out);
+    let ask = first_ask(&out);
+    let (at_ms, _) = fire_next_deadline(&mut p);
     out.clear();
     p.step(
-        d.at_ms + 1,
+        at_ms + 1,
         Input::Replied {
             ask,
             reply: Err(ReplyFault::Invalid("late and bad".into())),
@@ -660,13 +659,7 @@ fn pl_3_heartbeat_moves_the_deadline_and_the_old_one_suspects_nobody_alive() {
     let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
     let mut out = Vec::new();
     p.step(0, Input::Start, &mut out);
-    let ask = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Ask { ask, .. } => Some(*ask),
-            _ => None,
-        })
-        .unwrap();
+    let ask = first_ask(&out);
     out.clear();
     p.step(600, Input::Heartbeat { ask }, &mut out);
     assert!(out.is_empty(), "{out:?}");
@@ -1031,7 +1024,7 @@ fn pl_12_only_a_program_that_passes_integration_is_delivered() {
             &mut self,
             agent: AgentId,
             req: &Request,
-        ) -> Result<Option<(Result<Reply, ReplyFault>, Usage)>, Self::Error> {
+        ) -> Result<Option<AgentReply>, Self::Error> {
             self.0.reply(agent, req)
         }
         fn check(&mut self, request: &CheckRequest) -> Result<CheckReport, Self::Error> {

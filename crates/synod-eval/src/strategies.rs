@@ -16,7 +16,7 @@ use crate::checks::CheckCache;
 use crate::sim::{FaultKind, Plan, SimSpec, SimTask, tokens};
 use crate::suite::Task;
 use std::collections::BTreeMap;
-use synod_core::pipeline::drive::{RunEnd, VirtualDriver, World};
+use synod_core::pipeline::drive::{AgentReply, RunEnd, VirtualDriver, World};
 use synod_core::pipeline::{
     AgentInfo, Finish, Pipeline, PipelineConfig, Question, REFERENCE_MODULE, Reply, ReplyFault,
     Request, Role, Usage,
@@ -392,7 +392,7 @@ impl Cell<'_> {
     }
 
     /// A simulated agent's reply to a pipeline ask; `None` for a stall.
-    fn reply(&self, plan: Plan, request: &Request) -> Result<Option<SimReply>, EvalError> {
+    fn reply(&self, plan: Plan, request: &Request) -> Result<Option<AgentReply>, EvalError> {
         let prompt_len = request.prompt.full_text().len() + 600;
         let fault = |r: Result<Reply, ReplyFault>| {
             Some((
@@ -516,9 +516,6 @@ impl Cell<'_> {
     }
 }
 
-/// A simulated reply and what it cost.
-type SimReply = (Result<Reply, ReplyFault>, Usage);
-
 /// The synod strategy's world: the simulated agents, the cached sandbox, the simulated user,
 /// and what the run cost.
 struct SynodWorld<'r, 't> {
@@ -535,7 +532,11 @@ struct SynodWorld<'r, 't> {
 impl World for SynodWorld<'_, '_> {
     type Error = EvalError;
 
-    fn reply(&mut self, agent: AgentId, request: &Request) -> Result<Option<SimReply>, EvalError> {
+    fn reply(
+        &mut self,
+        agent: AgentId,
+        request: &Request,
+    ) -> Result<Option<AgentReply>, EvalError> {
         self.calls += 1;
         let a = agent.0 as usize;
         if request.role == Role::Interpret {

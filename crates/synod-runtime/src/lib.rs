@@ -777,18 +777,10 @@ impl Driver<'_> {
 
 /// A build started by an earlier synod, whose log this one cannot replay (ADR 0005).
 fn refuse_older_log_format(entries: &[synod_store::Entry]) -> Result<(), RuntimeError> {
-    let started = entries
-        .iter()
-        .find(|e| e.kind == "build-started")
-        .and_then(|e| e.body_json().ok());
-    let Some(body) = started else {
-        return Ok(());
-    };
-    let format = body.get("log_format").and_then(|v| v.as_u64()).unwrap_or(1);
-    if format != u64::from(LOG_FORMAT) {
-        return Err(RuntimeError::Resume(format!(
+    match record::log_format(entries) {
+        Some(format) if format != LOG_FORMAT => Err(RuntimeError::Resume(format!(
             "this build's log has format {format} and this synod resumes format {LOG_FORMAT} only (ADR 0005); `synod verify` still reads it, but to go on, start the build afresh in a new --out"
-        )));
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }

@@ -7,8 +7,15 @@ use std::path::PathBuf;
 use synod_core::pipeline::{Decision, Input};
 use synod_store::Entry;
 
+/// The kind of an input entry.
+const INPUT: &str = "input";
+/// The kind of a run entry.
+const RUN: &str = "run";
+/// The kind of the certificate entry.
+const CERTIFICATE: &str = "certificate";
+
 /// One log entry.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Record {
     /// A decision or piece of evidence of the pipeline.
     Decision(Box<Decision>),
@@ -27,13 +34,6 @@ pub struct InputRecord {
     pub now_ms: u64,
     /// The input.
     pub input: Input,
-}
-
-impl PartialEq for InputRecord {
-    fn eq(&self, other: &Self) -> bool {
-        // `Input` holds replies and reports; compare what the log would hold.
-        serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
-    }
 }
 
 /// How a run (the first, or one after a resume) was set up.
@@ -58,26 +58,16 @@ pub struct CertificateRecord {
     pub fingerprint: String,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", content = "body", rename_all = "kebab-case")]
-enum Other {
-    Input(InputRecord),
-    Run(RunRecord),
-    Certificate(CertificateRecord),
-}
-
 impl Record {
     /// The entry's kind and body, as the log stores them.
     pub fn to_entry(&self) -> (String, serde_json::Value) {
-        let other = match self {
+        let (kind, body) = match self {
             Record::Decision(d) => return d.to_entry(),
-            Record::Input(r) => Other::Input(r.clone()),
-            Record::Run(r) => Other::Run(r.clone()),
-            Record::Certificate(r) => Other::Certificate(r.clone()),
+            Record::Input(r) => (INPUT, serde_json::to_value(r)),
+            Record::Run(r) => (RUN, serde_json::to_value(r)),
+            Record::Certificate(r) => (CERTIFICATE, serde_json::to_value(r)),
         };
-        let mut v = serde_json::to_value(other).unwrap_or_default();
-        let kind = v["kind"].as_str().unwrap_or_default().to_string();
-        (kind, v["body"].take())
+        (kind.to_string(), body.unwrap_or_default())
     }
 
     /// Reads a log entry; an error names the entry and what does not fit.
@@ -85,47 +75,57 @@ impl Record {
         let body = entry
             .body_json()
             .map_err(|e| format!("entry {}: {e}", entry.seq))?;
-        if Decision::is_decision_kind(&entry.kind) {
-            return Decision::from_entry(&entry.kind, &body)
-                .map(|d| Record::Decision(Box::new(d)))
-                .map_err(|e| format!("entry {}: {e}", entry.seq));
-        }
-        let v = serde_json::json!({"kind": entry.kind, "body": body});
-        match serde_json::from_value::<Other>(v) {
-            Ok(Other::Input(r)) => Ok(Record::Input(r)),
-            Ok(Other::Run(r)) => Ok(Record::Run(r)),
-            Ok(Other::Certificate(r)) => Ok(Record::Certificate(r)),
-            Err(e) => Err(format!(
+        let fits = |e: serde_json::Error| {
+            format!(
                 "entry {} ({:?}) is not a record this synod knows: {e}",
                 entry.seq, entry.kind
-            )),
+            )
+        };
+        match entry.kind.as_str() {
+            INPUT => serde_json::from_value(body)
+                .map(Record::Input)
+                .map_err(fits),
+            RUN => serde_json::from_value(body).map(Record::Run).map_err(fits),
+            CERTIFICATE => serde_json::from_value(body)
+                .map(Record::Certificate)
+                .map_err(fits),
+            kind => Decision::from_entry(kind, &body)
+                .map(|d| Record::Decision(Box::new(d)))
+                .map_err(|e| format!("entry {}: {e}", entry.seq)),
         }
     }
 
-    /// The kind a certificate entry has.
+    /// Whether `entry` is the certificate entry.
     pub fn is_certificate(entry: &Entry) -> bool {
-        entry.kind == Record::Certificate(CertificateRecord::default()).kind()
+        entry.kind == CERTIFICATE
     }
 
-    /// The kind a run entry has.
+    /// Whether `entry` records how a run was set up.
     pub fn is_run(entry: &Entry) -> bool {
-        entry.kind == Record::Run(RunRecord::default()).kind()
+        entry.kind == RUN
     }
 
-    /// The kind an input entry has.
+    /// Whether `entry` is a logged input.
     pub fn is_input(entry: &Entry) -> bool {
-        entry.kind
-            == Record::Input(InputRecord {
-                now_ms: 0,
-                input: Input::Start,
-            })
-            .kind()
+        entry.kind == INPUT
     }
 
     /// This record's kind.
     pub fn kind(&self) -> String {
         self.to_entry().0
     }
+}
+
+/// The log format a build's `build-started` decision records, if the log has one that parses
+/// (format 1, before typed decisions, has no field for it: ADR 0005).
+pub fn log_format(entries: &[Entry]) -> Option<u32> {
+    entries.iter().find_map(|e| match Record::parse(e) {
+        Ok(Record::Decision(d)) => match *d {
+            Decision::BuildStarted { log_format, .. } => Some(log_format),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 #[cfg(test)]

@@ -239,10 +239,7 @@ fn log_matches(
 /// The log's decisions. A log of this synod's format must parse whole; one of format 1 (before
 /// typed decisions, ADR 0005) is read for the decisions whose shape has not changed.
 fn decisions(entries: &[Entry]) -> Result<Vec<Decision>, String> {
-    let strict = entries.iter().any(|e| {
-        matches!(Record::parse(e), Ok(Record::Decision(d))
-            if matches!(*d, Decision::BuildStarted { log_format, .. } if log_format >= LOG_FORMAT))
-    });
+    let strict = crate::record::log_format(entries).is_some_and(|f| f >= LOG_FORMAT);
     let mut decisions = Vec::new();
     for e in entries {
         match Record::parse(e) {

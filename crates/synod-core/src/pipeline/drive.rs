@@ -10,18 +10,21 @@
 use super::*;
 use std::collections::VecDeque;
 
+/// An agent's reply, parsed or faulted, and what it cost: what [`World::reply`] gives for an
+/// ask, as [`Input::Replied`] carries it.
+pub type AgentReply = (Result<Reply, ReplyFault>, Usage);
+
 /// What answers the pipeline's outputs in a virtual-time run.
 pub trait World {
     /// What a world can fail with (not an agent's fault: a broken evaluator, say).
     type Error;
 
     /// The reply of `agent` to `request`, or `None` if it never answers.
-    #[allow(clippy::type_complexity)]
     fn reply(
         &mut self,
         agent: AgentId,
         request: &Request,
-    ) -> Result<Option<(Result<Reply, ReplyFault>, Usage)>, Self::Error>;
+    ) -> Result<Option<AgentReply>, Self::Error>;
 
     /// Runs a check (in a sandbox, a cache or a test-side evaluator).
     fn check(&mut self, request: &CheckRequest) -> Result<CheckReport, Self::Error>;

@@ -1,9 +1,10 @@
 //! The build pipeline of DESIGN §4 as a sans-IO state machine.
 //!
 //! Drive it with [`Pipeline::step`]: each [`Input`] (start, an agent replied, a check finished,
-//! a timer fired, the user answered) yields [`Output`]s, run in order: ask an agent, set a timer,
-//! run a check in the sandbox, persist a decision, report progress, ask the user, finish. A
-//! persist must be durable before any later output is acted on.
+//! a timer fired, the user answered) yields [`Output`]s, run in order: ask an agent, run a
+//! check in the sandbox, persist a decision, report progress, ask the user, finish. A persist
+//! must be durable before any later output is acted on. Time is asked for, not set:
+//! [`Pipeline::poll_timeout`] says when the next deadline is due.
 //!
 //! Stages, a file each: [`interpret`] (ask agents in waves) → [`agree`] (pool probes, run every
 //! reference, group by behaviour, apply the [`Tally`], split classes by differential testing) →

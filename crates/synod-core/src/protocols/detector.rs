@@ -102,25 +102,15 @@ impl EventuallyPerfect {
         peers: impl IntoIterator<Item = NodeId>,
         now_ms: u64,
     ) -> Self {
-        let peers = peers
-            .into_iter()
-            .map(|p| {
-                (
-                    p,
-                    HeartbeatPeer {
-                        last_ms: now_ms,
-                        timeout_ms: config.timeout_initial_ms,
-                        suspected: false,
-                        watched: true,
-                    },
-                )
-            })
-            .collect();
-        EventuallyPerfect {
+        let peers: Vec<NodeId> = peers.into_iter().collect();
+        let mut d = Self::on_demand(
             config,
-            peers,
-            counters: DetectorCounters::default(),
+            peers.iter().map(|p| (*p, config.timeout_initial_ms)),
+        );
+        for p in peers {
+            d.watch(p, now_ms);
         }
+        d
     }
 
     /// Knows `peers`, each with its own first timeout (an agent's `timeout_ms`), none of them
