@@ -1,7 +1,7 @@
 //! Role prompts and request rendering.
 //!
 //! The role prompts are files in the repository (`crates/synod-agents/prompts/*.md`), each
-//! opening with a version line (`synod-prompt interpret v1`), compiled into the binary and
+//! opening with a version line (`synod-prompt interpret v2`), compiled into the binary and
 //! hashed together by [`role_prompts_digest`], so a certificate can say which instructions the
 //! agents were given. [`render`] turns a [`Request`] into the system and user messages every LLM
 //! backend sends; the response cache keys on them.
@@ -9,7 +9,7 @@
 use serde::Serialize;
 use synod_core::pipeline::{Request, Role};
 
-/// The interpret role prompt (spec, reference, probes; decomposition is part of it, ADR 0001).
+/// The interpret role prompt: a program and example calls (PL-15); one module per reading.
 pub const INTERPRET_PROMPT: &str = include_str!("../prompts/interpret.md");
 /// The implement role prompt (one component of the decided spec).
 pub const IMPLEMENT_PROMPT: &str = include_str!("../prompts/implement.md");
@@ -58,7 +58,7 @@ pub fn render(request: &Request) -> Messages {
     match request.role {
         Role::Interpret => {
             user.push_str(
-                "\nGive your reading: the ```json spec and the ```python reference module.\n",
+                "\nGive your reading: the ```python program and the ```examples block.\n",
             );
             Messages {
                 system: INTERPRET_PROMPT.to_string(),
@@ -116,7 +116,7 @@ mod tests {
     fn prompts_are_versioned_and_hashed() {
         assert_eq!(
             prompt_version(INTERPRET_PROMPT),
-            "synod-prompt interpret v1"
+            "synod-prompt interpret v2"
         );
         assert_eq!(
             prompt_version(IMPLEMENT_PROMPT),
@@ -125,12 +125,16 @@ mod tests {
         let d = role_prompts_digest();
         assert!(d.starts_with("blake3:") && d.len() == 7 + 64, "{d}");
         assert_eq!(d, role_prompts_digest());
-        // The interpret prompt shows the exact format the parser reads.
+        // The interpret prompt shows the exact format the parser reads, and stays short
+        // (small models follow a short prompt better).
         let example = crate::reply::fences(INTERPRET_PROMPT)
             .into_iter()
-            .find(|f| f.tag == "json")
+            .find(|f| f.tag == "examples")
             .unwrap();
-        assert!(crate::reply::parse_lenient_json(&example.body).is_ok());
+        for line in example.body.lines() {
+            assert!(synod_core::pyexpr::example_line(line).is_some(), "{line}");
+        }
+        assert!(INTERPRET_PROMPT.split_whitespace().count() < 200);
     }
 
     #[test]

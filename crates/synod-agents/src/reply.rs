@@ -80,8 +80,13 @@ fn check_size(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The language word of a fence's info string (`python` in `python solution.py`).
+fn language(tag: &str) -> &str {
+    tag.split([' ', ':', '\t', '{']).next().unwrap_or("")
+}
+
 fn is_python_tag(tag: &str) -> bool {
-    matches!(tag, "python" | "py" | "python3")
+    matches!(language(tag), "python" | "py" | "python3")
 }
 
 /// The reply without the reasoning blocks some models emit (`<think>…</think>`, also
@@ -127,12 +132,20 @@ fn python_block(text: &str) -> Option<String> {
         .map(|f| f.body.clone())
 }
 
-/// The spec, reference and probes in an interpret reply.
+/// The reading in an interpret reply. Two forms are read:
+/// - **code and example calls** (role prompt v2, PL-15): a ```python block (its module named
+///   by `# module: NAME` on its first line, or by the fence's info string, `python NAME.py`)
+///   and example calls written as Python, one per line, in an ```examples block or anywhere in
+///   the code blocks (`f(1)`, `assert f(1) == 2`, `print(f(1))  # 2`). The interface is left
+///   empty: it is read from the code in the sandbox. A stated result becomes a stated example
+///   (evidence only, PL-17), a call without one a probe.
+/// - **a JSON spec** beside the code (role prompt v1, and `command` agents that write it):
+///   components, contract and probes as before.
 pub fn parse_interpretation(text: &str) -> Result<Interpretation, String> {
     check_size(text)?;
     let text = &strip_thinking(text);
     let fs = fences(text);
-    let json_text = fs
+    let json_spec = fs
         .iter()
         .find(|f| f.tag == "json")
         .or_else(|| {
@@ -140,9 +153,171 @@ pub fn parse_interpretation(text: &str) -> Result<Interpretation, String> {
                 .find(|f| f.tag.is_empty() && f.body.trim_start().starts_with('{'))
         })
         .map(|f| f.body.clone())
-        .or_else(|| outer_object(text))
-        .ok_or_else(|| "no JSON spec in the reply (expected a ```json block)".to_string())?;
-    let json = parse_lenient_json(&json_text)?;
+        // A bare object with components, when a model forgot the fence.
+        .or_else(|| outer_object(text).filter(|o| declares_components(o)));
+    match json_spec {
+        Some(json_text) if declares_components(&json_text) => {
+            // A JSON typo does not cost the reading its code: the code is read as a reading
+            // from code, with the calls of the JSON lines that still parse.
+            parse_json_reading(text, &json_text).or_else(|e| {
+                let mut i = parse_code_reading(text, &fs).map_err(|_| e)?;
+                salvage_calls(&json_text, &mut i);
+                Ok(i)
+            })
+        }
+        _ => parse_code_reading(text, &fs),
+    }
+}
+
+/// The calls of a JSON spec that does not parse, one object per line where a line holds one
+/// (`{"call": "f", "args": [1], "returns": 2}`).
+fn salvage_calls(json_text: &str, i: &mut Interpretation) {
+    for line in json_text.lines() {
+        let Some(o) = outer_object(line) else {
+            continue;
+        };
+        let Ok(v) = parse_lenient_json(&o) else {
+            continue;
+        };
+        if let Ok(e) = contract_example(&v) {
+            if !i.spec.contract.contains(&e) && i.spec.contract.len() < EXAMPLES_MAX {
+                i.spec.contract.push(e);
+            }
+        } else if let Ok(c) = call(&v)
+            && !i.probes.contains(&c)
+            && i.probes.len() < EXAMPLES_MAX
+        {
+            i.probes.push(c);
+        }
+    }
+}
+
+/// Does this JSON text (perhaps malformed) look like a v1 spec?
+fn declares_components(json_text: &str) -> bool {
+    json_text.contains("\"components\"")
+}
+
+/// Most stated examples, and most probes, taken from a reply written as code.
+const EXAMPLES_MAX: usize = 48;
+
+fn parse_code_reading(text: &str, fs: &[Fence]) -> Result<Interpretation, String> {
+    let code = fs
+        .iter()
+        .find(|f| is_python_tag(&f.tag) && defines(&f.body))
+        .or_else(|| fs.iter().find(|f| f.tag.is_empty() && defines(&f.body)))
+        .ok_or_else(|| {
+            if fs.is_empty() && defines(text) {
+                "the program is not in a fenced block (expected a ```python block)".to_string()
+            } else {
+                "no Python program in the reply (expected a ```python block)".to_string()
+            }
+        })?;
+    let module = module_name(code).unwrap_or_default();
+    let mut contract: Vec<ContractExample> = Vec::new();
+    let mut probes: Vec<Call> = Vec::new();
+    for f in fs {
+        let examples_block = matches!(language(&f.tag), "examples" | "example" | "calls" | "pycon");
+        if !(is_python_tag(&f.tag) || f.tag.is_empty() || examples_block) {
+            continue;
+        }
+        for line in f.body.lines() {
+            let Some(e) = synod_core::pyexpr::example_line(line) else {
+                continue;
+            };
+            match e.stated {
+                Some(v) if contract.len() < EXAMPLES_MAX => {
+                    let ex = ContractExample {
+                        call: e.call,
+                        expect: Expectation::Returns(v),
+                    };
+                    if !contract.contains(&ex) {
+                        contract.push(ex);
+                    }
+                }
+                None if probes.len() < EXAMPLES_MAX && !probes.contains(&e.call) => {
+                    probes.push(e.call)
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(Interpretation {
+        spec: Spec {
+            summary: summary_of(text, &code.body),
+            components: vec![ComponentSpec {
+                name: module,
+                functions: Vec::new(),
+            }],
+            contract,
+        },
+        reference: code.body.clone(),
+        probes,
+    })
+}
+
+fn defines(body: &str) -> bool {
+    body.contains("def ") || body.contains("class ")
+}
+
+/// The module a code block names: `# module: NAME`, `# NAME.py` or `# file: NAME.py` on its
+/// first non-empty line, else the fence's info string (`python NAME.py`).
+fn module_name(code: &Fence) -> Option<String> {
+    let first = code.body.lines().find(|l| !l.trim().is_empty())?.trim();
+    let from_comment = first.strip_prefix('#').and_then(|c| {
+        let c = c.trim();
+        let c = ["module:", "file:", "filename:", "module", "file"]
+            .iter()
+            .find_map(|p| c.strip_prefix(p))
+            .unwrap_or(c)
+            .trim();
+        let name = c.strip_suffix(".py").unwrap_or(c);
+        (synod_core::is_identifier(name) && (c.ends_with(".py") || first.contains("module")))
+            .then(|| name.to_string())
+    });
+    from_comment.or_else(|| {
+        let rest = code.tag.split_once([' ', ':'])?.1.trim();
+        let name = rest.strip_suffix(".py").unwrap_or(rest);
+        synod_core::is_identifier(name).then(|| name.to_string())
+    })
+}
+
+/// A summary of a reading written as code: the module docstring's first line, else the
+/// reply's first line of prose.
+fn summary_of(text: &str, code: &str) -> String {
+    let doc = code
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .and_then(|l| {
+            ["\"\"\"", "'''"].iter().find_map(|q| {
+                l.strip_prefix(q)
+                    .map(|d| d.trim_end_matches(q).trim().to_string())
+            })
+        })
+        .filter(|d| !d.is_empty());
+    let prose = || {
+        let mut in_fence = false;
+        text.lines()
+            .map(str::trim)
+            .find(|l| {
+                if l.starts_with("```") {
+                    in_fence = !in_fence;
+                    return false;
+                }
+                !in_fence && !l.is_empty()
+            })
+            .map(|l| l.trim_start_matches('#').trim().to_string())
+    };
+    doc.or_else(prose)
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// The spec, reference and probes of a reply with a JSON spec (role prompt v1).
+fn parse_json_reading(text: &str, json_text: &str) -> Result<Interpretation, String> {
+    let json = parse_lenient_json(json_text)?;
     let spec_obj = json
         .as_object()
         .ok_or_else(|| "the JSON spec is not an object".to_string())?;
@@ -346,7 +521,12 @@ def add(a, b):
         assert!(
             parse_interpretation("I think you want a calculator.")
                 .unwrap_err()
-                .contains("JSON")
+                .contains("no Python program")
+        );
+        assert!(
+            parse_interpretation("def f(x):\n    return x\n")
+                .unwrap_err()
+                .contains("not in a fenced block")
         );
         let no_code = GOOD.split("And the code").next().unwrap();
         assert!(
@@ -354,8 +534,6 @@ def add(a, b):
                 .unwrap_err()
                 .contains("Python")
         );
-        let bad = GOOD.replace("\"returns\": 3", "\"returns\": 3, \"raises\": \"X\"");
-        assert!(parse_interpretation(&bad).unwrap_err().contains("both"));
         assert!(
             parse_implementation("no code here")
                 .unwrap_err()
@@ -368,6 +546,91 @@ def add(a, b):
         );
         assert!(parse_interpretation("```json\n{\"components\": 3}\n```").is_err());
         assert!(parse_interpretation("\u{0}\u{1}garbage{").is_err());
+    }
+
+    /// A reply in the v2 form, as Qwen2.5-Coder writes it.
+    const CODE_READING: &str = r#"Here is my reading.
+
+```python
+# module: solution
+"""Counts the vowels in a string."""
+
+def count_vowels(text):
+    return sum(1 for c in text.lower() if c in "aeiou")
+
+if __name__ == "__main__":
+    print(count_vowels("Hello World"))  # Output: 3
+```
+
+```examples
+count_vowels("hello") == 2
+count_vowels("")
+solution.count_vowels("AEIOU") == 5
+count_vowels('world') == 3
+assert count_vowels("xyz") == 0
+not a call
+```
+"#;
+
+    #[test]
+    fn a_reading_written_as_code_and_calls() {
+        let i = parse_interpretation(CODE_READING).unwrap();
+        assert_eq!(i.spec.components.len(), 1);
+        assert_eq!(i.spec.components[0].name, "solution");
+        // The interface is left to the sandbox to read from the code.
+        assert!(i.spec.components[0].functions.is_empty());
+        assert_eq!(i.spec.summary, "Counts the vowels in a string.");
+        let stated: Vec<String> = i
+            .spec
+            .contract
+            .iter()
+            .map(|e| format!("{} {}", e.call, e.expect))
+            .collect();
+        assert_eq!(
+            stated,
+            vec![
+                "count_vowels('Hello World') returns 3",
+                "count_vowels('hello') returns 2",
+                "solution.count_vowels('AEIOU') returns 5",
+                // Stated wrong by the model (the code is right): evidence, not a check.
+                "count_vowels('world') returns 3",
+                "count_vowels('xyz') returns 0",
+            ]
+        );
+        assert_eq!(i.probes.len(), 1);
+        assert!(i.reference.contains("def count_vowels"));
+        // The module may be named by the fence instead, or not at all.
+        let tagged =
+            CODE_READING.replace("```python\n# module: solution\n", "```python vowels.py\n");
+        let i = parse_interpretation(&tagged).unwrap();
+        assert_eq!(i.spec.components[0].name, "vowels");
+        let bare = CODE_READING.replace("# module: solution\n", "");
+        assert_eq!(
+            parse_interpretation(&bare).unwrap().spec.components[0].name,
+            ""
+        );
+    }
+
+    #[test]
+    fn a_json_typo_does_not_cost_the_reading_its_code() {
+        // The `]` before "probes" is missing, as a 1.5B model wrote it.
+        let broken = GOOD.replace(
+            "{\"call\": \"add\", \"args\": [\"x\", 1], \"raises\": \"TypeError\"},],",
+            "{\"call\": \"add\", \"args\": [\"x\", 1], \"raises\": \"TypeError\"},",
+        );
+        assert!(parse_lenient_json(&fences(&broken)[0].body).is_err());
+        let i = parse_interpretation(&broken).unwrap();
+        assert!(i.reference.contains("def add"));
+        assert!(i.spec.components[0].functions.is_empty());
+        assert_eq!(i.spec.contract.len(), 2, "{:?}", i.spec.contract);
+        assert_eq!(
+            i.probes,
+            vec![call(&serde_json::json!({"call": "add", "args": [0, 0]})).unwrap()]
+        );
+        // An example with both `returns` and `raises` is dropped, not the reading.
+        let both = GOOD.replace("\"returns\": 3", "\"returns\": 3, \"raises\": \"X\"");
+        let i = parse_interpretation(&both).unwrap();
+        assert_eq!(i.spec.contract.len(), 1);
     }
 
     #[test]

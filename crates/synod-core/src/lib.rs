@@ -133,9 +133,11 @@ pub mod value;
 
 pub use model::*;
 pub use value::{Value, ValueError};
+pub mod facts;
 pub mod pipeline;
 pub mod probes;
 pub mod protocols;
+pub mod pyexpr;
 pub mod rng;
 pub mod tally;
 

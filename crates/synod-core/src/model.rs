@@ -273,6 +273,25 @@ pub struct CheckReport {
     pub outcomes: Vec<Outcome>,
     /// Per call: whether the expectation was met (`None` for probes).
     pub met: Vec<Option<bool>>,
+    /// The public functions each loaded module defines, as the harness read them with
+    /// `inspect` (a reading's interface comes from its code, PL-15). Empty when the program
+    /// did not load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<FoundFunction>,
+}
+
+/// A module-level function the harness found in a loaded module: defined there (not
+/// imported), its name not starting with `_`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FoundFunction {
+    /// The module defining it.
+    pub module: String,
+    /// Its name.
+    pub name: String,
+    /// Its positional parameters, in order.
+    pub params: Vec<String>,
+    /// How many of them have no default.
+    pub required: usize,
 }
 
 impl CheckReport {

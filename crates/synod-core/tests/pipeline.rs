@@ -56,6 +56,9 @@ fn behave(tag: &str, x: i64) -> Outcome {
 
 /// Evaluates a check request against tagged programs.
 fn evaluate(req: &CheckRequest) -> CheckReport {
+    if req.calls.is_empty() && req.function_modules.is_empty() {
+        return interface_of(req);
+    }
     let module = &req.function_modules["f"];
     let mut src = req.program.modules[module].clone();
     if src.starts_with("from synod_reference import *") {
@@ -71,6 +74,7 @@ fn evaluate(req: &CheckRequest) -> CheckReport {
                 .iter()
                 .map(|c| c.expect.as_ref().map(|_| false))
                 .collect(),
+            ..Default::default()
         };
     }
     let mut outcomes = Vec::new();
@@ -92,7 +96,51 @@ fn evaluate(req: &CheckRequest) -> CheckReport {
         interface_errors: vec![],
         outcomes,
         met,
+        ..Default::default()
     }
+}
+
+/// What the harness reads from a tagged reference loaded with no calls (PL-15): `f(x)`, or
+/// `g(x, y=0)` for the tag `no_f`; a `syntax error` does not load.
+fn interface_of(req: &CheckRequest) -> CheckReport {
+    let src = &req.program.modules[REFERENCE_MODULE];
+    if src.starts_with("syntax error") {
+        return CheckReport {
+            load_error: Some("SyntaxError: invalid syntax (line 1)".into()),
+            ..Default::default()
+        };
+    }
+    let (name, params, required) = if src == "no_f" {
+        ("g", vec!["x".to_string(), "y".to_string()], 1)
+    } else {
+        ("f", vec!["x".to_string()], 1)
+    };
+    CheckReport {
+        functions: vec![FoundFunction {
+            module: REFERENCE_MODULE.into(),
+            name: name.into(),
+            params,
+            required,
+        }],
+        ..Default::default()
+    }
+}
+
+/// A reading written as code (PL-15): no interface listed, calls f(-4) (stated to return
+/// `stated`, if given) and f(3).
+fn code_reading(tag: &str, stated: Option<i64>) -> Interpretation {
+    let mut i = interpretation(tag, &[]);
+    i.spec.components[0].name = String::new();
+    i.spec.components[0].functions.clear();
+    i.probes = vec![call(3)];
+    match stated {
+        Some(y) => i.spec.contract.push(ContractExample {
+            call: call(-4),
+            expect: Expectation::Returns(Value::Int(y)),
+        }),
+        None => i.probes.push(call(-4)),
+    }
+    i
 }
 
 /// The first ask among `out`.
@@ -155,6 +203,8 @@ enum Plays {
     Silent,
     /// Answers garbage.
     Invalid,
+    /// Reads f as code with this tag (PL-15), stating f(-4) returns this, if anything.
+    FromCode(&'static str, Option<i64>),
 }
 
 /// The test's world: scripted agents, the tag evaluator, a record of what the pipeline did.
@@ -192,6 +242,10 @@ impl World for Script {
                 Role::Implement => Reply::Implementation(reading.to_string()),
             }),
             Plays::Silent => return Ok(None),
+            Plays::FromCode(tag, stated) => Ok(match req.role {
+                Role::Interpret => Reply::Interpretation(code_reading(tag, stated)),
+                Role::Implement => Reply::Implementation(tag.to_string()),
+            }),
             Plays::Invalid => Err(ReplyFault::Invalid("no JSON spec".into())),
             Plays::Reads(reading, code) => Ok(match req.role {
                 Role::Interpret => {
@@ -239,9 +293,13 @@ impl std::ops::Deref for Driver {
 
 impl Driver {
     fn new(n: usize, m: usize, plays: Vec<Plays>) -> Driver {
+        Driver::with_prompt(n, m, plays, "write f")
+    }
+
+    fn with_prompt(n: usize, m: usize, plays: Vec<Plays>, prompt: &str) -> Driver {
         let cfg = PipelineConfig::new(agents(n), m, 7);
         Driver {
-            v: VirtualDriver::new(Pipeline::new(cfg, Prompt::new("write f")).unwrap()),
+            v: VirtualDriver::new(Pipeline::new(cfg, Prompt::new(prompt)).unwrap()),
             w: Script {
                 plays,
                 after_clarification: BTreeMap::new(),
@@ -859,6 +917,7 @@ mod stray {
             interface_errors: vec![],
             outcomes: (0..n).map(|k| Outcome::Value(k.to_string())).collect(),
             met: vec![Some(true); n],
+            ..Default::default()
         }
     }
 
@@ -1069,7 +1128,8 @@ fn pl_12_only_a_program_that_passes_integration_is_delivered() {
 }
 
 #[test]
-fn pl_2_qualified_calls_name_the_same_function_and_unknown_ones_are_still_rejected() {
+fn pl_2_qualified_calls_name_the_same_function_and_unknown_ones_are_rejected() {
+    let arities: BTreeMap<String, (usize, usize)> = [("f".to_string(), (1, 1))].into();
     let mut i = interpretation("abs", &[(-4, 4)]);
     i.spec.contract[0].call.function = "m.f".into();
     i.probes[0].function = "m.f".into();
@@ -1077,14 +1137,153 @@ fn pl_2_qualified_calls_name_the_same_function_and_unknown_ones_are_still_reject
     assert_eq!(i.spec.contract[0].call.function, "f");
     assert_eq!(i.probes[0].function, "f");
     assert_eq!(validate_interpretation(&i), Ok(()));
+    assert!(drop_unusable_calls(&mut i, &arities).is_empty());
     for wrong in ["solution.f", "m.g", "m.f.x", ".f"] {
         let mut i = interpretation("abs", &[(-4, 4)]);
         i.spec.contract[0].call.function = wrong.into();
         resolve_qualified_names(&mut i);
-        let e = validate_interpretation(&i).unwrap_err();
+        let before = i.spec.contract.len();
+        let dropped = drop_unusable_calls(&mut i, &arities);
+        assert_eq!(i.spec.contract.len(), before - 1, "{wrong}");
         assert!(
-            e.contains("calls a function the spec does not define"),
-            "{wrong}: {e}"
+            dropped[0].contains("calls a function the reading does not define"),
+            "{wrong}: {dropped:?}"
         );
     }
+    // A call with the wrong number of arguments is rejected too; defaults widen the range.
+    let mut i = interpretation("abs", &[(-4, 4)]);
+    i.probes[0].args.push(Value::Int(1));
+    let dropped = drop_unusable_calls(&mut i, &arities);
+    assert!(
+        dropped[0].contains("passes 2 argument(s); f takes 1"),
+        "{dropped:?}"
+    );
+    let mut i = interpretation("abs", &[(-4, 4)]);
+    i.probes[0].args.push(Value::Int(1));
+    let wide: BTreeMap<String, (usize, usize)> = [("f".to_string(), (1, 2))].into();
+    assert!(drop_unusable_calls(&mut i, &wide).is_empty());
+}
+
+#[test]
+fn pl_15_a_reading_written_as_code_has_the_interface_its_code_defines() {
+    let mut d = Driver::new(
+        4,
+        1,
+        vec![
+            Plays::FromCode("syntax error", None),
+            Plays::FromCode("abs", None),
+            Plays::FromCode("abs", Some(4)),
+            Plays::FromCode("abs", None),
+        ],
+    );
+    d.run();
+    let b = d.built();
+    // The interface came from the code, and the module is `solution` (neither the reply nor
+    // the prompt named one).
+    assert_eq!(b.spec.components[0].name, DEFAULT_MODULE);
+    assert_eq!(
+        b.spec.components[0].functions,
+        vec![FunctionSig {
+            name: "f".into(),
+            params: vec!["x".into()],
+            doc: String::new()
+        }]
+    );
+    assert_eq!(b.class, vec![AgentId(1), AgentId(2), AgentId(3)]);
+    let f = &b.agents[0].faults[0];
+    assert_eq!(
+        (f.stage, f.kind),
+        (FaultStage::Interpret, FaultKind::DoesNotLoad)
+    );
+    // The prompt's module name wins over the default.
+    let mut d = Driver::with_prompt(
+        3,
+        1,
+        vec![Plays::FromCode("abs", None); 3],
+        "Write a module named `calc` with `f(x)`.",
+    );
+    d.run();
+    assert_eq!(d.built().spec.components[0].name, "calc");
+}
+
+#[test]
+fn pl_16_the_prompts_names_and_literal_examples_are_checks() {
+    let mut d = Driver::with_prompt(
+        5,
+        2,
+        vec![
+            Plays::FromCode("neg", None),
+            Plays::FromCode("no_f", None),
+            Plays::FromCode("abs", None),
+            Plays::FromCode("abs", None),
+            Plays::FromCode("abs", None),
+        ],
+        "Write `f(x)`, the magnitude of x.\nassert f(4) == 4",
+    );
+    d.run();
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(2), AgentId(3), AgentId(4)]);
+    let neg = &b.agents[0].faults[0];
+    assert_eq!(neg.kind, FaultKind::BreaksContract, "{neg:?}");
+    assert!(
+        neg.detail.contains("f(4) should return 4"),
+        "{}",
+        neg.detail
+    );
+    let no_f = &b.agents[1].faults[0];
+    assert_eq!(no_f.kind, FaultKind::InterfaceMismatch, "{no_f:?}");
+    assert!(
+        no_f.detail.contains("does not define f(x)"),
+        "{}",
+        no_f.detail
+    );
+    // The prompt's example is in the decided contract as it was written.
+    assert_eq!(
+        b.spec.contract[0],
+        ContractExample {
+            call: call(4),
+            expect: Expectation::Returns(Value::Int(4))
+        }
+    );
+}
+
+#[test]
+fn pl_17_what_an_agent_says_its_examples_return_is_evidence_not_a_vote() {
+    let mut d = Driver::new(
+        3,
+        1,
+        vec![
+            // Right code, wrong arithmetic in the stated example (as real models do).
+            Plays::FromCode("abs", Some(3)),
+            Plays::FromCode("abs", Some(4)),
+            Plays::FromCode("abs", None),
+        ],
+    );
+    d.run();
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(0), AgentId(1)]);
+    assert!(
+        b.agents.iter().all(|a| a.faults.is_empty()),
+        "{:?}",
+        b.agents
+    );
+    assert_eq!(
+        b.agents[0].self_consistency,
+        SelfConsistency { stated: 1, met: 0 }
+    );
+    assert_eq!(
+        b.agents[1].self_consistency,
+        SelfConsistency { stated: 1, met: 1 }
+    );
+    // The contract is what the decided reference does on the class's example calls.
+    assert!(b.spec.contract.contains(&ContractExample {
+        call: call(-4),
+        expect: Expectation::Same(Outcome::Value("4".into()))
+    }));
+    assert!(
+        !b.spec
+            .contract
+            .iter()
+            .any(|c| c.expect == Expectation::Returns(Value::Int(3)))
+    );
 }

@@ -18,7 +18,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use synod_core::{Call, CheckCall, CheckReport, CheckRequest, Outcome, Program, Value};
+use synod_core::{
+    Call, CheckCall, CheckReport, CheckRequest, Expectation, Outcome, Program, Value,
+};
 use synod_exec::{Limits, Sandbox};
 
 /// The outcome recorded for a probe call outside the evaluation's input domain.
@@ -258,7 +260,7 @@ impl CheckCache {
     }
 
     /// Runs `request` with per-call budget `call_ms`, except for probe calls (calls with no
-    /// expectation) outside the evaluation's input domain: those with an integer argument of
+    /// expectation, or a `Same` one) outside the evaluation's input domain: those with an integer argument of
     /// magnitude above `int_max` (see [`domain_int_max`]). They are not run; their outcome is
     /// the error [`OUT_OF_DOMAIN`] for every program alike, so they never split a class, and
     /// the cache holds the run of the remaining calls.
@@ -271,7 +273,14 @@ impl CheckCache {
         let inside: Vec<bool> = request
             .calls
             .iter()
-            .map(|c| c.expect.is_some() || c.call.args.iter().all(|a| ints_within(a, int_max)))
+            // A `Same` expectation is the decided reference's outcome on a probe, so it
+            // follows the probes' domain rule: out of the domain it is OUT_OF_DOMAIN for both.
+            .map(|c| {
+                matches!(
+                    c.expect,
+                    Some(Expectation::Returns(_) | Expectation::Raises(_))
+                ) || c.call.args.iter().all(|a| ints_within(a, int_max))
+            })
             .collect();
         if inside.iter().all(|b| *b) {
             return self.run_budget(request, call_ms);
@@ -309,6 +318,7 @@ impl CheckCache {
             interface_errors: r.interface_errors,
             outcomes,
             met,
+            functions: r.functions,
         })
     }
 

@@ -4,7 +4,8 @@ Started by synod-exec as `python3 -I -S -B harness.py` in a scratch directory wh
 holds the candidate's modules. It reads one JSON request from stdin and writes one result line
 per step, `SYNOD <nonce> <json>`, on a private duplicate of the original stdout:
 
-    {"loaded": true|false, "load_error": str|null, "interface_errors": [str, ...]}
+    {"loaded": true|false, "load_error": str|null, "interface_errors": [str, ...],
+     "functions": [{"module": str, "name": str, "params": [str, ...], "required": int}, ...]}
     {"i": index, "outcome": {"value": repr} | {"error": class} | {"timeout": true}, "met": bool|null}
     ...
     {"done": true}
@@ -41,6 +42,8 @@ DEPTH_MAX = 20
 # Longest load error and interface error messages.
 MESSAGE_MAX = 500
 INTERFACE_ERROR_MAX = 200
+# Most functions listed from a loaded program.
+FUNCTIONS_MAX = 256
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -384,6 +387,33 @@ def _interface_errors(loaded, interface):
     return [_clean(e, INTERFACE_ERROR_MAX) for e in errors]
 
 
+def _functions(loaded):
+    """The public functions each module defines (not imports), in definition order."""
+    found = []
+    for module_name, module in loaded.items():
+        for name, obj in list(vars(module).items()):
+            if name.startswith("_") or not inspect.isfunction(obj):
+                continue
+            if getattr(obj, "__module__", None) != module_name:
+                continue
+            try:
+                parameters = list(inspect.signature(obj).parameters.values())
+            except (TypeError, ValueError):
+                continue
+            positional = [
+                p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            found.append({
+                "module": module_name,
+                "name": name,
+                "params": [p.name for p in positional],
+                "required": sum(1 for p in positional if p.default is p.empty),
+            })
+            if len(found) >= FUNCTIONS_MAX:
+                return found
+    return found
+
+
 def _run_call(loaded, function_modules, call, seconds):
     """Runs one call. Returns (outcome, met)."""
     expect = call.get("expect")
@@ -461,7 +491,10 @@ def main():
         errors = ["interface check did not finish in time"]
     elif kind == "error":
         errors = ["interface check failed: " + _class_name(errors)]
-    emit({"loaded": True, "load_error": None, "interface_errors": errors})
+    kind, functions = _guarded(lambda: _functions(loaded), seconds)
+    if kind != "ok":
+        functions = []
+    emit({"loaded": True, "load_error": None, "interface_errors": errors, "functions": functions})
 
     function_modules = request["function_modules"]
     for index, call in enumerate(request["calls"]):

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use synod_core::{CheckReport, CheckRequest, Expectation, Outcome, Value};
+use synod_core::{CheckReport, CheckRequest, Expectation, FoundFunction, Outcome, Value};
 
 use crate::process::{Finished, describe_end};
 use crate::{Limits, MODULES_DIR};
@@ -18,6 +18,10 @@ const REASON_MAX: usize = LOAD_ERROR_MAX + 2 * crate::process::STDERR_TAIL_BYTES
 const INTERFACE_ERRORS_MAX: usize = 256;
 /// Longest interface error, or exception class name, taken from the harness.
 const SHORT_TEXT_MAX: usize = 300;
+/// Most functions taken from the harness's list of what a program defines.
+const FUNCTIONS_MAX: usize = 256;
+/// Most positional parameters of one such function.
+const PARAMS_MAX: usize = 64;
 /// Longest value repr taken from the harness (it shortens its own to about 1,040).
 const VALUE_TEXT_MAX: usize = 4096;
 
@@ -110,6 +114,16 @@ pub(crate) struct LoadLine {
     loaded: bool,
     load_error: Option<String>,
     interface_errors: Vec<String>,
+    #[serde(default)]
+    functions: Vec<WireFunction>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+struct WireFunction {
+    module: String,
+    name: String,
+    params: Vec<String>,
+    required: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -260,6 +274,7 @@ pub(crate) fn not_loaded(request: &CheckRequest, reason: String) -> CheckReport 
         interface_errors: Vec::new(),
         outcomes: vec![Outcome::Timeout; request.calls.len()],
         met: unmet(request),
+        functions: Vec::new(),
     }
 }
 
@@ -311,11 +326,32 @@ pub(crate) fn report(request: &CheckRequest, run: &Finished, limits: &Limits) ->
             }
         }
     }
+    // Names the harness could not have produced (not identifiers, not a module of the
+    // program) are dropped: the report carries only what the candidate could define.
+    let functions = load
+        .functions
+        .into_iter()
+        .filter(|f| {
+            request.program.modules.contains_key(&f.module)
+                && synod_core::is_identifier(&f.name)
+                && f.params.iter().all(|p| synod_core::is_identifier(p))
+                && f.params.len() <= PARAMS_MAX
+                && f.required <= f.params.len()
+        })
+        .take(FUNCTIONS_MAX)
+        .map(|f| FoundFunction {
+            module: f.module,
+            name: f.name,
+            params: f.params,
+            required: f.required,
+        })
+        .collect();
     CheckReport {
         load_error: None,
         interface_errors,
         outcomes,
         met,
+        functions,
     }
 }
 

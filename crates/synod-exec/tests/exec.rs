@@ -768,3 +768,44 @@ fn sandbox_reports_python_version_and_limits() {
     assert!(sandbox.python().is_absolute());
     assert_eq!(Limits::default().memory_bytes, 1 << 30);
 }
+
+#[test]
+fn a_loaded_program_reports_the_functions_it_defines() {
+    // PL-15: a reading's interface is read from its code. Imported functions, private ones
+    // and classes are not part of it (a lambda bound to a name is a function); defaults are
+    // counted.
+    let source = "from os.path import join\nimport math\n\n\
+                  def count_vowels(text, vowels='aeiou'):\n    return sum(c in vowels for c in text.lower())\n\n\
+                  def _helper(x):\n    return x\n\n\
+                  def pair(a, b, /, *rest, key=None):\n    return (a, b)\n\n\
+                  class Counter:\n    pass\n\n\
+                  square = lambda x: x * x\n";
+    let r = run(&request(source, &[], vec![]));
+    assert_eq!(r.load_error, None);
+    let shown: Vec<String> = r
+        .functions
+        .iter()
+        .map(|f| {
+            format!(
+                "{}.{}({}) {}",
+                f.module,
+                f.name,
+                f.params.join(", "),
+                f.required
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            "m.count_vowels(text, vowels) 1",
+            "m.pair(a, b) 2",
+            "m.square(x) 1"
+        ],
+        "{:?}",
+        r.functions
+    );
+    // A program that does not load reports none.
+    let r = run(&request("def f(:\n", &[], vec![]));
+    assert!(r.load_error.is_some() && r.functions.is_empty());
+}

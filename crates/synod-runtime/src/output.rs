@@ -6,7 +6,7 @@ use crate::record::{CertificateRecord, Record};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use synod_core::pipeline::{AgentRecord, BuildOutcome, Dissent, Question};
+use synod_core::pipeline::{AgentRecord, BuildOutcome, Dissent, Question, SelfConsistency};
 use synod_core::{AgentId, Call, ContractExample, Expectation, Outcome, Program, Prompt, Spec};
 use synod_store::{DecisionLog, PinnedHead, Signed, write_atomic};
 
@@ -322,9 +322,9 @@ fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, Stri
     let _ = writeln!(r, "## Agents\n");
     let _ = writeln!(
         r,
-        "| agent | backend | calls | tokens in | tokens out | suspected | faults |"
+        "| agent | backend | calls | tokens in | tokens out | suspected | faults | stated results its code met |"
     );
-    let _ = writeln!(r, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|---|");
     for a in records {
         let backend = agents
             .get(a.id.0 as usize)
@@ -339,9 +339,13 @@ fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, Stri
                 .collect::<Vec<_>>()
                 .join("<br>")
         };
+        let stated = match a.self_consistency {
+            SelfConsistency { stated: 0, .. } => "none stated".to_string(),
+            SelfConsistency { stated, met } => format!("{met} of {stated}"),
+        };
         let _ = writeln!(
             r,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             a.name,
             backend,
             a.calls,
@@ -356,7 +360,8 @@ fn agents_table(r: &mut String, records: &[AgentRecord], agents: &[(String, Stri
             } else {
                 "no".into()
             },
-            faults
+            faults,
+            stated
         );
     }
     let calls: u32 = records.iter().map(|a| a.calls).sum();

@@ -194,8 +194,11 @@ fn too_few_valid_readings_end_in_a_failure_report() {
         Box::new(ScriptedAgent::new("c", agent_dir(&t, "c", neg))),
     ];
     // m = 0: every one of the three must agree.
-    let (opts, out) = options(&root, agents, 0, 10_000);
-    // "neg" fails its own contract (magnitude(-3) == 3): a fault, not a reading.
+    let (mut opts, out) = options(&root, agents, 0, 10_000);
+    // The prompt states an example literally, so "neg" breaks it: a fault, not a reading
+    // (PL-16). Its own stated contract alone would not make it one (next test).
+    opts.prompt =
+        Prompt::new("magnitude(x): the absolute value of an int.\nassert magnitude(4) == 4");
     let result = run_build(opts, &mut |_| {}).unwrap();
     match result {
         BuildResult::Failed { stage, .. } => assert_eq!(stage, "agree"),
@@ -230,4 +233,26 @@ fn a_build_killed_before_its_first_input_resumes_from_the_start() {
     opts.resume = true;
     let result = run_build(opts, &mut |_| {}).unwrap();
     assert!(matches!(result, BuildResult::Built { .. }), "{result:?}");
+}
+
+#[test]
+fn a_reading_that_misstates_its_own_examples_is_a_reading_not_a_fault() {
+    let root = TempDir::new("stated");
+    let t = root.0.join("t");
+    let neg = "    return -x";
+    let agents: Vec<Box<dyn Agent>> = vec![
+        Box::new(ScriptedAgent::new("a", agent_dir(&t, "a", ABS))),
+        Box::new(ScriptedAgent::new("b", agent_dir(&t, "b", ABS_BY_HAND))),
+        Box::new(ScriptedAgent::new("c", agent_dir(&t, "c", neg))),
+    ];
+    // "neg" states magnitude(4) == 4 but its code says -4. What an agent states is evidence
+    // (PL-17): its code is its reading, and with m = 0 two readings mean a question.
+    let (opts, _out) = options(&root, agents, 0, 10_000);
+    match run_build(opts, &mut |_| {}).unwrap() {
+        BuildResult::NeedsClarification { question, .. } => {
+            assert_eq!(question.readings.len(), 2);
+            assert_eq!(question.readings[1].agents, vec!["c"]);
+        }
+        other => panic!("expected a question: {other:?}"),
+    }
 }

@@ -230,11 +230,12 @@ fn table_row(report: &str, first: &str) -> Vec<String> {
         .collect()
 }
 
-/// Agents table: agent | backend | calls | tokens in | tokens out | suspected | faults,
-/// returned without the token columns: agent | backend | calls | suspected | faults.
+/// Agents table: agent | backend | calls | tokens in | tokens out | suspected | faults |
+/// stated results its code met, returned without the token columns: agent | backend | calls |
+/// suspected | faults | stated.
 fn agent_row(report: &str, agent: &str) -> Vec<String> {
     let mut row = table_row(report, agent);
-    assert_eq!(row.len(), 7, "agents table row of {agent}: {row:?}");
+    assert_eq!(row.len(), 8, "agents table row of {agent}: {row:?}");
     row.drain(3..5);
     row
 }
@@ -939,8 +940,8 @@ fn agent_fault_interpret_reply_without_json_is_a_fault_not_a_stop() {
     let (_, report, _) = build_with_fixture("interpret-no-json.toml");
     let gus = agent_row(&report, "gus");
     assert!(
-        gus[4].contains("JSON"),
-        "gus's reply had no JSON spec: its faults should say so: {gus:?}"
+        gus[4].contains("no Python program"),
+        "gus's reply had no program: its faults should say so: {gus:?}"
     );
     assert!(
         report.contains("Reading held by **cyd, dee, eli**"),

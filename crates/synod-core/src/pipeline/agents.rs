@@ -22,6 +22,8 @@ pub(super) struct AgentState {
     pub(super) faults: Vec<Fault>,
     pub(super) suspicions: u32,
     pub(super) usage: Usage,
+    /// Examples it stated a result for, and how many of them its own reference met.
+    pub(super) stated: SelfConsistency,
 }
 
 impl AgentState {
@@ -32,6 +34,7 @@ impl AgentState {
             faults: Vec::new(),
             suspicions: 0,
             usage: Usage::default(),
+            stated: SelfConsistency::default(),
         }
     }
 }
@@ -85,6 +88,7 @@ impl Pipeline {
                 suspicions: a.suspicions,
                 suspected: self.is_suspected(a.info.id),
                 usage: a.usage,
+                self_consistency: a.stated,
             })
             .collect()
     }

@@ -23,15 +23,14 @@ impl Pipeline {
         if it.valid.is_empty() {
             return self.no_decision(&it, "no agent gave a valid reading", out);
         }
-        // Pool: every valid agent's probes and contract calls, then the clarification calls.
+        let checked = self.checked_examples();
+        // Pool: every valid agent's example calls and probes, then the checked examples' calls.
         let mut own: Vec<Call> = Vec::new();
         for i in it.valid.values() {
             own.extend(i.spec.contract.iter().map(|c| c.call.clone()));
             own.extend(i.probes.iter().cloned());
         }
-        for c in &self.prompt.clarifications {
-            own.extend(c.examples.iter().map(|e| e.call.clone()));
-        }
+        own.extend(checked.iter().map(|e| e.call.clone()));
         let seed = self.cfg.seed ^ (u64::from(it.round) << 32) ^ u64::from(it.sample);
         let mut pool = probes::pool(&own, seed, &self.cfg.probe_limits);
         for c in &it.extra {
@@ -39,19 +38,24 @@ impl Pipeline {
                 pool.push(c.clone());
             }
         }
+        if pool.is_empty() {
+            return self.no_decision(&it, "no reading gave an example call to compare on", out);
+        }
         it.pool = pool.clone();
         it.behaviours.clear();
-        let clarified = self.clarified_examples();
         let jobs: Vec<(AgentId, Interpretation)> =
             it.valid.iter().map(|(a, i)| (*a, i.clone())).collect();
         it.checks_pending = jobs.len();
         for (agent, interp) in jobs {
-            let mut contract = interp.spec.contract.clone();
-            contract.extend(clarified.iter().cloned());
-            let request = refinement::reference_check(&interp, &contract, &pool);
+            // The checked examples (the prompt's and the user's), then the agent's stated
+            // ones (evidence, PL-17), then the pool.
+            let mut calls = checked.clone();
+            calls.extend(interp.spec.contract.iter().cloned());
+            let request = refinement::reference_check(&interp, &calls, &pool);
             let purpose = CheckPurpose::Reference {
                 agent,
-                contract_len: contract.len(),
+                contract_len: checked.len(),
+                stated_len: interp.spec.contract.len(),
             };
             self.run_check(purpose, request, out);
         }
@@ -67,21 +71,45 @@ impl Pipeline {
             .collect()
     }
 
-    /// A reference ran on its own contract and the pool: a reference that breaks its own
-    /// contract is a fault (and its agent is replaced); when the last check is in, the rule.
+    /// The examples whose violation is a fault (PL-16): the prompt's literal examples (calls
+    /// written `module.f` name `f`), then the clarified ones.
+    pub(super) fn checked_examples(&self) -> Vec<ContractExample> {
+        let mut checked: Vec<ContractExample> = self
+            .facts
+            .examples
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                if let Some((_, f)) = e.call.function.rsplit_once('.') {
+                    e.call.function = f.to_string();
+                }
+                e
+            })
+            .collect();
+        for c in self.clarified_examples() {
+            if !checked.contains(&c) {
+                checked.push(c);
+            }
+        }
+        checked
+    }
+
+    /// A reference ran on the checked examples, its stated ones and the pool: a reference that
+    /// breaks a checked example is a fault (and its agent is replaced); how many of its stated
+    /// examples it met is recorded, never counted as a vote; when the last check is in, the
+    /// rule.
     pub(super) fn on_reference_check(
         &mut self,
         mut it: Box<Interp>,
         agent: AgentId,
-        contract_len: usize,
+        (contract_len, stated_len): (usize, usize),
         report: CheckReport,
         out: &mut Vec<Output>,
     ) -> Stage {
         it.checks_pending = it.checks_pending.saturating_sub(1);
-        let problem = it.valid.get(&agent).and_then(|i| {
-            let mut contract = i.spec.contract.clone();
-            contract.extend(self.clarified_examples());
-            refinement_problem(&report, &contract, &[], &[], "reference")
+        let problem = it.valid.get(&agent).and_then(|_| {
+            let checked = self.checked_examples();
+            refinement_problem(&report, &checked, &[], &[], "reference")
         });
         match problem {
             Some(problem) => {
@@ -96,8 +124,18 @@ impl Pipeline {
                 );
             }
             None => {
-                let mut behaviour =
-                    report.outcomes[contract_len.min(report.outcomes.len())..].to_vec();
+                let stated_end = (contract_len + stated_len).min(report.met.len());
+                let met = report.met[contract_len.min(stated_end)..stated_end]
+                    .iter()
+                    .filter(|m| **m == Some(true))
+                    .count();
+                // The agent's latest checked reading (a recheck on a grown pool says the same).
+                self.agents[agent.0 as usize].stated = SelfConsistency {
+                    stated: stated_len as u32,
+                    met: met as u32,
+                };
+                let start = (contract_len + stated_len).min(report.outcomes.len());
+                let mut behaviour = report.outcomes[start..].to_vec();
                 // A report short of outcomes counts the missing ones as not finished.
                 behaviour.resize(it.pool.len(), Outcome::Timeout);
                 it.behaviours.insert(agent, behaviour);
@@ -106,7 +144,7 @@ impl Pipeline {
         if it.checks_pending > 0 {
             return Stage::Interpret(it);
         }
-        // Agents whose reference failed its own contract are replaced, then everything is
+        // Agents whose reference failed a checked example are replaced, then everything is
         // checked again on the grown pool.
         let replace = std::mem::take(&mut it.replaced);
         if replace > 0 && self.ask_more_interpret(&mut it, replace, out) > 0 {

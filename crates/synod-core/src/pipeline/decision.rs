@@ -384,6 +384,7 @@ mod tests {
                     suspicions: 0,
                     suspected: false,
                     usage: Default::default(),
+                    self_consistency: Default::default(),
                 }],
             },
         ];

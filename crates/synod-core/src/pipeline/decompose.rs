@@ -2,8 +2,8 @@
 //!
 //! The components are the interface held by the most members of the decided class (ties:
 //! agents-file order); its first holder is the representative whose reference becomes the
-//! decided reference. The contract is the union of the class's contracts and the clarified
-//! outcomes. The outvoted classes are recorded as dissent, each with a probe where it differs.
+//! decided reference. The contract is the prompt's and the user's examples, then the decided
+//! reference's outcomes on the class's example calls (PL-17). The outvoted classes are recorded as dissent, each with a probe where it differs.
 
 use super::build::CompState;
 use super::*;
@@ -21,7 +21,7 @@ impl Pipeline {
         let representative = holders.first().copied().unwrap_or(members[0]);
         let rep = it.valid[&representative].clone();
         let mut spec = rep.spec.clone();
-        spec.contract = self.decided_contract(&it, &members);
+        spec.contract = self.decided_contract(&it, &members, &ref_behaviour);
         let dissent = dissent(&it, &classes, &ref_behaviour);
         self.fault_outvoted(&dissent, out);
         let names: Vec<String> = members.iter().map(|a| self.name(*a)).collect();
@@ -114,33 +114,52 @@ impl Pipeline {
         builders
     }
 
-    /// The union of the class's contracts and the clarified examples, in that order, at most
-    /// [`DECIDED_CONTRACT_MAX`] examples. The cap trims the class's examples, never the
-    /// clarified ones: every later reading must meet those (ADR 0002, PL-9).
-    fn decided_contract(&self, it: &Interp, members: &[AgentId]) -> Vec<ContractExample> {
-        let clarified = self.clarified_examples();
-        let room = DECIDED_CONTRACT_MAX.saturating_sub(clarified.len());
-        let mut contract: Vec<ContractExample> = Vec::new();
-        let mut unclarified = 0;
-        for c in members
-            .iter()
-            .flat_map(|a| it.valid[a].spec.contract.iter())
-        {
-            if contract.contains(c) {
+    /// The decided contract (PL-17): the checked examples (the prompt's and the user's),
+    /// then the decided reference's own outcome on each example call the class's members
+    /// wrote (timeouts excluded), at most [`DECIDED_CONTRACT_MAX`] examples. What an agent said
+    /// a call returns is not in it: the cap trims the class's examples, never the checked
+    /// ones, which every later reading must meet (ADR 0002, PL-9).
+    fn decided_contract(
+        &self,
+        it: &Interp,
+        members: &[AgentId],
+        behaviour: &Behaviour,
+    ) -> Vec<ContractExample> {
+        let mut contract = self.checked_examples();
+        let checked = contract.len();
+        let room = DECIDED_CONTRACT_MAX.saturating_sub(checked);
+        let calls = members.iter().flat_map(|a| {
+            let i = &it.valid[a];
+            i.spec
+                .contract
+                .iter()
+                .map(|c| &c.call)
+                .chain(i.probes.iter())
+        });
+        let mut taken = 0;
+        for call in calls {
+            if taken >= room {
+                break;
+            }
+            if contract.iter().any(|c| c.call == *call) {
                 continue;
             }
-            if !clarified.contains(c) {
-                if unclarified >= room {
-                    continue;
-                }
-                unclarified += 1;
+            let Some(outcome) = it
+                .pool
+                .iter()
+                .position(|p| p == call)
+                .and_then(|k| behaviour.get(k))
+            else {
+                continue;
+            };
+            if *outcome == Outcome::Timeout {
+                continue;
             }
-            contract.push(c.clone());
-        }
-        for c in clarified {
-            if !contract.contains(&c) {
-                contract.push(c);
-            }
+            contract.push(ContractExample {
+                call: call.clone(),
+                expect: Expectation::Same(outcome.clone()),
+            });
+            taken += 1;
         }
         assert!(
             self.clarified_examples()

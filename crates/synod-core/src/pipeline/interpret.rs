@@ -7,6 +7,11 @@
 use super::*;
 use std::collections::BTreeSet;
 
+/// The module a reading from code is, when neither it nor the prompt names one.
+pub const DEFAULT_MODULE: &str = "solution";
+/// Most functions taken from a reference's interface.
+const FUNCTIONS_MAX: usize = 64;
+
 /// The state of one interpret round (one prompt, one sample), through agree.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Interp {
@@ -14,6 +19,8 @@ pub(super) struct Interp {
     pub(super) sample: u32,
     pub(super) asked: BTreeSet<AgentId>,
     pub(super) valid: BTreeMap<AgentId, Interpretation>,
+    /// Readings from code whose reference is being loaded to read its interface.
+    pub(super) reading_code: BTreeMap<AgentId, Interpretation>,
     pub(super) behaviours: BTreeMap<AgentId, Behaviour>,
     pub(super) pool: Vec<Call>,
     pub(super) extra: Vec<Call>,
@@ -105,8 +112,9 @@ impl Pipeline {
             .any(|a| matches!(a.purpose, AskPurpose::Interpret))
     }
 
-    /// A reply to an interpret ask: a valid reading joins the round, anything else is the
-    /// agent's fault and the next agent is asked.
+    /// A reply to an interpret ask. A reading whose interface the reply states (the JSON
+    /// spec) is checked at once; one whose interface is its code (PL-15) is loaded in the
+    /// sandbox first. Anything unusable is the agent's fault and the next agent is asked.
     pub(super) fn on_reading(
         &mut self,
         mut it: Box<Interp>,
@@ -117,7 +125,7 @@ impl Pipeline {
         let invalid = |detail: String| (FaultKind::InvalidReply, detail);
         let checked = match reply {
             Ok(Reply::Interpretation(mut i)) => {
-                resolve_qualified_names(&mut i);
+                self.name_components(&mut i);
                 validate_interpretation(&i).map(|()| i).map_err(invalid)
             }
             Ok(Reply::Implementation(_)) => Err(invalid(
@@ -126,8 +134,27 @@ impl Pipeline {
             Err(f) => Err(reply_fault(&f)),
         };
         match checked {
+            Ok(i) if interface_from_code(&i) => {
+                let request = CheckRequest {
+                    program: Program::single(REFERENCE_MODULE, &i.reference),
+                    function_modules: BTreeMap::new(),
+                    interface: Vec::new(),
+                    calls: Vec::new(),
+                };
+                it.reading_code.insert(agent, i);
+                it.checks_pending += 1;
+                self.run_check(CheckPurpose::Interface { agent }, request, out);
+                return Stage::Interpret(it);
+            }
             Ok(i) => {
-                it.valid.insert(agent, i);
+                let arities = i
+                    .spec
+                    .components
+                    .iter()
+                    .flat_map(|c| &c.functions)
+                    .map(|f| (f.name.clone(), (f.params.len(), f.params.len())))
+                    .collect();
+                self.accept_reading(&mut it, agent, i, &arities, out);
             }
             Err((kind, detail)) => {
                 self.fault(agent, FaultStage::Interpret, kind, &detail, out);
@@ -135,6 +162,121 @@ impl Pipeline {
             }
         }
         self.maybe_check_interpretations(it, out)
+    }
+
+    /// A single-component reading is the module the prompt names, if it names one (its
+    /// name is the prompt's, not the model's); a reading from code without a module name is
+    /// `solution` unless the prompt names another.
+    fn name_components(&self, i: &mut Interpretation) {
+        let fixed = self.facts.module.clone();
+        if let [only] = i.spec.components.as_mut_slice() {
+            if let Some(m) = fixed {
+                only.name = m;
+            } else if only.name.is_empty() {
+                only.name = DEFAULT_MODULE.to_string();
+            }
+        }
+    }
+
+    /// A reading's reference was loaded: its public functions are its interface (PL-15).
+    pub(super) fn on_interface_check(
+        &mut self,
+        mut it: Box<Interp>,
+        agent: AgentId,
+        report: CheckReport,
+        out: &mut Vec<Output>,
+    ) -> Stage {
+        it.checks_pending = it.checks_pending.saturating_sub(1);
+        let Some(mut i) = it.reading_code.remove(&agent) else {
+            return self.maybe_check_interpretations(it, out);
+        };
+        let found: Vec<&FoundFunction> = report
+            .functions
+            .iter()
+            .filter(|f| f.module == REFERENCE_MODULE)
+            .collect();
+        let problem = if let Some(e) = &report.load_error {
+            Some((
+                FaultKind::DoesNotLoad,
+                format!("reference does not load: {e}"),
+            ))
+        } else if found.is_empty() {
+            Some((
+                FaultKind::InterfaceMismatch,
+                "reference defines no public function".to_string(),
+            ))
+        } else {
+            None
+        };
+        if let Some((kind, detail)) = problem {
+            self.fault(agent, FaultStage::Interpret, kind, &detail, out);
+            self.ask_more_interpret(&mut it, 1, out);
+            return self.maybe_check_interpretations(it, out);
+        }
+        let component = &mut i.spec.components[0];
+        component.functions = found
+            .iter()
+            .take(FUNCTIONS_MAX)
+            .map(|f| FunctionSig {
+                name: f.name.clone(),
+                params: f.params.clone(),
+                doc: String::new(),
+            })
+            .collect();
+        let arities = found
+            .iter()
+            .map(|f| (f.name.clone(), (f.required, f.params.len())))
+            .collect();
+        self.accept_reading(&mut it, agent, i, &arities, out);
+        self.maybe_check_interpretations(it, out)
+    }
+
+    /// A reading whose interface is known: its calls are resolved (PL-2) and it must define
+    /// what the prompt names (PL-16); then it joins the round. A reading without example calls
+    /// of its own still votes: its behaviour on the others' calls is its reading.
+    fn accept_reading(
+        &mut self,
+        it: &mut Interp,
+        agent: AgentId,
+        mut i: Interpretation,
+        arities: &BTreeMap<String, (usize, usize)>,
+        out: &mut Vec<Output>,
+    ) {
+        resolve_qualified_names(&mut i);
+        let dropped = drop_unusable_calls(&mut i, arities);
+        let missing = self.facts.functions.iter().find(|f| {
+            !arities
+                .get(&f.name)
+                .is_some_and(|(lo, hi)| (*lo..=*hi).contains(&f.params.len()))
+        });
+        let problem = missing.map(|f| {
+            format!(
+                "its reference does not define {}({}), which the prompt names",
+                f.name,
+                f.params.join(", ")
+            )
+        });
+        match problem {
+            Some(detail) => {
+                self.fault(
+                    agent,
+                    FaultStage::Interpret,
+                    FaultKind::InterfaceMismatch,
+                    &detail,
+                    out,
+                );
+                self.ask_more_interpret(it, 1, out);
+            }
+            None => {
+                if !dropped.is_empty() {
+                    out.push(Output::Progress(Progress::Note {
+                        agent: self.name(agent),
+                        note: format!("{} example call(s) dropped: {}", dropped.len(), dropped[0]),
+                    }));
+                }
+                it.valid.insert(agent, i);
+            }
+        }
     }
 
     /// An interpret ask's deadline passed (its agent is now suspected): ask the next agent.
@@ -174,7 +316,48 @@ pub fn resolve_qualified_names(i: &mut Interpretation) {
     }
 }
 
-/// Semantic checks of a parsed interpretation: names, arities, bounds.
+/// Is this a reading whose interface is its code (no function listed: PL-15)?
+fn interface_from_code(i: &Interpretation) -> bool {
+    i.spec.components.iter().all(|c| c.functions.is_empty())
+}
+
+/// Drops the example calls (stated ones and probes) that name no function of the reading or
+/// pass a number of arguments it does not take: such a call is rejected, the reading is not
+/// (PL-2). Returns one line per dropped call.
+pub fn drop_unusable_calls(
+    i: &mut Interpretation,
+    arities: &BTreeMap<String, (usize, usize)>,
+) -> Vec<String> {
+    let mut dropped = Vec::new();
+    let mut usable = |call: &Call| match arities.get(&call.function) {
+        None => {
+            dropped.push(format!(
+                "{call} calls a function the reading does not define"
+            ));
+            false
+        }
+        Some((lo, hi)) if !(*lo..=*hi).contains(&call.args.len()) => {
+            dropped.push(format!(
+                "{call} passes {} argument(s); {} takes {}",
+                call.args.len(),
+                call.function,
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo} to {hi}")
+                }
+            ));
+            false
+        }
+        _ => true,
+    };
+    i.spec.contract.retain(|c| usable(&c.call));
+    i.probes.retain(|c| usable(c));
+    dropped
+}
+
+/// Shape checks of a parsed interpretation: names and bounds. Calls are checked against the
+/// interface once it is known ([`drop_unusable_calls`]).
 pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
     let spec = &i.spec;
     if spec.components.is_empty() {
@@ -183,8 +366,11 @@ pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
     if spec.components.len() > COMPONENTS_MAX {
         return Err(format!("more than {COMPONENTS_MAX} components"));
     }
+    if interface_from_code(i) && spec.components.len() > 1 {
+        return Err("a reading whose interface is its code has one module".into());
+    }
     let mut modules = BTreeSet::new();
-    let mut arity: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut functions = BTreeSet::new();
     for c in &spec.components {
         if !is_identifier(&c.name) || c.name == REFERENCE_MODULE {
             return Err(format!(
@@ -195,7 +381,7 @@ pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
         if !modules.insert(c.name.as_str()) {
             return Err(format!("component {} is named twice", c.name));
         }
-        if c.functions.is_empty() {
+        if c.functions.is_empty() && !interface_from_code(i) {
             return Err(format!("component {} has no function", c.name));
         }
         for f in &c.functions {
@@ -208,13 +394,10 @@ pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
                     f.name
                 ));
             }
-            if arity.insert(&f.name, f.params.len()).is_some() {
+            if !functions.insert(f.name.as_str()) {
                 return Err(format!("function {} is defined by two components", f.name));
             }
         }
-    }
-    if spec.contract.is_empty() {
-        return Err("the spec has no contract examples".into());
     }
     if spec.contract.len() > CONTRACT_MAX {
         return Err(format!("more than {CONTRACT_MAX} contract examples"));
@@ -227,28 +410,6 @@ pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
     }
     if i.reference.trim().is_empty() {
         return Err("no reference program".into());
-    }
-    let calls = spec
-        .contract
-        .iter()
-        .map(|c| (&c.call, "contract example"))
-        .chain(i.probes.iter().map(|c| (c, "probe")));
-    for (call, what) in calls {
-        match arity.get(call.function.as_str()) {
-            None => {
-                return Err(format!(
-                    "{what} {call} calls a function the spec does not define"
-                ));
-            }
-            Some(n) if *n != call.args.len() => {
-                return Err(format!(
-                    "{what} {call} passes {} argument(s); {} takes {n}",
-                    call.args.len(),
-                    call.function
-                ));
-            }
-            _ => {}
-        }
     }
     Ok(())
 }

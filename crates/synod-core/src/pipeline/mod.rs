@@ -31,10 +31,13 @@ mod refinement;
 mod types;
 
 pub use decision::{DECISION_KINDS, Decision, Fault, FaultKind, FaultStage, LOG_FORMAT};
-pub use interpret::{resolve_qualified_names, validate_interpretation};
+pub use interpret::{
+    DEFAULT_MODULE, drop_unusable_calls, resolve_qualified_names, validate_interpretation,
+};
 pub use refinement::{RefinementProblem, program_check, refinement_problem};
 pub use types::*;
 
+use crate::facts::{PromptFacts, prompt_facts};
 use crate::model::*;
 use crate::protocols::detector::EventuallyPerfect;
 use crate::tally::{BudgetError, Tally};
@@ -58,9 +61,24 @@ const DISTINGUISHING_MAX: usize = 16;
 /// Why a check was started; its report goes to the stage that started it.
 #[derive(Clone, Debug)]
 enum CheckPurpose {
-    Reference { agent: AgentId, contract_len: usize },
-    Differential { agent: AgentId },
-    Component { component: usize, agent: AgentId },
+    /// Load a reading's reference to read its interface (PL-15).
+    Interface {
+        agent: AgentId,
+    },
+    /// A reference on the prompt's and the user's examples (`contract_len`), the agent's
+    /// stated examples (`stated_len`, evidence only) and the pool.
+    Reference {
+        agent: AgentId,
+        contract_len: usize,
+        stated_len: usize,
+    },
+    Differential {
+        agent: AgentId,
+    },
+    Component {
+        component: usize,
+        agent: AgentId,
+    },
     Integration,
 }
 
@@ -87,6 +105,8 @@ pub struct Pipeline {
     cfg: PipelineConfig,
     tally: Tally,
     prompt: Prompt,
+    /// What the prompt's text fixes: module, signatures, literal examples (PL-16).
+    facts: PromptFacts,
     now_ms: u64,
     next_id: u64,
     agents: Vec<AgentState>,
@@ -106,9 +126,11 @@ impl Pipeline {
         let tally = Tally::new(cfg.agents.len(), cfg.fault_budget)?;
         let agents = cfg.agents.iter().map(AgentState::new).collect();
         let detector = agents::detector(&cfg);
+        let facts = prompt_facts(&prompt.text);
         Ok(Pipeline {
             cfg,
             tally,
+            facts,
             prompt,
             now_ms: 0,
             next_id: 0,
@@ -263,13 +285,19 @@ impl Pipeline {
                     return stage;
                 };
                 match (stage, purpose) {
+                    (Stage::Interpret(it), CheckPurpose::Interface { agent }) => {
+                        self.on_interface_check(it, agent, report, out)
+                    }
                     (
                         Stage::Interpret(it),
                         CheckPurpose::Reference {
                             agent,
                             contract_len,
+                            stated_len,
                         },
-                    ) => self.on_reference_check(it, agent, contract_len, report, out),
+                    ) => {
+                        self.on_reference_check(it, agent, (contract_len, stated_len), report, out)
+                    }
                     (Stage::Interpret(it), CheckPurpose::Differential { agent }) => {
                         self.on_differential_check(it, agent, report, out)
                     }

@@ -320,6 +320,13 @@ pub enum Progress {
         /// What the rule said.
         verdict: String,
     },
+    /// Something about an agent's reply worth knowing that is not a fault.
+    Note {
+        /// Agent name.
+        agent: String,
+        /// What.
+        note: String,
+    },
     /// Differential testing split a class.
     Split {
         /// Inputs that told the programs apart.
@@ -361,6 +368,7 @@ impl fmt::Display for Progress {
                 f,
                 "  behaviour classes {sizes:?} on {probes} probes: {verdict}"
             ),
+            Progress::Note { agent, note } => write!(f, "  note: {agent}: {note}"),
             Progress::Split { inputs } => write!(
                 f,
                 "  differential testing split a class ({inputs} distinguishing inputs)"
@@ -553,6 +561,19 @@ pub struct AgentRecord {
     /// Tokens its replies cost.
     #[serde(default)]
     pub usage: Usage,
+    /// How often its own reference did what it said its examples return: evidence about the
+    /// agent, never a vote (PL-17).
+    #[serde(default)]
+    pub self_consistency: SelfConsistency,
+}
+
+/// An agent's stated examples, and how many its own reference met.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfConsistency {
+    /// Examples it stated a result for.
+    pub stated: u32,
+    /// Of those, met by its own reference.
+    pub met: u32,
 }
 
 /// Inputs that meant nothing where they arrived, counted by kind and otherwise ignored.

@@ -1,0 +1,291 @@
+//! What the prompt itself fixes, read from its text: the module name, function signatures and
+//! literal examples (PL-16). Every reading must honour them; nothing else in the prompt is
+//! taken as a check.
+//!
+//! Recognised, and nothing more:
+//! - a **module name**: a backticked identifier right after the word `module` (optionally
+//!   `named` or `called` between), or right before it: "a module named `solution`",
+//!   "the `solution` module";
+//! - a **signature**: a backticked `name(params)` (optionally `def name(params)`), whose
+//!   params are identifiers, with optional annotations and defaults: "`count_vowels(text)`";
+//! - a **literal example**: `call == literal`, with literal arguments, on a line of its own
+//!   (optionally after `assert` or `>>>`) or in backticks, and a doctest pair (`>>> call`
+//!   with the literal result on the next line).
+
+use crate::model::{Call, ContractExample, Expectation};
+use crate::pyexpr;
+
+/// A function the prompt names with its parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FixedFunction {
+    /// Its name.
+    pub name: String,
+    /// Its positional parameter names, as the prompt writes them.
+    pub params: Vec<String>,
+}
+
+/// What the prompt fixes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PromptFacts {
+    /// The module the prompt names, if it names one.
+    pub module: Option<String>,
+    /// Signatures, in order of first appearance.
+    pub functions: Vec<FixedFunction>,
+    /// Literal examples (always `Expectation::Returns`), in order, without duplicates.
+    pub examples: Vec<ContractExample>,
+}
+
+/// Most literal examples taken from a prompt.
+pub const PROMPT_EXAMPLES_MAX: usize = 32;
+
+/// Reads what the prompt text fixes.
+pub fn prompt_facts(text: &str) -> PromptFacts {
+    let mut facts = PromptFacts::default();
+    let spans = backticked(text);
+    for (start, end) in &spans {
+        let span = text[*start..*end].trim();
+        if let Some(f) = signature(span)
+            && !facts.functions.iter().any(|g| g.name == f.name)
+        {
+            facts.functions.push(f);
+        }
+        if facts.module.is_none() && crate::model::is_identifier(span) {
+            let before = text[..start.saturating_sub(1)]
+                .trim_end()
+                .to_ascii_lowercase();
+            let after = text[(*end + 1).min(text.len())..]
+                .trim_start()
+                .to_ascii_lowercase();
+            let named_before = ["module", "module named", "module called"]
+                .iter()
+                .any(|w| before.ends_with(w));
+            if named_before || after.starts_with("module") {
+                facts.module = Some(span.to_string());
+            }
+        }
+        if let Some(e) = stated_example(span) {
+            push_example(&mut facts, e);
+        }
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    for (k, line) in lines.iter().enumerate() {
+        let t = line.trim().trim_start_matches(['-', '*']).trim();
+        if let Some(e) = stated_example(t) {
+            push_example(&mut facts, e);
+        } else if let Some(call) = t.strip_prefix(">>>").and_then(|c| pyexpr::call(c.trim()))
+            && let Some(v) = lines
+                .get(k + 1)
+                .and_then(|next| pyexpr::literal(next.trim()))
+        {
+            push_example(
+                &mut facts,
+                ContractExample {
+                    call,
+                    expect: Expectation::Returns(v),
+                },
+            );
+        }
+    }
+    facts
+}
+
+fn push_example(facts: &mut PromptFacts, e: ContractExample) {
+    if facts.examples.len() < PROMPT_EXAMPLES_MAX && !facts.examples.contains(&e) {
+        facts.examples.push(e);
+    }
+}
+
+/// `call == literal` (after an optional `assert` or `>>>`): a stated example, or `None`.
+fn stated_example(text: &str) -> Option<ContractExample> {
+    if !text.contains("==") {
+        return None;
+    }
+    let line = pyexpr::example_line(text)?;
+    let value = line.stated?;
+    // Only a stated `==`, not a comment: a comment in a prompt is prose.
+    let (code, _) = text.split_once('#').unwrap_or((text, ""));
+    if !code.contains("==") {
+        return None;
+    }
+    Some(ContractExample {
+        call: line.call,
+        expect: Expectation::Returns(value),
+    })
+}
+
+/// `name(params)` or `def name(params)` with identifier params (annotations, defaults and a
+/// trailing `:` or `-> type` allowed).
+fn signature(span: &str) -> Option<FixedFunction> {
+    let s = span.strip_prefix("def ").unwrap_or(span).trim();
+    let open = s.find('(')?;
+    let name = s[..open].trim();
+    if !crate::model::is_identifier(name) || BUILTINS.contains(&name) {
+        return None;
+    }
+    let close = s.rfind(')')?;
+    let tail = s[close + 1..].trim();
+    if !(tail.is_empty() || tail == ":" || tail.starts_with("->")) {
+        return None;
+    }
+    let inner = &s[open + 1..close];
+    let mut params = Vec::new();
+    for p in split_top(inner) {
+        let p = p.trim();
+        if p.is_empty() {
+            continue;
+        }
+        let p = p.split([':', '=']).next().unwrap_or("").trim();
+        if p == "/" || p.starts_with('*') {
+            continue;
+        }
+        if !crate::model::is_identifier(p) {
+            return None;
+        }
+        params.push(p.to_string());
+    }
+    Some(FixedFunction {
+        name: name.to_string(),
+        params,
+    })
+}
+
+/// Built-in functions a prompt may mention in backticks without asking for them.
+const BUILTINS: &[&str] = &[
+    "abs",
+    "all",
+    "any",
+    "dict",
+    "enumerate",
+    "filter",
+    "float",
+    "input",
+    "int",
+    "isinstance",
+    "len",
+    "list",
+    "map",
+    "max",
+    "min",
+    "open",
+    "print",
+    "range",
+    "reversed",
+    "round",
+    "set",
+    "sorted",
+    "str",
+    "sum",
+    "tuple",
+    "type",
+    "zip",
+];
+
+/// Splits at commas outside brackets.
+fn split_top(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// Byte ranges of the text inside single backticks (not fences).
+fn backticked(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'`' {
+            let run = b[i..].iter().take_while(|c| **c == b'`').count();
+            if run == 1
+                && let Some(len) = text[i + 1..].find(['`', '\n'])
+                && b[i + 1 + len] == b'`'
+            {
+                out.push((i + 1, i + 1 + len));
+                i += len + 2;
+                continue;
+            }
+            i += run;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The call of a fixed function: does `call` name `f` (bare or as `module.f`)?
+pub fn names_function(call: &Call, f: &str) -> bool {
+    call.function == f || call.function.rsplit_once('.').is_some_and(|(_, g)| g == f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    #[test]
+    fn reads_module_signatures_and_examples() {
+        let f = prompt_facts(
+            "Write a Python module named `solution` (standard library only) with a function \
+             `count_vowels(text)` that returns how many vowels the string `text` contains.",
+        );
+        assert_eq!(f.module.as_deref(), Some("solution"));
+        assert_eq!(
+            f.functions,
+            vec![FixedFunction {
+                name: "count_vowels".into(),
+                params: vec!["text".into()]
+            }]
+        );
+        assert!(f.examples.is_empty());
+
+        let f = prompt_facts(
+            "Use the `rpn` module. `def calculate(expr: str, base=10) -> int`\n\
+             For example `calculate('3 4 +') == 7`, and:\n\
+             assert calculate('1 2 -') == -1\n\
+             >>> calculate('2 3 *')\n6\n\
+             - calculate('0') == 0 is the edge case\n\
+             calculate('5') returns 5",
+        );
+        assert_eq!(f.module.as_deref(), Some("rpn"));
+        assert_eq!(f.functions[0].params, vec!["expr", "base"]);
+        let shown: Vec<String> = f
+            .examples
+            .iter()
+            .map(|e| format!("{} {}", e.call, e.expect))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                "calculate('3 4 +') returns 7",
+                "calculate('1 2 -') returns -1",
+                "calculate('2 3 *') returns 6",
+            ]
+        );
+        assert_eq!(f.examples[1].expect, Expectation::Returns(Value::Int(-1)));
+    }
+
+    #[test]
+    fn prose_is_not_a_fact() {
+        let f = prompt_facts(
+            "Sort the list `xs` in place; return `None`. Use `sorted(xs)` if you like?\n\
+             The `len` of the result must equal x == y.",
+        );
+        assert_eq!(f.module, None);
+        assert_eq!(f.functions, vec![]);
+        assert!(f.examples.is_empty(), "{:?}", f.examples);
+        assert_eq!(prompt_facts("``` `unclosed").functions, vec![]);
+        assert_eq!(prompt_facts("").module, None);
+    }
+}
