@@ -36,6 +36,9 @@ pub struct CacheKey<'a> {
     pub role_prompts_digest: &'a str,
     /// The request's sample index.
     pub sample: u32,
+    /// The sampling seed sent with the request, where the backend takes one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
 }
 
 impl CacheKey<'_> {
@@ -152,6 +155,7 @@ mod tests {
             messages: m,
             role_prompts_digest: "d",
             sample,
+            seed: None,
         }
     }
 

@@ -308,6 +308,7 @@ impl Agent for CommandAgent {
             messages: &m,
             role_prompts_digest: &digest,
             sample: request.sample,
+            seed: None,
         };
         if let Some(cache) = &self.cache
             && let Some(hit) = cache.lookup(&key)

@@ -123,7 +123,7 @@ impl LlmAgent {
         self.stream
     }
 
-    fn body(&self, m: &Messages, max_tokens: u64, stream: bool) -> Json {
+    fn body(&self, m: &Messages, max_tokens: u64, stream: bool, seed: u32) -> Json {
         let mut body = match self.protocol {
             Protocol::OpenAi => json!({
                 "model": self.model,
@@ -148,6 +148,11 @@ impl LlmAgent {
         if stream && self.protocol == Protocol::OpenAi {
             body["stream_options"] = json!({"include_usage": true});
         }
+        if self.protocol == Protocol::OpenAi {
+            // llama.cpp's server, vLLM and OpenAI take a sampling seed: a rerun at a high
+            // temperature draws the same reply. Anthropic's API has none.
+            body["seed"] = json!(seed);
+        }
         body
     }
 
@@ -161,7 +166,7 @@ impl LlmAgent {
         heartbeat: &dyn Fn(),
     ) -> Result<Exchange, AgentError> {
         let url = self.url();
-        let body = serde_json::to_vec(&self.body(m, max_tokens, stream))
+        let body = serde_json::to_vec(&self.body(m, max_tokens, stream, sampling_seed(seed)))
             .map_err(|e| AgentError::Failed(format!("cannot encode the request: {e}")))?;
         http::with_retries(self.settings.retries_max, seed, || {
             let mut req = self
@@ -215,7 +220,13 @@ impl LlmAgent {
         })
     }
 
-    fn cache_key<'a>(&'a self, m: &'a Messages, digest: &'a str, sample: u32) -> CacheKey<'a> {
+    fn cache_key<'a>(
+        &'a self,
+        m: &'a Messages,
+        digest: &'a str,
+        sample: u32,
+        seed: u32,
+    ) -> CacheKey<'a> {
         CacheKey {
             backend: match self.protocol {
                 Protocol::OpenAi => "openai",
@@ -228,6 +239,7 @@ impl LlmAgent {
             messages: m,
             role_prompts_digest: digest,
             sample,
+            seed: (self.protocol == Protocol::OpenAi).then_some(seed),
         }
     }
 }
@@ -248,13 +260,15 @@ impl Agent for LlmAgent {
     fn call(&self, request: &Request, heartbeat: &dyn Fn()) -> Result<AgentReply, AgentError> {
         let m = render(request);
         let digest = role_prompts_digest();
-        let key = self.cache_key(&m, &digest, request.sample);
+        // The agent's name is in the seed: two agents of one model and temperature draw
+        // different samples, and each draws the same one again on a rerun.
+        let seed = format!("{}/{}", self.name, request.key());
+        let key = self.cache_key(&m, &digest, request.sample, sampling_seed(&seed));
         if let Some(cache) = &self.cache
             && let Some(hit) = cache.lookup(&key)
         {
             return Ok(hit);
         }
-        let seed = format!("{}/{}", self.name, request.key());
         let x = self.exchange(&m, self.max_tokens, self.stream, &seed, heartbeat)?;
         if let Some(cache) = &self.cache {
             // A reply that cannot be cached is still a good reply.
@@ -262,6 +276,18 @@ impl Agent for LlmAgent {
         }
         Ok(x.reply)
     }
+}
+
+/// The sampling seed sent with a request: 31 bits of blake3 over the request's seed text
+/// (servers differ on wider seeds).
+pub fn sampling_seed(seed: &str) -> u32 {
+    let h = blake3::hash(seed.as_bytes());
+    u32::from_le_bytes([
+        h.as_bytes()[0],
+        h.as_bytes()[1],
+        h.as_bytes()[2],
+        h.as_bytes()[3],
+    ]) & 0x7fff_ffff
 }
 
 type Parsed = Result<Exchange, Attempt<()>>;

@@ -380,6 +380,16 @@ fn openai_streams_a_reply_with_heartbeats_and_usage() {
     assert_eq!(body["stream_options"]["include_usage"], true);
     assert_eq!(body["max_tokens"], 900);
     assert_eq!(body["temperature"], 0.3);
+    // Seeded from the agent's name and the request, the same on a rerun (and below 2^31).
+    let seed = body["seed"].as_u64().expect("a sampling seed");
+    assert!(seed < 1 << 31);
+    assert_eq!(
+        seed,
+        u64::from(synod_agents::llm::sampling_seed(&format!(
+            "{}/interpret",
+            a.name()
+        )))
+    );
     assert_eq!(body["messages"][0]["role"], "system");
     assert!(
         body["messages"][1]["content"]
@@ -614,6 +624,7 @@ fn anthropic_with_a_key() {
             .starts_with("synod-prompt interpret")
     );
     assert_eq!(body["messages"][0]["role"], "user");
+    assert!(body.get("seed").is_none(), "Anthropic's API takes no seed");
     // Not streamed.
     let r = call(
         anthropic_agent(
