@@ -250,9 +250,31 @@ fn parse_code_reading(text: &str, fs: &[Fence]) -> Result<Interpretation, String
             }],
             contract,
         },
-        reference: code.body.clone(),
+        reference: without_example_lines(&code.body),
         probes,
     })
+}
+
+/// The program without its module-level example lines (`print(f(1))`, `f(1)`,
+/// `assert f(1) == 2` at column 0): they are read as examples, and left in they would run at
+/// import, where a call that raises by design would stop the program loading.
+fn without_example_lines(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    for line in code.lines() {
+        let top = !line.starts_with([' ', '\t']);
+        // `print(`, `assert ` and `>>>` lines are never program at module level, even when
+        // they do not read as examples (a reply cut off mid-line by its token cap).
+        let example = synod_core::pyexpr::example_line(line).is_some()
+            || ["print(", "assert ", ">>>"]
+                .iter()
+                .any(|p| line.starts_with(p));
+        if top && example {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 fn defines(body: &str) -> bool {
@@ -609,6 +631,20 @@ not a call
             parse_interpretation(&bare).unwrap().spec.components[0].name,
             ""
         );
+    }
+
+    #[test]
+    fn example_lines_at_module_level_are_examples_not_program() {
+        // As Qwen2.5-Coder-1.5B wrote it: the examples at the end of the module, one of them
+        // raising by design, which would stop the module loading, and the reply cut off
+        // mid-line by its token cap.
+        let text = "```python\n# module: roman\ndef to_roman(n):\n    if n < 1:\n        raise ValueError(n)\n    return 'I' * n\n\n# examples\nprint(to_roman(3))  # III\nprint(to_roman(0))  # ValueError\nto_roman(0) == ValueError('x')\nprint(to_roman('";
+        let i = parse_interpretation(text).unwrap();
+        assert!(!i.reference.contains("print("), "{}", i.reference);
+        assert!(i.reference.contains("raise ValueError(n)"));
+        // `# III` is prose, not a literal: nothing is stated; the calls are kept, once each.
+        assert_eq!(i.spec.contract.len(), 0);
+        assert_eq!(i.probes.len(), 2, "{:?}", i.probes);
     }
 
     #[test]

@@ -45,7 +45,14 @@ pub fn example_line(line: &str) -> Option<ExampleLine> {
     }
     let mut stated = None;
     if p.eat_str("==") {
-        stated = Some(p.value(0)?);
+        // A result that is not a literal (`ValueError("...")`, `expected`) still leaves a
+        // call worth running: an example without a stated result.
+        let v = p.value(0);
+        let complete = v.is_some() && (p.at_end() || (asserted && p.peek() == Some(',')));
+        if !complete {
+            return Some(ExampleLine { call, stated: None });
+        }
+        stated = v;
     }
     if asserted && p.eat(',') {
         // `assert f(x) == y, "message"`: the message is ignored.
@@ -506,6 +513,15 @@ mod tests {
             "",
         ] {
             assert_eq!(example_line(line), None, "{line}");
+        }
+        // A result that is not a literal leaves the call, with nothing stated.
+        for line in [
+            "to_roman(0) == ValueError('out of range')",
+            "assert f(0) == expected",
+            "f(0) == 2 + 3",
+        ] {
+            let e = example_line(line).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!((e.call.args.len(), e.stated), (1, None), "{line}");
         }
         // Deep nesting and huge lines are refused, not a stack overflow.
         let deep = format!("f({}{})", "[".repeat(10_000), "]".repeat(10_000));
