@@ -38,6 +38,7 @@
 
 pub mod checks;
 pub mod prepare;
+pub mod real;
 pub mod report;
 pub mod sim;
 pub mod strategies;
@@ -111,6 +112,8 @@ pub struct EvalConfig {
     /// after a round that neither decides nor finds ambiguity, every agent is asked afresh
     /// (simulated agents draw their faults again) up to this many times.
     pub resamples: u32,
+    /// Real agents instead of `cells` (an agents file): every strategy on the same replies.
+    pub real: Option<std::sync::Arc<real::RealAgents>>,
 }
 
 /// The resample budget the evaluation gives synod unless told otherwise.
@@ -263,6 +266,9 @@ pub fn run(cfg: &EvalConfig) -> Result<RunSummary, EvalError> {
                             *failure.lock().expect("lock") = Some(e);
                         }
                     }
+                    if let Some(r) = &cfg.real {
+                        bar.set_message(r.spent.line());
+                    }
                     bar.inc(1);
                 }
             });
@@ -300,10 +306,27 @@ pub fn task_seed(seed: u64, task: &str) -> u64 {
 }
 
 fn row_key(task: &str, variant: &str, c: &SimSpec, seed: u64, strategy: &str) -> String {
-    format!(
-        "{task},{variant},{},{},{},{},{seed},{strategy}",
-        c.n, c.m, c.p, c.rho
+    key_of(
+        task,
+        variant,
+        (c.n, c.m),
+        (&c.p.to_string(), &c.rho.to_string()),
+        seed,
+        strategy,
     )
+}
+
+/// A row's key: everything before its outcome. Real agents write `p` = `real` and their
+/// set's label as `rho`.
+fn key_of(
+    task: &str,
+    variant: &str,
+    (n, m): (usize, usize),
+    (p, rho): (&str, &str),
+    seed: u64,
+    strategy: &str,
+) -> String {
+    format!("{task},{variant},{n},{m},{p},{rho},{seed},{strategy}")
 }
 
 fn read_done(path: &Path) -> BTreeSet<String> {
@@ -325,6 +348,9 @@ fn run_unit(
     cache: &checks::CheckCache,
     programs_dir: &Path,
 ) -> Result<UnitResult, EvalError> {
+    if let Some(real) = &cfg.real {
+        return run_unit_real(cfg, real, task, variant, done, cache, programs_dir);
+    }
     let v = &task.prompts[variant];
     let todo: Vec<(&SimSpec, &String)> = cfg
         .cells
@@ -405,6 +431,72 @@ fn run_unit(
             r.questions,
             secs,
             csv_field(&r.detail)
+        ));
+    }
+    Ok(UnitResult::Rows(rows))
+}
+
+/// One task variant with real agents: the replies drawn once, every strategy on them.
+fn run_unit_real(
+    cfg: &EvalConfig,
+    real: &real::RealAgents,
+    task: &Task,
+    variant: usize,
+    done: &BTreeSet<String>,
+    cache: &checks::CheckCache,
+    programs_dir: &Path,
+) -> Result<UnitResult, EvalError> {
+    let v = &task.prompts[variant];
+    let nm = (real.agents.len(), real.m);
+    let cell = ("real", real.label.as_str());
+    let todo: Vec<&String> = cfg
+        .strategies
+        .iter()
+        .filter(|s| !done.contains(&key_of(&task.id, &v.name, nm, cell, cfg.seed, s)))
+        .collect();
+    if todo.is_empty() {
+        return Ok(UnitResult::Rows(Vec::new()));
+    }
+    if cfg.kind == SuiteKind::Classeval {
+        return Ok(UnitResult::Skipped(
+            "ClassEval with real agents is not supported yet".into(),
+        ));
+    }
+    let hec = cfg.kind == SuiteKind::Humanevalcomm;
+    if task.tests.len() < 2 || (hec && !task.tests[0].contains(") == ")) {
+        return Ok(UnitResult::Skipped(
+            "fewer than two usable tests, or no plain example".into(),
+        ));
+    }
+    let tseed = task_seed(cfg.seed, &task.id);
+    let prepared = match real::prepare_task(task, programs_dir, tseed)? {
+        Ok(p) => p,
+        Err(why) => return Ok(UnitResult::Skipped(why)),
+    };
+    let Some(prompt) = real::agent_prompt(task, variant, &prepared) else {
+        return Ok(UnitResult::Skipped("no plain example".into()));
+    };
+    let c = real::RealCell::new(task, &prepared, prompt, real, cache, tseed, cfg.resamples);
+    let mut rows = Vec::new();
+    for strategy in todo {
+        let t = Instant::now();
+        let r = c.run(strategy)?;
+        let secs = t.elapsed().as_secs_f64();
+        let mut detail = r.detail.clone();
+        if strategy == "synod" {
+            detail.push_str(&format!("; usable {}/{}", c.usable(), nm.0));
+        }
+        rows.push(format!(
+            "{},{},{},{},{},{},{},{:.3},{}",
+            cfg.kind.name(),
+            key_of(&task.id, &v.name, nm, cell, cfg.seed, strategy),
+            r.verdict.name(),
+            r.calls,
+            r.interpret_calls,
+            r.tokens,
+            r.questions,
+            secs,
+            csv_field(&detail)
         ));
     }
     Ok(UnitResult::Rows(rows))

@@ -45,6 +45,7 @@ fn config(out: PathBuf, cell: SimSpec) -> EvalConfig {
         out,
         progress: false,
         resamples: synod_eval::DEFAULT_RESAMPLES,
+        real: None,
     }
 }
 
@@ -101,6 +102,8 @@ fn hidden_tests_never_reach_agents_probes_or_the_check_cache() {
         let mut seen = task.prompts[0].text.clone();
         seen.push_str(&serde_json::to_string(&sim.spec(&task.prompts[0].text)).unwrap());
         seen.push_str(&serde_json::to_string(&sim.probes).unwrap());
+        // The prompt real agents get (`--agents FILE`).
+        seen.push_str(&synod_eval::real::agent_prompt(task, 0, &prepared).unwrap());
         // The probe pool every strategy and the pipeline's first round run.
         let mut own = vec![sim.example.clone()];
         own.extend(sim.probes.iter().cloned());

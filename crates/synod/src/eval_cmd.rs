@@ -14,11 +14,18 @@ pub struct EvalArgs {
     /// What the suite file holds.
     #[arg(long, value_enum)]
     pub suite_kind: SuiteKind,
-    /// Simulated agents: `sim:n=4,m=1,p=0.2,rho=0[,mix=dk:0.6+crash:0.2+hostile:0.2][,split=0.5]`.
-    /// Default: sim:n=4,m=1,p=0.2,rho=0 (Dunning-Kruger faults). Agents files (real models)
-    /// are not supported yet.
+    /// Simulated agents, `sim:n=4,m=1,p=0.2,rho=0[,mix=dk:0.6+crash:0.2+hostile:0.2][,split=0.5]`,
+    /// or an agents file (real models; its fault_budget is m): every strategy is scored on the
+    /// same replies, cached. Default: sim:n=4,m=1,p=0.2,rho=0 (Dunning-Kruger faults).
     #[arg(long)]
     pub agents: Option<String>,
+    /// Real agents: the response cache (default ~/.cache/synod/responses; keep it outside the
+    /// clone so a long run survives). A rerun or a new strategy costs no model time.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Real agents: most model calls in flight at once (the server's parallel slots).
+    #[arg(long, default_value_t = 2)]
+    pub slots: usize,
     /// Run the standard grid for the suite instead of one cell (MBPP: 50 cells; others: 12).
     #[arg(long)]
     pub grid: bool,
@@ -52,6 +59,7 @@ pub struct EvalArgs {
 
 /// Runs `synod eval`: 0 when the evaluation finished, 2 for arguments it does not accept.
 pub fn run_eval(args: &EvalArgs) -> anyhow::Result<u8> {
+    let mut real = None;
     let cells = match (&args.agents, args.grid) {
         (Some(_), true) => {
             eprintln!("synod eval: --grid sets the agents itself; drop --agents");
@@ -75,10 +83,54 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<u8> {
             }
         },
         (Some(file), false) => {
+            let path = PathBuf::from(file);
+            let agents_file = match synod_agents::AgentsFile::load(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("synod eval: {e}");
+                    return Ok(2);
+                }
+            };
+            let cache_dir = args
+                .cache_dir
+                .clone()
+                .or_else(synod_agents::ResponseCache::default_dir);
+            let cache = cache_dir.map(synod_agents::ResponseCache::new);
+            let agents = match synod_agents::build_agents(&agents_file, cache.as_ref()) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("synod eval: {e}");
+                    return Ok(2);
+                }
+            };
+            let m = agents_file.fault_budget.unwrap_or(1);
+            if agents.len() < 2 * m + 1 {
+                eprintln!(
+                    "synod eval: {} agents cannot tolerate fault_budget = {m} (needs n >= 2m + 1)",
+                    agents.len()
+                );
+                return Ok(2);
+            }
+            let label = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().replace(',', "_"))
+                .unwrap_or_else(|| "agents".into());
             eprintln!(
-                "synod eval: --agents {file}: agents files (real models) are not supported by eval yet; use sim:n=..,m=..,p=..,rho=.."
+                "synod eval: {} real agents from {file}, m = {m}, replies cached in {}",
+                agents.len(),
+                cache
+                    .as_ref()
+                    .map(|c| c.dir().display().to_string())
+                    .unwrap_or_else(|| "(no cache: set --cache-dir)".into())
             );
-            return Ok(2);
+            real = Some(std::sync::Arc::new(synod_eval::real::RealAgents {
+                label,
+                agents,
+                m,
+                slots: args.slots.max(1),
+                spent: Default::default(),
+            }));
+            Vec::new()
         }
     };
     let strategies = args
@@ -107,6 +159,7 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<u8> {
         out: args.out.clone(),
         progress: !args.quiet,
         resamples: args.resamples,
+        real,
     };
     let summary = synod_eval::run(&cfg)?;
     eprintln!(
@@ -121,5 +174,8 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<u8> {
         summary.seconds,
         cfg.out.join("summary.md").display()
     );
+    if let Some(r) = &cfg.real {
+        eprintln!("synod eval: real agents: {}", r.spent.line());
+    }
     Ok(0)
 }

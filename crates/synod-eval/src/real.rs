@@ -1,0 +1,521 @@
+//! Evaluation with real agents: every strategy scored on the same real replies.
+//!
+//! Each agent is asked once per task for a reading (role interpret, sample 0) of the prompt an
+//! agent sees: the task text, the signature and the first test as the example ([`agent_prompt`];
+//! no hidden test). Those n replies are what `single` (the first agent's), `majority-text`,
+//! `majority-behaviour` and `codet` choose among; `synod` runs the whole pipeline, whose
+//! first wave sends exactly those requests again. Replies go through the agents' response
+//! cache (content-addressed by model, messages, temperature, sample and seed), so a rerun, a
+//! resumed run or a new strategy costs no model time; only the calls synod adds (more
+//! readings, implementations) are new.
+
+use crate::checks::CheckCache;
+use crate::prepare::Prepared;
+use crate::strategies::{StrategyResult, Verdict, normalize_source};
+use crate::suite::Task;
+use crate::{EvalError, prepare};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use synod_agents::Agent;
+use synod_core::pipeline::drive::{AgentReply, RunEnd, VirtualDriver, World};
+use synod_core::pipeline::{
+    AgentInfo, Finish, Pipeline, PipelineConfig, Question, Reply, ReplyFault, Request, Role,
+};
+use synod_core::{
+    AgentId, Call, CheckReport, CheckRequest, Interpretation, Outcome, Program, Prompt,
+};
+
+/// Real agents for an evaluation: an agents file's agents and fault budget.
+pub struct RealAgents {
+    /// A short name for the set (the CSV's `rho` column; `p` is `real`).
+    pub label: String,
+    /// The agents, in file order.
+    pub agents: Vec<Box<dyn Agent>>,
+    /// The fault budget.
+    pub m: usize,
+    /// Most model calls in flight at once (the server's slots).
+    pub slots: usize,
+    /// What the run has cost so far.
+    pub spent: Spent,
+}
+
+impl std::fmt::Debug for RealAgents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealAgents")
+            .field("label", &self.label)
+            .field("n", &self.agents.len())
+            .field("m", &self.m)
+            .finish()
+    }
+}
+
+/// Model calls and tokens spent by this run (cache hits are free and counted apart).
+#[derive(Debug, Default)]
+pub struct Spent {
+    /// Calls the model answered now.
+    pub calls: AtomicU64,
+    /// Calls served from the response cache.
+    pub cached: AtomicU64,
+    /// Output tokens of the calls answered now.
+    pub tokens_out: AtomicU64,
+    /// Milliseconds spent waiting for the model (all calls together).
+    pub model_ms: AtomicU64,
+}
+
+impl Spent {
+    /// `calls done, tokens/s` for the progress bar.
+    pub fn line(&self) -> String {
+        let calls = self.calls.load(Ordering::Relaxed);
+        let cached = self.cached.load(Ordering::Relaxed);
+        let toks = self.tokens_out.load(Ordering::Relaxed);
+        let ms = self.model_ms.load(Ordering::Relaxed).max(1);
+        format!(
+            "{calls} model calls ({cached} cached), {:.1} tokens/s",
+            toks as f64 * 1000.0 / ms as f64
+        )
+    }
+}
+
+/// What an agent sees of a task: the text, the module and signature, the first test as the
+/// example, written as a literal example (so PL-16 makes it a check). Nothing else: no hidden
+/// test reaches an agent.
+pub fn agent_prompt(task: &Task, variant: usize, p: &Prepared) -> Option<String> {
+    let returns = p.example_returns.as_ref()?;
+    let args: Vec<String> = p.example_args.iter().map(|a| a.python()).collect();
+    Some(format!(
+        "{}\n\nWrite a Python module named `solution` (standard library only) with the function \
+         `{}({})`.\nFor example:\n\nassert {}({}) == {}\n",
+        task.prompts[variant].text.trim(),
+        p.entry,
+        p.params.join(", "),
+        p.entry,
+        args.join(", "),
+        returns.python()
+    ))
+}
+
+/// One agent's reply to the task's first reading request.
+struct Drawn {
+    interpretation: Option<Interpretation>,
+    tokens: u64,
+}
+
+/// Everything one task's strategies share: the prompt, the agents, the caches.
+pub struct RealCell<'a> {
+    /// The task.
+    pub task: &'a Task,
+    /// Its preparation (entry point, example, timing).
+    pub prepared: &'a Prepared,
+    /// The prompt agents see.
+    pub prompt: String,
+    /// The agents.
+    pub real: &'a RealAgents,
+    /// The sandbox cache.
+    pub cache: &'a CheckCache,
+    /// Seed of the probe pool and the pipeline.
+    pub task_seed: u64,
+    /// synod's resample budget.
+    pub resamples: u32,
+    drawn: Mutex<Option<Vec<Drawn>>>,
+}
+
+impl<'a> RealCell<'a> {
+    /// A cell for a task.
+    pub fn new(
+        task: &'a Task,
+        prepared: &'a Prepared,
+        prompt: String,
+        real: &'a RealAgents,
+        cache: &'a CheckCache,
+        task_seed: u64,
+        resamples: u32,
+    ) -> RealCell<'a> {
+        RealCell {
+            task,
+            prepared,
+            prompt,
+            real,
+            cache,
+            task_seed,
+            resamples,
+            drawn: Mutex::new(None),
+        }
+    }
+
+    fn request(&self) -> Request {
+        Request {
+            role: Role::Interpret,
+            prompt: Prompt::new(self.prompt.clone()),
+            round: 0,
+            sample: 0,
+            spec: None,
+            component: None,
+        }
+    }
+
+    /// One call of an agent, counted.
+    fn call(&self, agent: usize, request: &Request) -> Result<synod_agents::AgentReply, String> {
+        let t = Instant::now();
+        let r = self.real.agents[agent]
+            .call(request, &|| {})
+            .map_err(|e| e.to_string())?;
+        let spent = &self.real.spent;
+        if r.cached {
+            spent.cached.fetch_add(1, Ordering::Relaxed);
+        } else {
+            spent.calls.fetch_add(1, Ordering::Relaxed);
+            spent
+                .tokens_out
+                .fetch_add(r.usage.output_tokens, Ordering::Relaxed);
+            spent
+                .model_ms
+                .fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+        Ok(r)
+    }
+
+    /// The n first replies, drawn once (up to `slots` at a time) and kept.
+    fn drawn(&self) -> std::sync::MutexGuard<'_, Option<Vec<Drawn>>> {
+        let mut guard = self.drawn.lock().expect("lock");
+        if guard.is_none() {
+            let n = self.real.agents.len();
+            let request = self.request();
+            let slots = self.real.slots.max(1);
+            let mut out: Vec<Option<Drawn>> = (0..n).map(|_| None).collect();
+            for chunk in (0..n).collect::<Vec<_>>().chunks(slots) {
+                let got: Vec<(usize, Drawn)> = std::thread::scope(|s| {
+                    let hs: Vec<_> = chunk
+                        .iter()
+                        .map(|&a| {
+                            let request = &request;
+                            s.spawn(move || (a, self.draw(a, request)))
+                        })
+                        .collect();
+                    hs.into_iter().map(|h| h.join().expect("draw")).collect()
+                });
+                for (a, d) in got {
+                    out[a] = Some(d);
+                }
+            }
+            *guard = Some(out.into_iter().map(|d| d.expect("drawn")).collect());
+        }
+        guard
+    }
+
+    fn draw(&self, agent: usize, request: &Request) -> Drawn {
+        match self.call(agent, request) {
+            Ok(r) => Drawn {
+                interpretation: match synod_agents::reply::parse_reply(Role::Interpret, &r.text) {
+                    Ok(Reply::Interpretation(i)) => Some(i),
+                    _ => None,
+                },
+                tokens: r.usage.total(),
+            },
+            Err(_) => Drawn {
+                interpretation: None,
+                tokens: 0,
+            },
+        }
+    }
+
+    /// Usable replies: those that parse into a reading with a program.
+    pub fn usable(&self) -> usize {
+        self.drawn().as_ref().map_or(0, |d| {
+            d.iter().filter(|x| x.interpretation.is_some()).count()
+        })
+    }
+
+    fn judge(&self, program: &Program, module: &str) -> Result<Verdict, EvalError> {
+        let ok = self.cache.hidden_verdict(
+            &self.task.id,
+            program,
+            module,
+            &self.task.setup,
+            self.task.hidden_tests(),
+        )?;
+        Ok(if ok {
+            Verdict::Correct
+        } else {
+            Verdict::SilentlyWrong
+        })
+    }
+
+    /// Runs one strategy.
+    pub fn run(&self, strategy: &str) -> Result<StrategyResult, EvalError> {
+        if strategy == "synod" {
+            return self.synod();
+        }
+        let guard = self.drawn();
+        let drawn = guard.as_ref().expect("drawn");
+        let answers: Vec<Option<&str>> = drawn
+            .iter()
+            .map(|d| d.interpretation.as_ref().map(|i| i.reference.as_str()))
+            .collect();
+        let n = answers.len();
+        let (chosen, calls, why) = match strategy {
+            "single" => (
+                answers.first().copied().flatten().map(|_| 0),
+                1,
+                "first answer",
+            ),
+            "majority-text" => {
+                let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+                for (i, a) in answers.iter().enumerate() {
+                    if let Some(a) = a {
+                        counts.entry(normalize_source(a)).or_insert((0, i)).0 += 1;
+                    }
+                }
+                (best(counts.into_values()), n, "most frequent text")
+            }
+            "majority-behaviour" => {
+                let pool = self.pool(drawn);
+                let mut classes: BTreeMap<Vec<Outcome>, (usize, usize)> = BTreeMap::new();
+                for (i, a) in answers.iter().enumerate() {
+                    if let Some(a) = a
+                        && let Some(b) = self.cache.behaviour(a, &self.prepared.entry, &pool)?
+                    {
+                        classes.entry(b).or_insert((0, i)).0 += 1;
+                    }
+                }
+                (best(classes.into_values()), n, "largest behaviour class")
+            }
+            "codet" => (self.codet(drawn, &answers)?, n, "dual agreement"),
+            other => return Err(EvalError::Unsupported(format!("strategy {other:?}"))),
+        };
+        let tokens = drawn.iter().take(calls).map(|d| d.tokens).sum();
+        let (verdict, detail) = match chosen.and_then(|i| answers[i].map(|a| (i, a))) {
+            Some((i, src)) => (
+                self.judge(&Program::single("solution", src), "solution")?,
+                format!("{why}: agent {i}"),
+            ),
+            None => (Verdict::Abstained, format!("{why}: no program")),
+        };
+        Ok(StrategyResult {
+            verdict,
+            calls: calls as u32,
+            interpret_calls: calls as u32,
+            tokens,
+            questions: 0,
+            detail,
+        })
+    }
+
+    /// The agents' own example calls (of the entry point, `module.f` read as `f`) and the
+    /// prompt's example, grown into a probe pool as synod grows its own.
+    fn own_calls(&self, drawn: &[Drawn]) -> Vec<Vec<Call>> {
+        let entry = &self.prepared.entry;
+        drawn
+            .iter()
+            .map(|d| {
+                let Some(i) = &d.interpretation else {
+                    return Vec::new();
+                };
+                i.spec
+                    .contract
+                    .iter()
+                    .map(|c| c.call.clone())
+                    .chain(i.probes.iter().cloned())
+                    .filter_map(|mut c| {
+                        if let Some((_, f)) = c.function.rsplit_once('.') {
+                            c.function = f.to_string();
+                        }
+                        (c.function == *entry && c.args.len() == self.prepared.params.len())
+                            .then_some(c)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn example(&self) -> Call {
+        Call {
+            function: self.prepared.entry.clone(),
+            args: self.prepared.example_args.clone(),
+        }
+    }
+
+    fn pool(&self, drawn: &[Drawn]) -> Vec<Call> {
+        let mut own = vec![self.example()];
+        own.extend(self.own_calls(drawn).into_iter().flatten());
+        synod_core::probes::pool(&own, self.task_seed, &Default::default())
+    }
+
+    fn codet(&self, drawn: &[Drawn], answers: &[Option<&str>]) -> Result<Option<usize>, EvalError> {
+        // Each agent's tests: its own calls and the example, with its own program's outcomes.
+        let mut calls = vec![self.example()];
+        for c in self.own_calls(drawn).into_iter().flatten() {
+            if !calls.contains(&c) {
+                calls.push(c);
+            }
+        }
+        let mut outcomes: Vec<Option<Vec<Outcome>>> = Vec::new();
+        for a in answers {
+            outcomes.push(match a {
+                Some(a) => self.cache.behaviour(a, &self.prepared.entry, &calls)?,
+                None => None,
+            });
+        }
+        let tests: Vec<(usize, Outcome)> = outcomes
+            .iter()
+            .flatten()
+            .flat_map(|o| o.iter().cloned().enumerate())
+            .collect();
+        let passed: Vec<Option<Vec<bool>>> = outcomes
+            .iter()
+            .map(|o| {
+                o.as_ref()
+                    .map(|o| tests.iter().map(|(k, want)| o[*k] == *want).collect())
+            })
+            .collect();
+        let mut top: Option<(usize, usize)> = None;
+        for (i, p) in passed.iter().enumerate() {
+            let Some(p) = p else { continue };
+            let agreeing = passed.iter().flatten().filter(|q| *q == p).count();
+            let score = agreeing * p.iter().filter(|b| **b).count();
+            if top.is_none_or(|(s, _)| score > s) {
+                top = Some((score, i));
+            }
+        }
+        Ok(top.map(|t| t.1))
+    }
+
+    /// The full pipeline in virtual time, with the real agents behind the response cache.
+    fn synod(&self) -> Result<StrategyResult, EvalError> {
+        // The first wave's requests are the baselines' requests: draw them first (two at a
+        // time), so the pipeline's own asks are cache hits.
+        drop(self.drawn());
+        let agents: Vec<AgentInfo> = self
+            .real
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| AgentInfo {
+                id: AgentId(i as u32),
+                name: a.name().to_string(),
+                timeout_ms: 600_000,
+            })
+            .collect();
+        let mut cfg = PipelineConfig::new(agents, self.real.m, self.task_seed);
+        cfg.resamples_max = self.resamples;
+        let p = Pipeline::new(cfg, Prompt::new(self.prompt.clone()))
+            .map_err(|e| EvalError::Agents(e.to_string()))?;
+        let mut world = RealWorld {
+            cell: self,
+            calls: 0,
+            interpret_calls: 0,
+            tokens: 0,
+            questions: 0,
+        };
+        let end = VirtualDriver::new(p).run(&mut world)?;
+        let (verdict, detail) = match end {
+            RunEnd::Finished(f) => match *f {
+                Finish::Built(b) => {
+                    let module = b
+                        .spec
+                        .function_modules()
+                        .get(&self.prepared.entry)
+                        .cloned()
+                        .unwrap_or_else(|| "solution".into());
+                    (
+                        self.judge(&b.program, &module)?,
+                        format!("class of {}", b.class.len()),
+                    )
+                }
+                Finish::Failed { stage, reason, .. } => (
+                    Verdict::Abstained,
+                    format!("{stage}: {}", reason.chars().take(80).collect::<String>()),
+                ),
+            },
+            RunEnd::Asked(q) => (Verdict::Asked, format!("{} readings", q.readings.len())),
+            RunEnd::Stuck => (Verdict::Error, "pipeline stuck: nothing in flight".into()),
+            RunEnd::StepLimit => (
+                Verdict::Error,
+                "pipeline did not finish within the step budget".into(),
+            ),
+        };
+        Ok(StrategyResult {
+            verdict,
+            calls: world.calls,
+            interpret_calls: world.interpret_calls,
+            tokens: world.tokens,
+            questions: world.questions,
+            detail,
+        })
+    }
+}
+
+/// The largest count, ties to the earliest agent.
+fn best(counts: impl Iterator<Item = (usize, usize)>) -> Option<usize> {
+    counts
+        .max_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)))
+        .map(|x| x.1)
+}
+
+struct RealWorld<'c, 'a> {
+    cell: &'c RealCell<'a>,
+    calls: u32,
+    interpret_calls: u32,
+    tokens: u64,
+    questions: u32,
+}
+
+impl World for RealWorld<'_, '_> {
+    type Error = EvalError;
+
+    fn reply(
+        &mut self,
+        agent: AgentId,
+        request: &Request,
+    ) -> Result<Option<AgentReply>, EvalError> {
+        self.calls += 1;
+        if request.role == Role::Interpret {
+            self.interpret_calls += 1;
+        }
+        let reply = match self.cell.call(agent.0 as usize, request) {
+            Ok(r) => {
+                self.tokens += r.usage.total();
+                (
+                    synod_agents::reply::parse_reply(request.role, &r.text),
+                    r.usage,
+                )
+            }
+            Err(e) => (Err(ReplyFault::Crashed(e)), Default::default()),
+        };
+        Ok(Some(reply))
+    }
+
+    fn check(&mut self, request: &CheckRequest) -> Result<CheckReport, EvalError> {
+        let p = self.cell.prepared;
+        self.cell.cache.run_in_domain(
+            request,
+            crate::checks::call_budget_ms(p.reference_ms),
+            crate::checks::domain_int_max(p.example_args.iter().chain(p.example_returns.iter())),
+        )
+    }
+
+    fn answer(&mut self, _question: &Question) -> Result<Option<String>, EvalError> {
+        // Nobody answers: a question is the outcome `asked`.
+        self.questions += 1;
+        Ok(None)
+    }
+}
+
+/// Prepares a task for real agents: `Err(why)` when it is skipped.
+pub fn prepare_task(
+    task: &Task,
+    programs_dir: &std::path::Path,
+    seed: u64,
+) -> Result<Result<Prepared, String>, EvalError> {
+    let prepared = prepare::prepare(task, programs_dir, seed)?;
+    if !prepared.ok {
+        return Ok(Err(prepared.why));
+    }
+    if prepared.example_returns.is_none() {
+        return Ok(Err(
+            "the example's result is not a plain value (set, complex, object)".into(),
+        ));
+    }
+    Ok(Ok(prepared))
+}
