@@ -205,6 +205,8 @@ enum Plays {
     Invalid,
     /// Reads f as code with this tag (PL-15), stating f(-4) returns this, if anything.
     FromCode(&'static str, Option<i64>),
+    /// Answers garbage to its first sample, then reads f as this tag.
+    InvalidOnce(&'static str),
 }
 
 /// The test's world: scripted agents, the tag evaluator, a record of what the pipeline did.
@@ -242,6 +244,13 @@ impl World for Script {
                 Role::Implement => Reply::Implementation(reading.to_string()),
             }),
             Plays::Silent => return Ok(None),
+            Plays::InvalidOnce(_) if req.role == Role::Interpret && req.sample == 0 => {
+                Err(ReplyFault::Invalid("no program".into()))
+            }
+            Plays::InvalidOnce(tag) => Ok(match req.role {
+                Role::Interpret => Reply::Interpretation(interpretation(tag, &[(-4, 4)])),
+                Role::Implement => Reply::Implementation(tag.to_string()),
+            }),
             Plays::FromCode(tag, stated) => Ok(match req.role {
                 Role::Interpret => Reply::Interpretation(code_reading(tag, stated)),
                 Role::Implement => Reply::Implementation(tag.to_string()),
@@ -1285,5 +1294,63 @@ fn pl_17_what_an_agent_says_its_examples_return_is_evidence_not_a_vote() {
             .contract
             .iter()
             .any(|c| c.expect == Expectation::Returns(Value::Int(3)))
+    );
+}
+
+#[test]
+fn pl_18_an_agent_whose_reading_was_faulted_is_asked_once_more_when_nobody_else_is_left() {
+    let mut d = Driver::new(
+        3,
+        1,
+        vec![
+            Plays::InvalidOnce("abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Invalid,
+        ],
+    );
+    d.run();
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(0), AgentId(1)]);
+    let interpret: Vec<(u32, String)> = d
+        .asks
+        .iter()
+        .filter(|(_, k)| k.starts_with("interpret"))
+        .map(|(a, k)| (a.0, k.clone()))
+        .collect();
+    assert_eq!(
+        interpret,
+        vec![
+            (0, "interpret".to_string()),
+            (1, "interpret".to_string()),
+            (2, "interpret".to_string()),
+            // Nobody fresh is left: the first faulted agent draws a fresh sample.
+            (0, "interpret.s1".to_string()),
+        ]
+    );
+    // The budget is one fresh sample per agent and round: always-invalid agents then fail.
+    let mut d = Driver::new(
+        3,
+        1,
+        vec![Plays::Invalid, Plays::Reads("abs", "abs"), Plays::Invalid],
+    );
+    d.run();
+    let first_round: Vec<(u32, &str)> =
+        d.asks[..5].iter().map(|(a, k)| (a.0, k.as_str())).collect();
+    assert_eq!(
+        first_round,
+        vec![
+            (0, "interpret"),
+            (1, "interpret"),
+            (2, "interpret"),
+            (0, "interpret.s1"),
+            (2, "interpret.s1"),
+        ]
+    );
+    // Then the round's resample (sample 1: the retries' requests again), with its own retries.
+    assert_eq!(d.asks[5].1, "interpret.s1");
+    assert!(
+        matches!(d.finish, Some(Finish::Failed { .. })),
+        "{:?}",
+        d.finish
     );
 }

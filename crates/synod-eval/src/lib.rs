@@ -454,7 +454,15 @@ fn run_unit_real(
         .iter()
         .filter(|s| !done.contains(&key_of(&task.id, &v.name, nm, cell, cfg.seed, s)))
         .collect();
-    if todo.is_empty() {
+    let usable_path = cfg.out.join("usable.csv");
+    let usable_key = format!("{},{},", task.id, v.name);
+    let usable_done = std::fs::read_to_string(&usable_path)
+        .map(|t| {
+            t.lines()
+                .any(|l| l.starts_with(&usable_key) && l.contains(&format!(",{},", real.label)))
+        })
+        .unwrap_or(false);
+    if todo.is_empty() && usable_done {
         return Ok(UnitResult::Rows(Vec::new()));
     }
     if cfg.kind == SuiteKind::Classeval {
@@ -477,6 +485,29 @@ fn run_unit_real(
         return Ok(UnitResult::Skipped("no plain example".into()));
     };
     let c = real::RealCell::new(task, &prepared, prompt, real, cache, tseed, cfg.resamples);
+    if !usable_done {
+        // usable.csv: one row per agent and task variant, whether its first reply gave a
+        // reading (the usable-reply rate per model in docs/RESULTS.md).
+        let mut text = String::new();
+        for (agent, model, why) in c.usable_rows() {
+            text.push_str(&format!(
+                "{usable_key}{},{agent},{model},{},{}\n",
+                real.label,
+                why.is_none(),
+                csv_field(why.as_deref().unwrap_or(""))
+            ));
+        }
+        let io = |source| EvalError::Io {
+            what: format!("append {}", usable_path.display()),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&usable_path)
+            .map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+    }
     let mut rows = Vec::new();
     for strategy in todo {
         let t = Instant::now();

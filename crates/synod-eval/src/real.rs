@@ -99,6 +99,8 @@ pub fn agent_prompt(task: &Task, variant: usize, p: &Prepared) -> Option<String>
 /// One agent's reply to the task's first reading request.
 struct Drawn {
     interpretation: Option<Interpretation>,
+    /// Why the reply gave no reading (a transport failure or the parser's reason).
+    unusable: Option<String>,
     tokens: u64,
 }
 
@@ -206,18 +208,38 @@ impl<'a> RealCell<'a> {
 
     fn draw(&self, agent: usize, request: &Request) -> Drawn {
         match self.call(agent, request) {
-            Ok(r) => Drawn {
-                interpretation: match synod_agents::reply::parse_reply(Role::Interpret, &r.text) {
-                    Ok(Reply::Interpretation(i)) => Some(i),
-                    _ => None,
-                },
-                tokens: r.usage.total(),
-            },
-            Err(_) => Drawn {
+            Ok(r) => {
+                let (interpretation, unusable) =
+                    match synod_agents::reply::parse_reply(Role::Interpret, &r.text) {
+                        Ok(Reply::Interpretation(i)) => (Some(i), None),
+                        Ok(Reply::Implementation(_)) => (None, Some("not a reading".into())),
+                        Err(e) => (None, Some(e.to_string())),
+                    };
+                Drawn {
+                    interpretation,
+                    unusable,
+                    tokens: r.usage.total(),
+                }
+            }
+            Err(e) => Drawn {
                 interpretation: None,
+                unusable: Some(e),
                 tokens: 0,
             },
         }
+    }
+
+    /// Per agent: its name, backend and model, and why its first reply gave no reading (`None`
+    /// when it parsed). Whether the program then loads is the pipeline's business (PL-15).
+    pub fn usable_rows(&self) -> Vec<(String, String, Option<String>)> {
+        let guard = self.drawn();
+        let drawn = guard.as_ref().expect("drawn");
+        self.real
+            .agents
+            .iter()
+            .zip(drawn)
+            .map(|(a, d)| (a.name().to_string(), a.describe(), d.unusable.clone()))
+            .collect()
     }
 
     /// Usable replies: those that parse into a reading with a program.

@@ -182,7 +182,10 @@ fn local_models_build_and_verify() {
         function `count_vowels(text)` that returns how many vowels (a, e, i, o, u, in either \
         case) the string `text` contains.";
     let roman = std::fs::read_to_string(example.join("prompt.md")).unwrap();
-    for (name, prompt) in [("count_vowels", count_vowels), ("local-models", roman.as_str())] {
+    for (name, prompt) in [
+        ("count_vowels", count_vowels),
+        ("local-models", roman.as_str()),
+    ] {
         let out = tmp.0.join(name);
         let started = std::time::Instant::now();
         let o = Command::new(env!("CARGO_BIN_EXE_synod"))

@@ -114,6 +114,7 @@ impl Pipeline {
         match problem {
             Some(problem) => {
                 it.valid.remove(&agent);
+                it.faulted.insert(agent);
                 it.replaced += 1;
                 self.fault(
                     agent,

@@ -21,6 +21,10 @@ pub(super) struct Interp {
     pub(super) valid: BTreeMap<AgentId, Interpretation>,
     /// Readings from code whose reference is being loaded to read its interface.
     pub(super) reading_code: BTreeMap<AgentId, Interpretation>,
+    /// Agents whose latest reading this round was faulted (PL-18 may ask them again).
+    pub(super) faulted: BTreeSet<AgentId>,
+    /// Fresh samples asked of each agent this round after a faulted reading (PL-18).
+    pub(super) retries: BTreeMap<AgentId, u32>,
     pub(super) behaviours: BTreeMap<AgentId, Behaviour>,
     pub(super) pool: Vec<Call>,
     pub(super) extra: Vec<Call>,
@@ -75,29 +79,44 @@ impl Pipeline {
     }
 
     /// Asks up to `k` more agents that are not suspected and not yet asked this sample, in
-    /// agents-file order. Returns how many were asked.
+    /// agents-file order; when those run out, agents whose reading this round was faulted
+    /// are asked for a fresh sample, at most `retries_max` times each (PL-18). Returns how
+    /// many were asked.
     pub(super) fn ask_more_interpret(
         &mut self,
         it: &mut Interp,
         k: usize,
         out: &mut Vec<Output>,
     ) -> usize {
-        let chosen: Vec<AgentId> = self
+        let mut chosen: Vec<(AgentId, u32)> = self
             .agents
             .iter()
             .filter(|a| !self.is_suspected(a.info.id) && !it.asked.contains(&a.info.id))
-            .map(|a| a.info.id)
+            .map(|a| (a.info.id, it.sample))
             .take(k)
             .collect();
-        for a in &chosen {
+        for a in self.agents.iter().map(|a| a.info.id) {
+            if chosen.len() >= k {
+                break;
+            }
+            let tries = it.retries.get(&a).copied().unwrap_or(0);
+            if it.faulted.contains(&a) && !self.is_suspected(a) && tries < self.cfg.retries_max {
+                it.faulted.remove(&a);
+                it.retries.insert(a, tries + 1);
+                // A sample index of its own: a later resample of the round asks the same
+                // request and reuses the reply.
+                chosen.push((a, it.sample + tries + 1));
+            }
+        }
+        for (a, _) in &chosen {
             it.asked.insert(*a);
         }
-        for a in &chosen {
+        for (a, sample) in &chosen {
             let request = Request {
                 role: Role::Interpret,
                 prompt: self.prompt.clone(),
                 round: it.round,
-                sample: it.sample,
+                sample: *sample,
                 spec: None,
                 component: None,
             };
@@ -158,6 +177,7 @@ impl Pipeline {
             }
             Err((kind, detail)) => {
                 self.fault(agent, FaultStage::Interpret, kind, &detail, out);
+                it.faulted.insert(agent);
                 self.ask_more_interpret(&mut it, 1, out);
             }
         }
@@ -210,6 +230,7 @@ impl Pipeline {
         };
         if let Some((kind, detail)) = problem {
             self.fault(agent, FaultStage::Interpret, kind, &detail, out);
+            it.faulted.insert(agent);
             self.ask_more_interpret(&mut it, 1, out);
             return self.maybe_check_interpretations(it, out);
         }
@@ -265,6 +286,7 @@ impl Pipeline {
                     &detail,
                     out,
                 );
+                it.faulted.insert(agent);
                 self.ask_more_interpret(it, 1, out);
             }
             None => {

@@ -40,6 +40,9 @@ pub struct PipelineConfig {
     pub differential_rounds_max: u32,
     /// Fresh samples of every agent when a round neither decides nor finds ambiguity.
     pub resamples_max: u32,
+    /// Fresh samples of one agent, within a round, after its reading was faulted and no
+    /// agent is left that was not asked (PL-18).
+    pub retries_max: u32,
     /// Candidates tried per component before the build fails.
     pub build_attempts_max: usize,
     /// Clarification questions before the build gives up.
@@ -64,6 +67,7 @@ impl PipelineConfig {
             differential_max: 300,
             differential_rounds_max: 4,
             resamples_max: 1,
+            retries_max: 1,
             build_attempts_max: n.max(1),
             clarifications_max: 3,
             tokens_max: None,
