@@ -58,7 +58,10 @@ pub fn render(request: &Request) -> Messages {
     match request.role {
         Role::Interpret => {
             user.push_str(
-                "\nGive your reading: the ```python program and the ```examples block.\n",
+                // Small models answer a direct instruction at the end; asked to "give a
+                // reading", the 0.5B model echoed the request (2 of 4 seeds on MBPP task 4;
+                // 4 of 4 wrote the program with this line).
+                "\nWrite your program now: first the ```python block (starting with `# module:`), then the ```examples block.\n",
             );
             Messages {
                 system: INTERPRET_PROMPT.to_string(),

@@ -21,7 +21,8 @@ use std::time::Instant;
 use synod_agents::Agent;
 use synod_core::pipeline::drive::{AgentReply, RunEnd, VirtualDriver, World};
 use synod_core::pipeline::{
-    AgentInfo, Finish, Pipeline, PipelineConfig, Question, Reply, ReplyFault, Request, Role,
+    AgentInfo, Finish, Output, Pipeline, PipelineConfig, Progress, Question, Reply, ReplyFault,
+    Request, Role,
 };
 use synod_core::{
     AgentId, Call, CheckReport, CheckRequest, Interpretation, Outcome, Program, Prompt,
@@ -425,6 +426,7 @@ impl<'a> RealCell<'a> {
             .map_err(|e| EvalError::Agents(e.to_string()))?;
         let mut world = RealWorld {
             cell: self,
+            tallies: Vec::new(),
             calls: 0,
             interpret_calls: 0,
             tokens: 0,
@@ -457,13 +459,23 @@ impl<'a> RealCell<'a> {
                 "pipeline did not finish within the step budget".into(),
             ),
         };
+        let tallies: Vec<String> = world
+            .tallies
+            .iter()
+            .map(|t| {
+                t.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join("-")
+            })
+            .collect();
         Ok(StrategyResult {
             verdict,
             calls: world.calls,
             interpret_calls: world.interpret_calls,
             tokens: world.tokens,
             questions: world.questions,
-            detail,
+            detail: format!("{detail}; classes {}", tallies.join(" ")),
         })
     }
 }
@@ -477,6 +489,8 @@ fn best(counts: impl Iterator<Item = (usize, usize)>) -> Option<usize> {
 
 struct RealWorld<'c, 'a> {
     cell: &'c RealCell<'a>,
+    /// The class sizes of every tally, in order (`[3]`, `[2, 1]`, …).
+    tallies: Vec<Vec<usize>>,
     calls: u32,
     interpret_calls: u32,
     tokens: u64,
@@ -515,6 +529,12 @@ impl World for RealWorld<'_, '_> {
             crate::checks::call_budget_ms(p.reference_ms),
             crate::checks::domain_int_max(p.example_args.iter().chain(p.example_returns.iter())),
         )
+    }
+
+    fn observe(&mut self, output: &Output) {
+        if let Output::Progress(Progress::Classes { sizes, .. }) = output {
+            self.tallies.push(sizes.clone());
+        }
     }
 
     fn answer(&mut self, _question: &Question) -> Result<Option<String>, EvalError> {

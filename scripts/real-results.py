@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Markdown tables of a real-agent `synod eval` (docs/RESULTS.md, "Real models").
+
+usage: scripts/real-results.py OUT_DIR [OUT_DIR ...]
+
+Reads each OUT_DIR/results.csv (rows with p = real) and OUT_DIR/usable.csv, and prints, per
+suite and agents set: each strategy's outcomes, calls, tokens and wall time per task; for synod
+how often the first tally split; on HumanEvalComm how often each strategy asked on the original
+and on the modified prompts; and the usable-reply rate per model.
+"""
+import csv
+import sys
+from collections import defaultdict
+
+STRATEGIES = ["single", "majority-text", "majority-behaviour", "codet", "synod"]
+OUTCOMES = ["correct", "silently-wrong", "asked", "abstained", "error"]
+
+
+def pct(k, n):
+    return f"{100.0 * k / n:.1f}" if n else "–"
+
+
+def main(dirs):
+    rows, usable = [], []
+    for d in dirs:
+        with open(f"{d}/results.csv") as f:
+            rows += [r for r in csv.DictReader(f) if r["p"] == "real"]
+        try:
+            with open(f"{d}/usable.csv") as f:
+                for line in csv.reader(f):
+                    if len(line) >= 6:
+                        usable.append(line)
+        except FileNotFoundError:
+            pass
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["suite"], r["rho"], r["n"], r["m"])].append(r)
+    for (suite, label, n, m), rs in sorted(groups.items()):
+        units = {(r["task_id"], r["variant"]) for r in rs}
+        print(f"\n#### {suite}, agents `{label}` (n = {n}, m = {m}): {len(units)} task prompts\n")
+        print("| strategy | tasks | correct % | silently wrong % | asked % | abstained % | calls/task | tokens/task | s/task |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for s in STRATEGIES:
+            sr = [r for r in rs if r["strategy"] == s]
+            if not sr:
+                continue
+            k = len(sr)
+            c = defaultdict(int)
+            for r in sr:
+                c[r["outcome"]] += 1
+            calls = sum(int(r["calls"]) for r in sr) / k
+            toks = sum(int(r["tokens"]) for r in sr) / k
+            secs = sum(float(r["seconds"]) for r in sr) / k
+            print(f"| {s} | {k} | {pct(c['correct'], k)} | {pct(c['silently-wrong'], k)} | "
+                  f"{pct(c['asked'], k)} | {pct(c['abstained'], k)} | {calls:.1f} | {toks:.0f} | {secs:.0f} |")
+        syn = [r for r in rs if r["strategy"] == "synod"]
+        split = [r for r in syn if "classes " in r["detail"]
+                 and "-" in r["detail"].split("classes ", 1)[1].split(" ")[0]]
+        if syn:
+            print(f"\nsynod: the first tally split into several classes on {len(split)} of {len(syn)} "
+                  f"task prompts ({pct(len(split), len(syn))} %).")
+        if suite == "humanevalcomm":
+            print("\n| strategy | asked on original % | asked on modified % |\n|---|---|---|")
+            for s in STRATEGIES:
+                o = [r for r in rs if r["strategy"] == s and r["variant"] == "original"]
+                md = [r for r in rs if r["strategy"] == s and r["variant"] != "original"]
+                if o or md:
+                    print(f"| {s} | {pct(sum(r['outcome'] == 'asked' for r in o), len(o))} | "
+                          f"{pct(sum(r['outcome'] == 'asked' for r in md), len(md))} |")
+    # Usable-reply rate: each (suite dir, task, variant, agent) once.
+    seen, per_model = set(), defaultdict(lambda: [0, 0])
+    for line in usable:
+        task, variant, label, agent, model, ok = line[:6]
+        key = (task, variant, agent)
+        if key in seen:
+            continue
+        seen.add(key)
+        per_model[model][1] += 1
+        per_model[model][0] += ok == "true"
+    if per_model:
+        print("\n| model | first replies | usable (a reading with a program) | rate % |\n|---|---|---|---|")
+        for model, (ok, tot) in sorted(per_model.items()):
+            print(f"| {model} | {tot} | {ok} | {pct(ok, tot)} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1:])
