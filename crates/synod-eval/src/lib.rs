@@ -398,6 +398,14 @@ fn run_unit(
         // The other reading: a mutant stands in for it (injected ambiguity).
         sim_task.alt = prepared.mutants.first().map(|m| m.src.clone());
     }
+    // What an agent sees: the task text, the signature and the example as a literal (the
+    // prompt real agents get, so the example is a checked example, PL-16). ClassEval's
+    // prompt already carries the class skeleton.
+    let prompt = if cfg.kind == SuiteKind::Classeval {
+        v.text.clone()
+    } else {
+        real::agent_prompt(task, variant, &prepared).unwrap_or_else(|| v.text.clone())
+    };
     let mut rows = Vec::new();
     for (cell, strategy) in todo {
         let amb = ambiguous && sim_task.alt.is_some();
@@ -407,7 +415,7 @@ fn run_unit(
             .collect();
         let c = Cell {
             task,
-            prompt: &v.text,
+            prompt: &prompt,
             sim: &sim_task,
             spec: cell,
             plans,
