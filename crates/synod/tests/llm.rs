@@ -138,22 +138,22 @@ fn a_repeated_build_is_answered_from_the_response_cache() {
 }
 
 /// The real local coding models (Qwen2.5-Coder 1.5B and 0.5B behind llama.cpp, started by
-/// `scripts/llama-server.sh local` on ports this test picks) build the count_vowels
-/// prompt and `examples/local-models`, with no response cache: both must be built (exit 0) and
-/// verify.
+/// `scripts/llama-server.sh local` on ports 18091 and 18092) build the count_vowels
+/// prompt and `examples/local-models`: both must be built (exit 0) and verify. Replies go to a
+/// response cache outside the clone (`~/.cache/synod/ci-responses`, or `SYNOD_CI_RESPONSES`):
+/// the first run on a machine draws them from the models (cold), later runs reuse them (warm).
+/// The ports are fixed because the endpoint is part of a reply's cache key.
 #[test]
 #[ignore = "needs llama.cpp and the Qwen models: run by .ci/run (scripts/llama-server.sh local)"]
 fn local_models_build_and_verify() {
     let tmp = TempDir::new("local");
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
+    let ports = [18091u16, 18092];
+    let cache = std::env::var_os("SYNOD_CI_RESPONSES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/synod/ci-responses")
+        });
     let o = Command::new("bash")
         .arg(root().join("scripts/llama-server.sh"))
         .arg("local")
@@ -189,7 +189,9 @@ fn local_models_build_and_verify() {
         let out = tmp.0.join(name);
         let started = std::time::Instant::now();
         let o = Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args(["build", prompt, "--no-cache", "--agents"])
+            .args(["build", prompt, "--cache-dir"])
+            .arg(&cache)
+            .arg("--agents")
             .arg(&agents_path)
             .arg("--out")
             .arg(&out)
