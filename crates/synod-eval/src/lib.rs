@@ -428,18 +428,8 @@ fn run_unit(
         let t = Instant::now();
         let r = c.run(strategy)?;
         let secs = t.elapsed().as_secs_f64();
-        rows.push(format!(
-            "{},{},{},{},{},{},{},{:.3},{}",
-            cfg.kind.name(),
-            row_key(&task.id, &v.name, cell, cfg.seed, strategy),
-            r.verdict.name(),
-            r.calls,
-            r.interpret_calls,
-            r.tokens,
-            r.questions,
-            secs,
-            csv_field(&r.detail)
-        ));
+        let key = row_key(&task.id, &v.name, cell, cfg.seed, strategy);
+        rows.push(csv_row(cfg.kind, &key, &r, secs, &r.detail));
     }
     Ok(UnitResult::Rows(rows))
 }
@@ -525,20 +515,30 @@ fn run_unit_real(
         if strategy == "synod" {
             detail.push_str(&format!("; usable {}/{}", c.usable(), nm.0));
         }
-        rows.push(format!(
-            "{},{},{},{},{},{},{},{:.3},{}",
-            cfg.kind.name(),
-            key_of(&task.id, &v.name, nm, cell, cfg.seed, strategy),
-            r.verdict.name(),
-            r.calls,
-            r.interpret_calls,
-            r.tokens,
-            r.questions,
-            secs,
-            csv_field(&detail)
-        ));
+        let key = key_of(&task.id, &v.name, nm, cell, cfg.seed, strategy);
+        rows.push(csv_row(cfg.kind, &key, &r, secs, &detail));
     }
     Ok(UnitResult::Rows(rows))
+}
+
+/// One results.csv row: the suite, the row's key, then the strategy's result.
+fn csv_row(
+    kind: SuiteKind,
+    key: &str,
+    r: &strategies::StrategyResult,
+    secs: f64,
+    detail: &str,
+) -> String {
+    format!(
+        "{},{key},{},{},{},{},{},{secs:.3},{}",
+        kind.name(),
+        r.verdict.name(),
+        r.calls,
+        r.interpret_calls,
+        r.tokens,
+        r.questions,
+        csv_field(detail)
+    )
 }
 
 fn csv_field(s: &str) -> String {

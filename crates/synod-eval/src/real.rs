@@ -15,14 +15,14 @@ use crate::strategies::{StrategyResult, Verdict, normalize_source};
 use crate::suite::Task;
 use crate::{EvalError, prepare};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use synod_agents::Agent;
-use synod_core::pipeline::drive::{AgentReply, RunEnd, VirtualDriver, World};
+use synod_core::pipeline::drive::{AgentReply, VirtualDriver, World};
 use synod_core::pipeline::{
-    AgentInfo, Finish, Output, Pipeline, PipelineConfig, Progress, Question, Reply, ReplyFault,
-    Request, Role,
+    AgentInfo, Output, Pipeline, PipelineConfig, Progress, Question, Reply, ReplyFault, Request,
+    Role,
 };
 use synod_core::{
     AgentId, Call, CheckReport, CheckRequest, Interpretation, Outcome, Program, Prompt,
@@ -121,7 +121,7 @@ pub struct RealCell<'a> {
     pub task_seed: u64,
     /// synod's resample budget.
     pub resamples: u32,
-    drawn: Mutex<Option<Vec<Drawn>>>,
+    drawn: OnceLock<Vec<Drawn>>,
 }
 
 impl<'a> RealCell<'a> {
@@ -143,7 +143,7 @@ impl<'a> RealCell<'a> {
             cache,
             task_seed,
             resamples,
-            drawn: Mutex::new(None),
+            drawn: OnceLock::new(),
         }
     }
 
@@ -180,31 +180,29 @@ impl<'a> RealCell<'a> {
     }
 
     /// The n first replies, drawn once (up to `slots` at a time) and kept.
-    fn drawn(&self) -> std::sync::MutexGuard<'_, Option<Vec<Drawn>>> {
-        let mut guard = self.drawn.lock().expect("lock");
-        if guard.is_none() {
-            let n = self.real.agents.len();
+    fn drawn(&self) -> &[Drawn] {
+        self.drawn.get_or_init(|| {
             let request = self.request();
-            let slots = self.real.slots.max(1);
-            let mut out: Vec<Option<Drawn>> = (0..n).map(|_| None).collect();
-            for chunk in (0..n).collect::<Vec<_>>().chunks(slots) {
-                let got: Vec<(usize, Drawn)> = std::thread::scope(|s| {
+            let agents: Vec<usize> = (0..self.real.agents.len()).collect();
+            let mut out = Vec::with_capacity(agents.len());
+            for chunk in agents.chunks(self.real.slots.max(1)) {
+                std::thread::scope(|s| {
                     let hs: Vec<_> = chunk
                         .iter()
                         .map(|&a| {
                             let request = &request;
-                            s.spawn(move || (a, self.draw(a, request)))
+                            s.spawn(move || self.draw(a, request))
                         })
                         .collect();
-                    hs.into_iter().map(|h| h.join().expect("draw")).collect()
+                    // A drawing thread does not panic (errors are replies); if one did, the
+                    // panic goes on here.
+                    for h in hs {
+                        out.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+                    }
                 });
-                for (a, d) in got {
-                    out[a] = Some(d);
-                }
             }
-            *guard = Some(out.into_iter().map(|d| d.expect("drawn")).collect());
-        }
-        guard
+            out
+        })
     }
 
     fn draw(&self, agent: usize, request: &Request) -> Drawn {
@@ -233,21 +231,20 @@ impl<'a> RealCell<'a> {
     /// Per agent: its name, backend and model, and why its first reply gave no reading (`None`
     /// when it parsed). Whether the program then loads is the pipeline's business (PL-15).
     pub fn usable_rows(&self) -> Vec<(String, String, Option<String>)> {
-        let guard = self.drawn();
-        let drawn = guard.as_ref().expect("drawn");
         self.real
             .agents
             .iter()
-            .zip(drawn)
+            .zip(self.drawn())
             .map(|(a, d)| (a.name().to_string(), a.describe(), d.unusable.clone()))
             .collect()
     }
 
     /// Usable replies: those that parse into a reading with a program.
     pub fn usable(&self) -> usize {
-        self.drawn().as_ref().map_or(0, |d| {
-            d.iter().filter(|x| x.interpretation.is_some()).count()
-        })
+        self.drawn()
+            .iter()
+            .filter(|x| x.interpretation.is_some())
+            .count()
     }
 
     fn judge(&self, program: &Program, module: &str) -> Result<Verdict, EvalError> {
@@ -270,8 +267,7 @@ impl<'a> RealCell<'a> {
         if strategy == "synod" {
             return self.synod();
         }
-        let guard = self.drawn();
-        let drawn = guard.as_ref().expect("drawn");
+        let drawn = self.drawn();
         let answers: Vec<Option<&str>> = drawn
             .iter()
             .map(|d| d.interpretation.as_ref().map(|i| i.reference.as_str()))
@@ -380,35 +376,14 @@ impl<'a> RealCell<'a> {
                 None => None,
             });
         }
-        let tests: Vec<(usize, Outcome)> = outcomes
-            .iter()
-            .flatten()
-            .flat_map(|o| o.iter().cloned().enumerate())
-            .collect();
-        let passed: Vec<Option<Vec<bool>>> = outcomes
-            .iter()
-            .map(|o| {
-                o.as_ref()
-                    .map(|o| tests.iter().map(|(k, want)| o[*k] == *want).collect())
-            })
-            .collect();
-        let mut top: Option<(usize, usize)> = None;
-        for (i, p) in passed.iter().enumerate() {
-            let Some(p) = p else { continue };
-            let agreeing = passed.iter().flatten().filter(|q| *q == p).count();
-            let score = agreeing * p.iter().filter(|b| **b).count();
-            if top.is_none_or(|(s, _)| score > s) {
-                top = Some((score, i));
-            }
-        }
-        Ok(top.map(|t| t.1))
+        Ok(crate::strategies::codet_choice(&outcomes))
     }
 
     /// The full pipeline in virtual time, with the real agents behind the response cache.
     fn synod(&self) -> Result<StrategyResult, EvalError> {
         // The first wave's requests are the baselines' requests: draw them first (two at a
         // time), so the pipeline's own asks are cache hits.
-        drop(self.drawn());
+        self.drawn();
         let agents: Vec<AgentInfo> = self
             .real
             .agents
@@ -433,32 +408,8 @@ impl<'a> RealCell<'a> {
             questions: 0,
         };
         let end = VirtualDriver::new(p).run(&mut world)?;
-        let (verdict, detail) = match end {
-            RunEnd::Finished(f) => match *f {
-                Finish::Built(b) => {
-                    let module = b
-                        .spec
-                        .function_modules()
-                        .get(&self.prepared.entry)
-                        .cloned()
-                        .unwrap_or_else(|| "solution".into());
-                    (
-                        self.judge(&b.program, &module)?,
-                        format!("class of {}", b.class.len()),
-                    )
-                }
-                Finish::Failed { stage, reason, .. } => (
-                    Verdict::Abstained,
-                    format!("{stage}: {}", reason.chars().take(80).collect::<String>()),
-                ),
-            },
-            RunEnd::Asked(q) => (Verdict::Asked, format!("{} readings", q.readings.len())),
-            RunEnd::Stuck => (Verdict::Error, "pipeline stuck: nothing in flight".into()),
-            RunEnd::StepLimit => (
-                Verdict::Error,
-                "pipeline did not finish within the step budget".into(),
-            ),
-        };
+        let (verdict, detail) =
+            crate::strategies::synod_verdict(end, &self.prepared.entry, |p, m| self.judge(p, m))?;
         let tallies: Vec<String> = world
             .tallies
             .iter()

@@ -296,28 +296,8 @@ impl Cell<'_> {
                 None => None,
             });
         }
-        let tests: Vec<(usize, Outcome)> = outcomes
-            .iter()
-            .flatten()
-            .flat_map(|o| o.iter().cloned().enumerate())
-            .collect();
-        let passed: Vec<Option<Vec<bool>>> = outcomes
-            .iter()
-            .map(|o| {
-                o.as_ref()
-                    .map(|o| tests.iter().map(|(k, want)| o[*k] == *want).collect())
-            })
-            .collect();
-        let mut best: Option<(usize, usize)> = None;
-        for (i, p) in passed.iter().enumerate() {
-            let Some(p) = p else { continue };
-            let agreeing = passed.iter().flatten().filter(|q| *q == p).count();
-            let score = agreeing * p.iter().filter(|b| **b).count();
-            if best.is_none_or(|(s, _)| score > s) {
-                best = Some((score, i));
-            }
-        }
-        self.result_of(best.map(|b| b.1), answers, answers.len(), "dual agreement")
+        let best = codet_choice(&outcomes);
+        self.result_of(best, answers, answers.len(), "dual agreement")
     }
 
     /// The full pipeline, in virtual time, with the simulated agents and the cached sandbox.
@@ -344,43 +324,20 @@ impl Cell<'_> {
             questions: 0,
         };
         let end = VirtualDriver::new(p).run(&mut world)?;
-        let (verdict, detail) = match end {
-            RunEnd::Finished(f) => match *f {
-                Finish::Built(b) => {
-                    let module = b
-                        .spec
-                        .function_modules()
-                        .get(&self.sim.prepared.entry)
-                        .cloned()
-                        .unwrap_or_else(|| "solution".into());
-                    let ok = self.cache.hidden_verdict(
-                        &self.task_key(),
-                        &b.program,
-                        &module,
-                        &self.task.setup,
-                        self.task.hidden_tests(),
-                    )?;
-                    (
-                        if ok {
-                            Verdict::Correct
-                        } else {
-                            Verdict::SilentlyWrong
-                        },
-                        format!("class of {}", b.class.len()),
-                    )
-                }
-                Finish::Failed { stage, reason, .. } => (
-                    Verdict::Abstained,
-                    format!("{stage}: {}", reason.chars().take(80).collect::<String>()),
-                ),
-            },
-            RunEnd::Asked(q) => (Verdict::Asked, format!("{} readings", q.readings.len())),
-            RunEnd::Stuck => (Verdict::Error, "pipeline stuck: nothing in flight".into()),
-            RunEnd::StepLimit => (
-                Verdict::Error,
-                "pipeline did not finish within the step budget".into(),
-            ),
-        };
+        let (verdict, detail) = synod_verdict(end, &self.sim.prepared.entry, |program, module| {
+            let ok = self.cache.hidden_verdict(
+                &self.task_key(),
+                program,
+                module,
+                &self.task.setup,
+                self.task.hidden_tests(),
+            )?;
+            Ok(if ok {
+                Verdict::Correct
+            } else {
+                Verdict::SilentlyWrong
+            })
+        })?;
         Ok(StrategyResult {
             verdict,
             calls: world.calls,
@@ -564,6 +521,70 @@ impl World for SynodWorld<'_, '_> {
         }
         self.run.user_answer(question, &self.agent_sample).map(Some)
     }
+}
+
+/// CodeT's choice (dual execution agreement): each program's tests are every program's own
+/// calls with that program's outcomes; a program's score is (programs passing exactly the same
+/// tests) × (tests it passes). `outcomes[i]` is program i's outcomes on the shared calls
+/// (`None`: no program). Ties go to the earliest.
+pub fn codet_choice(outcomes: &[Option<Vec<Outcome>>]) -> Option<usize> {
+    let tests: Vec<(usize, Outcome)> = outcomes
+        .iter()
+        .flatten()
+        .flat_map(|o| o.iter().cloned().enumerate())
+        .collect();
+    let passed: Vec<Option<Vec<bool>>> = outcomes
+        .iter()
+        .map(|o| {
+            o.as_ref()
+                .map(|o| tests.iter().map(|(k, want)| o[*k] == *want).collect())
+        })
+        .collect();
+    let mut best: Option<(usize, usize)> = None;
+    for (i, p) in passed.iter().enumerate() {
+        let Some(p) = p else { continue };
+        let agreeing = passed.iter().flatten().filter(|q| *q == p).count();
+        let score = agreeing * p.iter().filter(|b| **b).count();
+        if best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, i));
+        }
+    }
+    best.map(|b| b.1)
+}
+
+/// How a pipeline run ended, as a verdict and a line: a built program is judged by `judge`
+/// (the program and the module defining `entry`).
+pub fn synod_verdict(
+    end: RunEnd,
+    entry: &str,
+    judge: impl FnOnce(&Program, &str) -> Result<Verdict, EvalError>,
+) -> Result<(Verdict, String), EvalError> {
+    Ok(match end {
+        RunEnd::Finished(f) => match *f {
+            Finish::Built(b) => {
+                let module = b
+                    .spec
+                    .function_modules()
+                    .get(entry)
+                    .cloned()
+                    .unwrap_or_else(|| "solution".into());
+                (
+                    judge(&b.program, &module)?,
+                    format!("class of {}", b.class.len()),
+                )
+            }
+            Finish::Failed { stage, reason, .. } => (
+                Verdict::Abstained,
+                format!("{stage}: {}", reason.chars().take(80).collect::<String>()),
+            ),
+        },
+        RunEnd::Asked(q) => (Verdict::Asked, format!("{} readings", q.readings.len())),
+        RunEnd::Stuck => (Verdict::Error, "pipeline stuck: nothing in flight".into()),
+        RunEnd::StepLimit => (
+            Verdict::Error,
+            "pipeline did not finish within the step budget".into(),
+        ),
+    })
 }
 
 /// Source text as a text vote sees it: comments, blank lines and trailing spaces dropped.
