@@ -133,6 +133,7 @@ pub mod value;
 
 pub use model::*;
 pub use value::{Value, ValueError};
+pub mod domain;
 pub mod facts;
 pub mod pipeline;
 pub mod probes;

@@ -124,6 +124,32 @@ pub fn rule(n: usize, m: usize, sizes: &[usize]) -> Verdict {
     }
 }
 
+/// One class of a widened tally (PL-20): how many readings (votes) it holds and from how many
+/// distinct agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Votes {
+    /// Readings in the class, every sample of the round counted.
+    pub readings: usize,
+    /// Distinct agents among them.
+    pub agents: usize,
+}
+
+/// The widened rule (PL-20, MAKER's first-to-ahead-by-k): with `classes` sorted by readings,
+/// largest first, the first class is decided when it holds at least `k` readings more than the
+/// next and readings of more than `m` distinct agents (so a correct agent holds it whatever
+/// the m faulty ones did). `k = 0` never decides. Returns whether the first class is decided.
+pub fn ahead_by(k: usize, m: usize, classes: &[Votes]) -> bool {
+    assert!(
+        classes.windows(2).all(|w| w[0].readings >= w[1].readings),
+        "classes not sorted"
+    );
+    let Some(first) = classes.first() else {
+        return false;
+    };
+    let second = classes.get(1).map_or(0, |c| c.readings);
+    k > 0 && first.readings >= second + k && first.agents > m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +228,62 @@ mod tests {
             prop_assert_eq!(t.verdict(&[t.first_wave()]), Verdict::Decide);
             prop_assert_eq!(t.verdict(&[t.first_wave() - 1]), Verdict::NotYet);
         }
+    }
+
+    proptest! {
+        /// PL-20: a class the widened rule decides holds a correct agent's reading, whatever
+        /// the m faulty agents read and however often each was sampled; and it leads by k.
+        #[test]
+        fn widened_rule_decides_only_a_class_a_correct_agent_holds(
+            n in 3usize..8,
+            k in 1usize..4,
+            samples in proptest::collection::vec((0usize..8, 0u8..3), 1..40),
+            faulty_mask in proptest::collection::vec(any::<bool>(), 8),
+        ) {
+            let m = Tally::default_budget(n);
+            let mut faulty = vec![false; n];
+            let mut count = 0;
+            for i in 0..n {
+                if faulty_mask[i] && count < m {
+                    faulty[i] = true;
+                    count += 1;
+                }
+            }
+            // Readings: (agent, class label); a class's agents are those that read it.
+            let mut by: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
+            for (a, c) in &samples {
+                by.entry(*c).or_default().push(a % n);
+            }
+            let mut cs: Vec<(Votes, Vec<usize>)> = by
+                .into_values()
+                .map(|agents| {
+                    let mut distinct = agents.clone();
+                    distinct.sort();
+                    distinct.dedup();
+                    (Votes { readings: agents.len(), agents: distinct.len() }, distinct)
+                })
+                .collect();
+            cs.sort_by_key(|c| std::cmp::Reverse(c.0.readings));
+            let votes: Vec<Votes> = cs.iter().map(|c| c.0).collect();
+            if ahead_by(k, m, &votes) {
+                prop_assert!(cs[0].1.iter().any(|a| !faulty[*a]));
+                prop_assert!(votes[0].readings >= votes.get(1).map_or(0, |v| v.readings) + k);
+            }
+        }
+    }
+
+    #[test]
+    fn widened_rule_examples() {
+        let v = |readings, agents| Votes { readings, agents };
+        assert!(ahead_by(2, 1, &[v(4, 3), v(2, 2)]));
+        assert!(!ahead_by(2, 1, &[v(4, 3), v(3, 2)]), "ahead by 1 only");
+        assert!(
+            !ahead_by(2, 1, &[v(5, 1), v(1, 1)]),
+            "one agent is within the budget"
+        );
+        assert!(ahead_by(2, 1, &[v(2, 2)]));
+        assert!(!ahead_by(0, 1, &[v(9, 4)]), "k = 0 is off");
+        assert!(!ahead_by(2, 1, &[]));
     }
 
     /// Theorem (c): with n ≤ 2m the rule can decide a class made only of faulty agents.

@@ -42,6 +42,8 @@ fn behave(tag: &str, x: i64) -> Outcome {
                 x.abs()
             }
         }
+        // Agrees with abs on x >= 0; reads a negative x as nothing to count.
+        "clamp" => x.max(0),
         "abs_loops" => {
             if x == 0 {
                 return Outcome::Timeout;
@@ -207,6 +209,10 @@ enum Plays {
     FromCode(&'static str, Option<i64>),
     /// Answers garbage to its first sample, then reads f as this tag.
     InvalidOnce(&'static str),
+    /// Reads f as this tag with examples on positive x only (f(3), f(5)).
+    ReadsPositive(&'static str),
+    /// Reads (and implements) f as the tag of the request's sample (the last one after).
+    BySample(&'static [&'static str]),
 }
 
 /// The test's world: scripted agents, the tag evaluator, a record of what the pipeline did.
@@ -256,6 +262,26 @@ impl World for Script {
                 Role::Implement => Reply::Implementation(tag.to_string()),
             }),
             Plays::Invalid => Err(ReplyFault::Invalid("no JSON spec".into())),
+            Plays::BySample(tags) => {
+                let tag = tags[(req.sample as usize).min(tags.len() - 1)];
+                Ok(match req.role {
+                    Role::Interpret => {
+                        let Outcome::Value(y) = behave(tag, -4) else {
+                            unreachable!()
+                        };
+                        Reply::Interpretation(interpretation(tag, &[(-4, y.parse().unwrap())]))
+                    }
+                    Role::Implement => Reply::Implementation(tag.to_string()),
+                })
+            }
+            Plays::ReadsPositive(tag) => Ok(match req.role {
+                Role::Interpret => {
+                    let mut i = interpretation(tag, &[(3, 3), (5, 5)]);
+                    i.probes = vec![call(4)];
+                    Reply::Interpretation(i)
+                }
+                Role::Implement => Reply::Implementation(tag.to_string()),
+            }),
             Plays::Reads(reading, code) => Ok(match req.role {
                 Role::Interpret => {
                     let y = behave(reading, -4);
@@ -306,7 +332,27 @@ impl Driver {
     }
 
     fn with_prompt(n: usize, m: usize, plays: Vec<Plays>, prompt: &str) -> Driver {
-        let cfg = PipelineConfig::new(agents(n), m, 7);
+        Driver::build(n, m, plays, prompt, |_| {})
+    }
+
+    fn with_config(
+        n: usize,
+        m: usize,
+        plays: Vec<Plays>,
+        tune: impl FnOnce(&mut PipelineConfig),
+    ) -> Driver {
+        Driver::build(n, m, plays, "write f", tune)
+    }
+
+    fn build(
+        n: usize,
+        m: usize,
+        plays: Vec<Plays>,
+        prompt: &str,
+        tune: impl FnOnce(&mut PipelineConfig),
+    ) -> Driver {
+        let mut cfg = PipelineConfig::new(agents(n), m, 7);
+        tune(&mut cfg);
         Driver {
             v: VirtualDriver::new(Pipeline::new(cfg, Prompt::new(prompt)).unwrap()),
             w: Script {
@@ -564,8 +610,9 @@ fn pl_7_differential_testing_splits_programs_that_differ_on_a_rare_input() {
 
 #[test]
 fn pl_10_failed_refinement_sends_the_component_to_another_agent() {
-    // Agent 0 reads right but writes code that loops on 0; agent 1 writes it right.
-    let mut d = Driver::new(
+    // Agent 0 reads right but writes code that loops on 0; agent 1 writes it right. (Builders
+    // are asked: the reference is not the first candidate here, PL-21.)
+    let mut d = Driver::with_config(
         3,
         1,
         vec![
@@ -573,6 +620,7 @@ fn pl_10_failed_refinement_sends_the_component_to_another_agent() {
             Plays::Reads("abs", "abs"),
             Plays::Reads("abs", "abs"),
         ],
+        |c| c.reference_first = false,
     );
     d.run();
     let b = d.built();
@@ -587,7 +635,7 @@ fn pl_10_failed_refinement_sends_the_component_to_another_agent() {
 
 #[test]
 fn pl_10_component_budget_exhausted_fails_with_evidence() {
-    let mut d = Driver::new(
+    let mut d = Driver::with_config(
         3,
         1,
         vec![
@@ -595,6 +643,7 @@ fn pl_10_component_budget_exhausted_fails_with_evidence() {
             Plays::Reads("abs", "syntax error"),
             Plays::Reads("abs", "neg"),
         ],
+        |c| c.reference_first = false,
     );
     d.run();
     match &d.finish {
@@ -1352,5 +1401,171 @@ fn pl_18_an_agent_whose_reading_was_faulted_is_asked_once_more_when_nobody_else_
         matches!(d.finish, Some(Finish::Failed { .. })),
         "{:?}",
         d.finish
+    );
+}
+
+#[test]
+fn pl_19_programs_that_differ_only_outside_the_examples_domain_are_one_reading() {
+    // Every example is positive; clamp and abs differ only on negative x, which the pool's
+    // variants reach. n = 3, m = 1: the first wave of two decides, nobody is outvoted.
+    let mut d = Driver::new(
+        3,
+        1,
+        vec![
+            Plays::ReadsPositive("abs"),
+            Plays::ReadsPositive("clamp"),
+            Plays::ReadsPositive("abs"),
+        ],
+    );
+    d.run();
+    assert_eq!(d.interpret_asks(), vec![0, 1]);
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(0), AgentId(1)]);
+    assert!(b.dissent.is_empty());
+    assert!(b.agents.iter().all(|a| a.faults.is_empty()));
+    // The build is held to the inputs in the domain only; the difference is reported.
+    assert!(!b.probes.is_empty());
+    assert!(
+        b.probes
+            .iter()
+            .all(|c| matches!(c.args[0], Value::Int(x) if x > 0))
+    );
+    let o = b.outside_domain.as_ref().expect("reported");
+    assert_eq!(o.groups, vec![vec![AgentId(0)], vec![AgentId(1)]]);
+    let first = &o.differing[0];
+    assert!(
+        matches!(first.call.args[0], Value::Int(x) if x < 0),
+        "{}",
+        first.call
+    );
+    assert_ne!(first.outcomes[0], first.outcomes[1]);
+    assert!(d.progress.iter().any(
+        |p| matches!(p, Progress::Note { note, .. } if note.contains("outside the examples' domain"))
+    ));
+    // An example at a negative x widens the domain: the same readings split and are outvoted.
+    let mut d = Driver::new(
+        3,
+        1,
+        vec![
+            Plays::Reads("abs", "abs"),
+            Plays::ReadsPositive("clamp"),
+            Plays::ReadsPositive("abs"),
+        ],
+    );
+    d.run();
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(0), AgentId(2)]);
+    assert_eq!(b.dissent[0].agents, vec![AgentId(1)]);
+}
+
+#[test]
+fn pl_19_a_difference_outside_the_domain_that_splits_two_large_groups_is_asked() {
+    // n = 5, m = 1: the first wave of four agrees on the domain but splits 2 | 2 outside it.
+    let mut d = Driver::new(
+        5,
+        1,
+        vec![
+            Plays::ReadsPositive("abs"),
+            Plays::ReadsPositive("clamp"),
+            Plays::ReadsPositive("abs"),
+            Plays::ReadsPositive("clamp"),
+            Plays::ReadsPositive("abs"),
+        ],
+    );
+    d.run();
+    let q = d.question.clone().expect("a question");
+    assert!(q.outside_domain);
+    assert_eq!(q.readings.len(), 2);
+    assert!(
+        q.differing
+            .iter()
+            .all(|p| matches!(p.call.args[0], Value::Int(x) if x < 0))
+    );
+    assert!(q.to_string().contains("differ outside that domain"));
+}
+
+/// Four agents that never agree three at a time in one sample, while abs gathers readings.
+fn drifting() -> Vec<Plays> {
+    vec![
+        Plays::BySample(&["abs"]),
+        Plays::BySample(&["neg"]),
+        Plays::BySample(&["clamp", "abs"]),
+        Plays::BySample(&["abs", "clamp"]),
+    ]
+}
+
+#[test]
+fn pl_20_a_class_that_leads_by_k_readings_over_the_samples_is_decided() {
+    let mut d = Driver::new(4, 1, drifting());
+    d.run();
+    let b = d.built();
+    // Sample 0: abs 2, neg 1, clamp 1 (not yet). Sample 1's first wave: abs (a0, a2), neg:
+    // every sample counted, abs holds 4 readings of 3 agents, neg 2, clamp 1.
+    assert_eq!(d.interpret_asks(), vec![0, 1, 2, 3, 0, 1, 2]);
+    assert_eq!(b.class, vec![AgentId(0), AgentId(2), AgentId(3)]);
+    assert_eq!(b.dissent.len(), 1);
+    assert_eq!(b.dissent[0].agents, vec![AgentId(1)]);
+    let a = b.ahead_by.as_ref().expect("decided by the widened rule");
+    assert_eq!((a.k, a.readings, a.agents, a.of, a.calls), (2, 4, 3, 7, 7));
+    assert!(d.persisted.iter().any(|k| k == "resample"));
+}
+
+#[test]
+fn pl_20_without_a_lead_the_round_stops_at_its_call_budget() {
+    // k = 0: the widened rule is off, the same agents resample until the budget is spent.
+    let mut d = Driver::with_config(4, 1, drifting(), |c| {
+        c.ahead_by = 0;
+        c.resamples_max = 100;
+    });
+    d.run();
+    let asks = d.interpret_asks().len();
+    match &d.finish {
+        Some(Finish::Failed { stage, reason, .. }) => {
+            assert_eq!(stage, "agree");
+            assert!(reason.contains("the round's budget"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(asks, 12, "3n interpret calls, no more");
+    // Three readings that each gather one reading per sample: no lead ever, so no decision.
+    let mut d = Driver::with_config(
+        3,
+        1,
+        vec![
+            Plays::BySample(&["abs"]),
+            Plays::BySample(&["neg"]),
+            Plays::BySample(&["clamp"]),
+        ],
+        |c| c.resamples_max = 100,
+    );
+    d.run();
+    assert!(
+        matches!(d.finish, Some(Finish::Failed { .. })),
+        "{:?}",
+        d.finish
+    );
+}
+
+#[test]
+fn pl_21_a_one_component_readings_reference_is_its_first_candidate() {
+    // Every builder would write code that does not even load: no builder is asked.
+    let mut d = Driver::new(
+        3,
+        1,
+        vec![
+            Plays::Reads("abs", "syntax error"),
+            Plays::Reads("abs", "syntax error"),
+            Plays::Reads("abs", "syntax error"),
+        ],
+    );
+    d.run();
+    let b = d.built();
+    assert_eq!(b.components[0].agent, b.representative);
+    assert_eq!(b.components[0].code, "abs");
+    assert!(b.components[0].rejected.is_empty());
+    assert!(
+        d.asks.iter().all(|(_, k)| !k.starts_with("implement")),
+        "{:?}",
+        d.asks
     );
 }

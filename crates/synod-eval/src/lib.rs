@@ -512,7 +512,7 @@ fn run_unit_real(
         let r = c.run(strategy)?;
         let secs = t.elapsed().as_secs_f64();
         let mut detail = r.detail.clone();
-        if strategy == "synod" {
+        if strategy.starts_with("synod") {
             detail.push_str(&format!("; usable {}/{}", c.usable(), nm.0));
         }
         let key = key_of(&task.id, &v.name, nm, cell, cfg.seed, strategy);

@@ -264,8 +264,8 @@ impl<'a> RealCell<'a> {
 
     /// Runs one strategy.
     pub fn run(&self, strategy: &str) -> Result<StrategyResult, EvalError> {
-        if strategy == "synod" {
-            return self.synod();
+        if let Some(knobs) = crate::strategies::SynodKnobs::parse(strategy) {
+            return self.synod(knobs);
         }
         let drawn = self.drawn();
         let answers: Vec<Option<&str>> = drawn
@@ -380,7 +380,7 @@ impl<'a> RealCell<'a> {
     }
 
     /// The full pipeline in virtual time, with the real agents behind the response cache.
-    fn synod(&self) -> Result<StrategyResult, EvalError> {
+    fn synod(&self, knobs: crate::strategies::SynodKnobs) -> Result<StrategyResult, EvalError> {
         // The first wave's requests are the baselines' requests: draw them first (two at a
         // time), so the pipeline's own asks are cache hits.
         self.drawn();
@@ -397,6 +397,7 @@ impl<'a> RealCell<'a> {
             .collect();
         let mut cfg = PipelineConfig::new(agents, self.real.m, self.task_seed);
         cfg.resamples_max = self.resamples;
+        knobs.apply(&mut cfg);
         let p = Pipeline::new(cfg, Prompt::new(self.prompt.clone()))
             .map_err(|e| EvalError::Agents(e.to_string()))?;
         let mut world = RealWorld {

@@ -104,7 +104,7 @@ impl Agg {
 }
 
 /// Groups rows by (n, m, ρ, p, variant group, strategy).
-pub fn aggregate(rows: &[Row]) -> BTreeMap<(usize, usize, String, String, String, usize), Agg> {
+pub fn aggregate(rows: &[Row]) -> AggMap {
     let order = |s: &str| crate::STRATEGIES.iter().position(|x| *x == s).unwrap_or(99);
     let mut out: BTreeMap<_, Agg> = BTreeMap::new();
     for r in rows {
@@ -119,7 +119,7 @@ pub fn aggregate(rows: &[Row]) -> BTreeMap<(usize, usize, String, String, String
             r.rho.clone(),
             r.p.clone(),
             group.to_string(),
-            order(&r.strategy),
+            (order(&r.strategy), r.strategy.clone()),
         ))
         .or_default()
         .add(r);
@@ -171,7 +171,7 @@ pub fn write(cfg: &EvalConfig, run: &RunSummary) -> Result<(), EvalError> {
 }
 
 /// The summary table in Markdown.
-pub fn table(agg: &BTreeMap<(usize, usize, String, String, String, usize), Agg>) -> String {
+pub fn table(agg: &AggMap) -> String {
     let mut md = String::from(
         "| n | m | ρ | p | prompts | strategy | tasks | correct % | silently wrong % | asked % | abstained % | error % | asked any % | calls/task | reading calls/task | tokens/task | s/task |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
@@ -180,7 +180,7 @@ pub fn table(agg: &BTreeMap<(usize, usize, String, String, String, usize), Agg>)
         let _ = writeln!(
             md,
             "| {n} | {m} | {rho} | {p} | {group} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0} | {:.3} |",
-            crate::STRATEGIES.get(*s).unwrap_or(&"?"),
+            s.1,
             a.tasks,
             a.pct("correct"),
             a.pct("silently-wrong"),
@@ -197,7 +197,8 @@ pub fn table(agg: &BTreeMap<(usize, usize, String, String, String, usize), Agg>)
     md
 }
 
-type AggMap = BTreeMap<(usize, usize, String, String, String, usize), Agg>;
+/// Aggregates keyed by (n, m, ρ, p, variant group, (strategy's report order, its name)).
+pub type AggMap = BTreeMap<(usize, usize, String, String, String, (usize, String)), Agg>;
 
 fn plot_all(agg: &AggMap, out: &std::path::Path) -> Result<(), EvalError> {
     let mut nms: Vec<(usize, usize)> = agg.keys().map(|k| (k.0, k.1)).collect();
@@ -264,7 +265,7 @@ fn plot(
     for (si, s) in crate::STRATEGIES.iter().enumerate() {
         let pts: Vec<(f64, f64)> = agg
             .iter()
-            .filter(|(k, _)| k.0 == n && k.1 == m && k.2 == rho && k.4 == "original" && k.5 == si)
+            .filter(|(k, _)| k.0 == n && k.1 == m && k.2 == rho && k.4 == "original" && k.5.1 == *s)
             .filter_map(|(k, a)| Some((k.3.parse::<f64>().ok()?, a.pct(metric))))
             .collect();
         if pts.is_empty() {

@@ -35,6 +35,51 @@ pub const STRATEGIES: &[&str] = &[
     "synod",
 ];
 
+/// A synod strategy's knobs, read from its name: `synod` (the pipeline's defaults),
+/// `synod-c8` (at most 8 interpret calls a round), `synod-k0` (the widened tally off, PL-20),
+/// `synod-k3-c12`. Rows keep the name, so one run can score several call budgets on the same
+/// replies (the budget curve in docs/RESULTS.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynodKnobs {
+    /// PL-20's k.
+    pub ahead_by: Option<usize>,
+    /// Interpret calls a round may make.
+    pub interpret_calls_max: Option<usize>,
+}
+
+impl SynodKnobs {
+    /// The knobs a strategy name asks for; `None` when it is not a synod strategy.
+    pub fn parse(name: &str) -> Option<SynodKnobs> {
+        let rest = name.strip_prefix("synod")?;
+        let mut k = SynodKnobs::default();
+        for part in rest.split('-').skip(1) {
+            let (what, n) = part.split_at(1.min(part.len()));
+            let n: usize = n.parse().ok().filter(|n| *n <= 10_000)?;
+            match what {
+                "k" if k.ahead_by.is_none() && n <= 64 => k.ahead_by = Some(n),
+                "c" if k.interpret_calls_max.is_none() && n >= 1 => k.interpret_calls_max = Some(n),
+                _ => return None,
+            }
+        }
+        (rest.is_empty() || rest.starts_with('-')).then_some(k)
+    }
+
+    /// Sets them on a pipeline configuration.
+    pub fn apply(&self, cfg: &mut PipelineConfig) {
+        if let Some(k) = self.ahead_by {
+            cfg.ahead_by = k;
+        }
+        if let Some(c) = self.interpret_calls_max {
+            cfg.interpret_calls_max = c;
+        }
+    }
+}
+
+/// Whether `name` is a strategy the eval runs.
+pub fn is_strategy(name: &str) -> bool {
+    STRATEGIES.contains(&name) || SynodKnobs::parse(name).is_some()
+}
+
 /// How a task ended for a strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
@@ -266,8 +311,10 @@ impl Cell<'_> {
                 self.result_of(best, &answers, n, "largest behaviour class")
             }
             "codet" => self.codet(&answers),
-            "synod" => self.synod(),
-            other => Err(EvalError::Unsupported(format!("strategy {other:?}"))),
+            other => match SynodKnobs::parse(other) {
+                Some(knobs) => self.synod(knobs),
+                None => Err(EvalError::Unsupported(format!("strategy {other:?}"))),
+            },
         }
     }
 
@@ -301,7 +348,7 @@ impl Cell<'_> {
     }
 
     /// The full pipeline, in virtual time, with the simulated agents and the cached sandbox.
-    fn synod(&self) -> Result<StrategyResult, EvalError> {
+    fn synod(&self, knobs: SynodKnobs) -> Result<StrategyResult, EvalError> {
         let agents: Vec<AgentInfo> = (0..self.spec.n)
             .map(|i| AgentInfo {
                 id: synod_core::AgentId(i as u32),
@@ -311,6 +358,7 @@ impl Cell<'_> {
             .collect();
         let mut cfg = PipelineConfig::new(agents, self.spec.m, self.task_seed);
         cfg.resamples_max = self.resamples;
+        knobs.apply(&mut cfg);
         // The sample each agent was last asked to read in: its implementation (and the
         // simulated user's view of its reading) follows that sample's plan.
         let p = Pipeline::new(cfg, Prompt::new(self.prompt))

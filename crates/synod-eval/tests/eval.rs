@@ -351,11 +351,16 @@ fn synod_asks_when_a_mistake_is_shared_beyond_the_budget() {
 const WRONG1: Plan = Plan::Faulty(FaultKind::DunningKruger, 1);
 
 #[test]
-fn synod_abstains_when_a_resample_repeats_the_same_mistakes() {
+fn synod_widens_when_a_resample_repeats_the_same_mistakes() {
     // Two distinct mistakes and a correct class of 2 < n − m: not yet; all four asked; the
-    // resample (no fresh plans given) returns the same replies, so the rule refuses.
-    let r = cell_result(vec![WRONG0, WRONG1, RIGHT0, RIGHT1], vec![], "synod", 4, 1);
+    // resample (no fresh plans given) returns the same replies. Without the widened tally the
+    // rule refuses; with it (PL-20) the correct class leads by 2 readings after one resample.
+    let plans = vec![WRONG0, WRONG1, RIGHT0, RIGHT1];
+    let r = cell_result(plans.clone(), vec![], "synod-k0", 4, 1);
     assert_eq!(r.verdict, Verdict::Abstained, "{}", r.detail);
+    let r = cell_result(plans, vec![], "synod", 4, 1);
+    assert_eq!(r.verdict, Verdict::Correct, "{}", r.detail);
+    assert_eq!(r.interpret_calls, 8, "{}", r.detail);
 }
 
 #[test]

@@ -115,6 +115,17 @@ pub struct BuildOptions {
     pub resume: bool,
     /// The response cache the agents use, for the log.
     pub cache_dir: Option<PathBuf>,
+    /// The widened tally's knobs (PL-20); the pipeline's defaults where `None`.
+    pub widen: Widen,
+}
+
+/// The widened tally's knobs (PL-20).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Widen {
+    /// The lead k a class needs, every sample counted (0: off).
+    pub ahead_by: Option<usize>,
+    /// Interpret calls one round may make.
+    pub interpret_calls_max: Option<usize>,
 }
 
 /// How a build ended.
@@ -251,6 +262,7 @@ pub fn run_build(
         timeout_max_ms,
         resume,
         cache_dir,
+        widen,
     } = opts;
     let descriptions: Vec<(String, String)> = agents
         .iter()
@@ -260,6 +272,12 @@ pub fn run_build(
     cfg.tokens_max = tokens_max;
     cfg.timeout_increment_ms = timeout_increment_ms;
     cfg.timeout_max_ms = timeout_max_ms;
+    if let Some(k) = widen.ahead_by {
+        cfg.ahead_by = k;
+    }
+    if let Some(c) = widen.interpret_calls_max {
+        cfg.interpret_calls_max = c;
+    }
     let pipeline = Pipeline::new(cfg, prompt.clone())?;
     let key_file = out_dir.join(MARKER_DIR).join("key");
     let (log, resuming) = match open_log(&out_dir, &key_file, resume)? {

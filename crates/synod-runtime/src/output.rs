@@ -408,6 +408,13 @@ fn report(
         outcome.probes.len(),
         agent_name(agents, outcome.representative)
     );
+    if let Some(a) = &outcome.ahead_by {
+        let _ = writeln!(
+            r,
+            "**Decided by the widened tally (PL-20), not by the fault budget alone:** no class reached n − m readings in one sample, so synod kept sampling; this reading holds {} of the {} readings counted (every sample of the round), from {} agents, at least {} more than any other, after {} interpret calls. This is a statistical decision: it assumes the agents' errors are independent enough that the right reading leads.\n",
+            a.readings, a.of, a.agents, a.k, a.calls
+        );
+    }
     if outcome.dissent.is_empty() {
         let _ = writeln!(r, "No agent dissented.\n");
     } else {
@@ -432,6 +439,35 @@ fn report(
             );
         }
         let _ = writeln!(r);
+    }
+    if let Some(o) = &outcome.outside_domain {
+        let groups: Vec<String> = o
+            .groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|a| agent_name(agents, *a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect();
+        let _ = writeln!(
+            r,
+            "### Outside the domain\n\nThe decided class's programs behave the same on every input shaped like the examples (PL-19) and differ outside that domain, so this is not a vote. Groups: {} (the delivered reading's first). Where they differ:\n",
+            groups
+                .iter()
+                .map(|g| format!("[{g}]"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        for d in &o.differing {
+            let outs: Vec<String> = d.outcomes.iter().map(|x| format!("`{x}`")).collect();
+            let _ = writeln!(r, "- `{}`: {}", d.call, outs.join(" | "));
+        }
+        let _ = writeln!(
+            r,
+            "\nIf one of these inputs matters, say what it should return in the prompt (an example such as `f(0) == 0`) and build again.\n"
+        );
     }
     if !outcome.prompt.clarifications.is_empty() {
         let _ = writeln!(r, "### Clarifications\n");

@@ -30,6 +30,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub grid: bool,
     /// Strategies, comma-separated: single, majority-text, majority-behaviour, codet, synod.
+    /// `synod-cN` caps a round at N interpret calls and `synod-kN` sets the widened tally's
+    /// lead (PL-20; k0: off), e.g. synod-c4,synod-c8,synod-c12 for a call-budget curve.
     #[arg(long, value_delimiter = ',')]
     pub strategy: Option<Vec<String>>,
     /// Run the first N tasks only.
@@ -142,10 +144,10 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<u8> {
         .unwrap_or_else(synod_eval::all_strategies);
     if let Some(bad) = strategies
         .iter()
-        .find(|s| !synod_eval::strategies::STRATEGIES.contains(&s.as_str()))
+        .find(|s| !synod_eval::strategies::is_strategy(s))
     {
         eprintln!(
-            "synod eval: unknown strategy {bad:?} (known: {})",
+            "synod eval: unknown strategy {bad:?} (known: {}; synod-cN caps a round at N interpret calls, synod-kN sets the widened tally's lead, e.g. synod-k0-c8)",
             synod_eval::strategies::STRATEGIES.join(", ")
         );
         return Ok(2);

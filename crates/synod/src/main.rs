@@ -114,6 +114,16 @@ struct BuildArgs {
     /// Do not read or write the response cache.
     #[arg(long)]
     no_cache: bool,
+    /// Widened tally (PL-20): when the fault budget's rule does not decide, keep sampling
+    /// and decide a reading once it holds K more readings than the next, every sample
+    /// counted, from more than m agents; 0 turns it off. Give the same value on --resume.
+    #[arg(long, default_value_t = synod_core::pipeline::AHEAD_BY as u64, value_parser = clap::value_parser!(u64).range(0..=64))]
+    ahead_by: u64,
+    /// Interpret calls one round (one prompt, every sample) may make before the build stops
+    /// without agreement (default 3 per agent; at least n − m). Give the same value on
+    /// --resume.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_interpret_calls: Option<u64>,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -267,6 +277,10 @@ fn build(args: &BuildArgs) -> Result<u8> {
         timeout_max_ms: file.timeout_max_ms,
         resume: args.resume,
         cache_dir,
+        widen: synod_runtime::Widen {
+            ahead_by: Some(args.ahead_by as usize),
+            interpret_calls_max: args.max_interpret_calls.map(|c| c as usize),
+        },
     };
     eprintln!(
         "synod: {n} agents, fault budget m = {m} (decide needs {} agreeing)",

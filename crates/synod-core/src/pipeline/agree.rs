@@ -6,9 +6,12 @@
 //! ([`probes::differential_calls`]); inputs on which they differ join the pool and every
 //! reference is checked again, which splits the class.
 
+use super::interpret::Carried;
 use super::*;
+use crate::domain::Domain;
 use crate::probes;
-use crate::tally::Verdict;
+use crate::tally::{self, Verdict, Votes};
+use std::collections::BTreeSet;
 
 impl Pipeline {
     /// When no interpret ask is pending: pool the probes and run every reference on them.
@@ -26,11 +29,17 @@ impl Pipeline {
         let checked = self.checked_examples();
         // Pool: every valid agent's example calls and probes, then the checked examples' calls.
         let mut own: Vec<Call> = Vec::new();
-        for i in it.valid.values() {
+        for i in it
+            .valid
+            .values()
+            .chain(it.carried.iter().map(|c| &c.interp))
+        {
             own.extend(i.spec.contract.iter().map(|c| c.call.clone()));
             own.extend(i.probes.iter().cloned());
         }
         own.extend(checked.iter().map(|e| e.call.clone()));
+        // The domain (PL-19): what the written examples admit.
+        it.domain = Domain::of(&own);
         let seed = self.cfg.seed ^ (u64::from(it.round) << 32) ^ u64::from(it.sample);
         let mut pool = probes::pool(&own, seed, &self.cfg.probe_limits);
         for c in &it.extra {
@@ -41,6 +50,7 @@ impl Pipeline {
         if pool.is_empty() {
             return self.no_decision(&it, "no reading gave an example call to compare on", out);
         }
+        it.in_domain = it.domain.mask(&pool);
         it.pool = pool.clone();
         it.behaviours.clear();
         let jobs: Vec<(AgentId, Interpretation)> =
@@ -59,7 +69,32 @@ impl Pipeline {
             };
             self.run_check(purpose, request, out);
         }
+        // The earlier samples' readings run on this pool too: votes of the widened tally.
+        let carried: Vec<Interpretation> = it.carried.iter().map(|c| c.interp.clone()).collect();
+        it.checks_pending += carried.len();
+        for (index, interp) in carried.iter().enumerate() {
+            it.carried[index].behaviour = None;
+            let request = refinement::reference_check(interp, &[], &pool);
+            self.run_check(CheckPurpose::Carried { index }, request, out);
+        }
         Stage::Interpret(it)
+    }
+
+    /// An earlier sample's reading ran on this sample's pool.
+    pub(super) fn on_carried_check(
+        &mut self,
+        mut it: Box<Interp>,
+        index: usize,
+        report: CheckReport,
+        out: &mut Vec<Output>,
+    ) -> Stage {
+        it.checks_pending = it.checks_pending.saturating_sub(1);
+        let mut behaviour = report.outcomes;
+        behaviour.resize(it.pool.len(), Outcome::Timeout);
+        if let Some(c) = it.carried.get_mut(index) {
+            c.behaviour = Some(behaviour);
+        }
+        self.after_reference_checks(it, out)
     }
 
     /// Every example the user's clarifications fixed, in order.
@@ -142,6 +177,12 @@ impl Pipeline {
                 it.behaviours.insert(agent, behaviour);
             }
         }
+        self.after_reference_checks(it, out)
+    }
+
+    /// When the last reference check of the pool is in: replace faulted readers, or apply the
+    /// rule.
+    fn after_reference_checks(&mut self, mut it: Box<Interp>, out: &mut Vec<Output>) -> Stage {
         if it.checks_pending > 0 {
             return Stage::Interpret(it);
         }
@@ -155,15 +196,60 @@ impl Pipeline {
     }
 
     /// The behaviour classes of the round, largest first (ties: the first agent in file order).
+    /// Readings are grouped by their outcomes on the pool's inputs in the domain (PL-19); each
+    /// class carries the full behaviour of its leading sub-class (`sub_classes`), whose agents
+    /// come first.
     pub(super) fn classes(it: &Interp) -> Vec<(Behaviour, Vec<AgentId>)> {
-        let mut by: BTreeMap<&Behaviour, Vec<AgentId>> = BTreeMap::new();
+        let mut by: BTreeMap<Vec<&Outcome>, Vec<AgentId>> = BTreeMap::new();
         for (a, b) in &it.behaviours {
-            by.entry(b).or_default().push(*a);
+            by.entry(in_domain(it, b)).or_default().push(*a);
+        }
+        let mut cs: Vec<(Behaviour, Vec<AgentId>)> = by
+            .into_values()
+            .map(|agents| {
+                let subs = Self::sub_classes(it, &agents);
+                let behaviour = subs[0].0.clone();
+                (behaviour, subs.into_iter().flat_map(|s| s.1).collect())
+            })
+            .collect();
+        cs.sort_by(|x, y| {
+            y.1.len()
+                .cmp(&x.1.len())
+                .then(x.1.iter().min().cmp(&y.1.iter().min()))
+        });
+        cs
+    }
+
+    /// The agents grouped by their behaviour on the whole pool, in and out of the domain,
+    /// largest first (ties: the first agent in file order).
+    pub(super) fn sub_classes(it: &Interp, agents: &[AgentId]) -> Vec<(Behaviour, Vec<AgentId>)> {
+        let mut by: BTreeMap<&Behaviour, Vec<AgentId>> = BTreeMap::new();
+        for a in agents {
+            by.entry(&it.behaviours[a]).or_default().push(*a);
         }
         let mut cs: Vec<(Behaviour, Vec<AgentId>)> =
             by.into_iter().map(|(b, a)| (b.clone(), a)).collect();
         cs.sort_by(|x, y| y.1.len().cmp(&x.1.len()).then(x.1[0].cmp(&y.1[0])));
         cs
+    }
+
+    /// Decides the largest class, unless its sub-classes (readings that differ only outside
+    /// the domain) include two with more than m members each: then that difference is all that
+    /// separates two readings correct agents hold, and the user is asked (PL-19).
+    fn decide_in_domain(
+        &mut self,
+        it: Box<Interp>,
+        classes: Vec<(Behaviour, Vec<AgentId>)>,
+        out: &mut Vec<Output>,
+    ) -> Stage {
+        let subs = Self::sub_classes(&it, &classes[0].1);
+        let big: Vec<usize> = (0..subs.len())
+            .filter(|k| subs[*k].1.len() > self.tally.m())
+            .collect();
+        if big.len() >= 2 {
+            return self.ask_user(it, &subs, &big, true, out);
+        }
+        self.decide(it, classes, out)
     }
 
     fn apply_rule(&mut self, it: Box<Interp>, out: &mut Vec<Output>) -> Stage {
@@ -180,24 +266,146 @@ impl Pipeline {
             },
         }));
         match verdict {
-            Verdict::Decide => {
-                // Members that differ as programs: look for an input that splits them.
-                let mut by_digest: BTreeMap<String, AgentId> = BTreeMap::new();
-                for a in &classes[0].1 {
-                    let d = Program::single(REFERENCE_MODULE, &it.valid[a].reference).digest();
-                    by_digest.entry(d).or_insert(*a);
-                }
-                if by_digest.len() > 1 && it.differential_rounds < self.cfg.differential_rounds_max
-                {
-                    let reps: Vec<AgentId> = by_digest.into_values().collect();
-                    self.start_differential(it, reps, out)
-                } else {
-                    self.decide(it, classes, out)
+            Verdict::Decide => self.decide_checked(it, classes, out),
+            Verdict::Ambiguous(idx) => self.ask_user(it, &classes, &idx, false, out),
+            Verdict::NotYet => match self.widened_leader(&it) {
+                Some((leader, sizes)) => self.decide_widened(it, leader, sizes, out),
+                None => self.ask_for_more(it, &sizes, out),
+            },
+        }
+    }
+
+    /// Decides `classes[0]`, after a differential search when its members are different
+    /// programs (PL-7).
+    fn decide_checked(
+        &mut self,
+        mut it: Box<Interp>,
+        classes: Vec<(Behaviour, Vec<AgentId>)>,
+        out: &mut Vec<Output>,
+    ) -> Stage {
+        let mut by_digest: BTreeMap<String, AgentId> = BTreeMap::new();
+        for a in &classes[0].1 {
+            let d = Program::single(REFERENCE_MODULE, &it.valid[a].reference).digest();
+            by_digest.entry(d).or_insert(*a);
+        }
+        if by_digest.len() > 1 && it.differential_rounds < self.cfg.differential_rounds_max {
+            it.deciding = classes[0].1.first().copied();
+            let reps: Vec<AgentId> = by_digest.into_values().collect();
+            self.start_differential(it, reps, out)
+        } else {
+            self.decide_in_domain(it, classes, out)
+        }
+    }
+
+    /// Every reading of the round as a vote (PL-20): each agent's current one, then the
+    /// earlier samples' (a request answered twice counts once), grouped by behaviour in the
+    /// domain. Returns the leading group's readings — (agent, index into `carried`, `None`
+    /// for the current reading) — when the widened rule decides it.
+    fn widened_leader(&self, it: &Interp) -> Option<(Vec<Vote>, Vec<usize>)> {
+        if self.cfg.ahead_by == 0 || it.carried.is_empty() {
+            return None;
+        }
+        let mut seen: BTreeSet<(AgentId, &str)> = BTreeSet::new();
+        let mut by: BTreeMap<Vec<&Outcome>, Vec<Vote>> = BTreeMap::new();
+        for (a, b) in &it.behaviours {
+            let key = it.keys.get(a).map_or("", String::as_str);
+            seen.insert((*a, key));
+            by.entry(in_domain(it, b)).or_default().push((*a, None));
+        }
+        for (k, c) in it.carried.iter().enumerate() {
+            let Some(b) = &c.behaviour else { continue };
+            if seen.insert((c.agent, c.key.as_str())) {
+                by.entry(in_domain(it, b))
+                    .or_default()
+                    .push((c.agent, Some(k)));
+            }
+        }
+        let mut groups: Vec<(Votes, Vec<Vote>)> = by
+            .into_values()
+            .map(|g| {
+                let agents: BTreeSet<AgentId> = g.iter().map(|v| v.0).collect();
+                let votes = Votes {
+                    readings: g.len(),
+                    agents: agents.len(),
+                };
+                (votes, g)
+            })
+            .collect();
+        groups.sort_by_key(|g| std::cmp::Reverse(g.0.readings));
+        let votes: Vec<Votes> = groups.iter().map(|g| g.0).collect();
+        let sizes = votes.iter().map(|v| v.readings).collect();
+        tally::ahead_by(self.cfg.ahead_by, self.tally.m(), &votes)
+            .then(|| (groups.remove(0).1, sizes))
+    }
+
+    /// The widened rule decided a group: each of its agents' readings in the group becomes
+    /// that agent's reading (its earliest one, when its current reading is elsewhere), and
+    /// the class they form is decided like any other.
+    fn decide_widened(
+        &mut self,
+        mut it: Box<Interp>,
+        leader: Vec<Vote>,
+        sizes: Vec<usize>,
+        out: &mut Vec<Output>,
+    ) -> Stage {
+        let readings = leader.len();
+        let mut agents: BTreeSet<AgentId> = BTreeSet::new();
+        for (a, from) in &leader {
+            let Some(k) = from else {
+                agents.insert(*a);
+                continue;
+            };
+            if agents.contains(a) {
+                continue;
+            }
+            let in_leader_now = leader.iter().any(|(b, f)| b == a && f.is_none());
+            if !in_leader_now {
+                let c = it.carried[*k].clone();
+                if let Some(b) = c.behaviour {
+                    // The displaced reading stays a vote.
+                    if let (Some(i), Some(old)) = (it.valid.remove(a), it.behaviours.remove(a)) {
+                        let key = it.keys.get(a).cloned().unwrap_or_default();
+                        it.carried.push(Carried {
+                            agent: *a,
+                            key,
+                            interp: i,
+                            behaviour: Some(old),
+                        });
+                    }
+                    it.valid.insert(*a, c.interp);
+                    it.keys.insert(*a, c.key);
+                    it.behaviours.insert(*a, b);
+                    it.asked.insert(*a);
                 }
             }
-            Verdict::Ambiguous(idx) => self.ask_user(it, &classes, &idx, out),
-            Verdict::NotYet => self.ask_for_more(it, &sizes, out),
+            agents.insert(*a);
         }
+        let mut classes = Self::classes(&it);
+        if let Some(k) = classes
+            .iter()
+            .position(|c| c.1.iter().any(|a| agents.contains(a)))
+        {
+            let c = classes.remove(k);
+            classes.insert(0, c);
+        }
+        let total = sizes.iter().sum();
+        it.widened = Some(AheadBy {
+            k: self.cfg.ahead_by,
+            readings,
+            agents: agents.len(),
+            of: total,
+            calls: it.calls,
+        });
+        out.push(Output::Progress(Progress::Classes {
+            sizes,
+            probes: it.pool.len(),
+            verdict: format!(
+                "ahead by {} (PL-20): {readings} readings of {} agents, every sample counted",
+                self.cfg.ahead_by,
+                agents.len()
+            ),
+        }));
+        self.decide_checked(it, classes, out)
     }
 
     /// Not yet: ask as many more agents as could still make a class large enough.
@@ -222,16 +430,39 @@ impl Pipeline {
     /// Nobody left to ask: resample every agent once, then give up with the evidence.
     pub(super) fn no_decision(&mut self, it: &Interp, why: &str, out: &mut Vec<Output>) -> Stage {
         let (round, sample) = (it.round, it.sample);
-        if sample < self.cfg.resamples_max {
+        let budget = self.cfg.interpret_calls_max.max(self.tally.first_wave());
+        if sample < self.cfg.resamples_max && it.calls < budget {
             let decision = Decision::Resample {
                 round,
                 sample: sample + 1,
                 why: why.to_string(),
             };
             self.persist(decision, out);
-            self.start_interpret(round, sample + 1, out)
+            // This sample's valid readings stay votes of the widened tally (PL-20).
+            let mut carried = it.carried.clone();
+            for (a, i) in &it.valid {
+                let key = it.keys.get(a).cloned().unwrap_or_default();
+                if !carried.iter().any(|c| c.agent == *a && c.key == key) {
+                    carried.push(Carried {
+                        agent: *a,
+                        key,
+                        interp: i.clone(),
+                        behaviour: None,
+                    });
+                }
+            }
+            self.start_sample(round, sample + 1, carried, it.calls, out)
         } else {
-            self.fail("agree", format!("no agreement within budget: {why}"), out)
+            let spent = if it.calls >= budget {
+                format!(" ({} interpret calls, the round's budget)", it.calls)
+            } else {
+                String::new()
+            };
+            self.fail(
+                "agree",
+                format!("no agreement within budget{spent}: {why}"),
+                out,
+            )
         }
     }
 
@@ -243,12 +474,14 @@ impl Pipeline {
     ) -> Stage {
         it.differential_rounds += 1;
         let seed = self.cfg.seed ^ u64::from(it.differential_rounds) ^ (u64::from(it.round) << 40);
-        let calls = probes::differential_calls(
+        // Only inputs in the domain can split a class (PL-19).
+        let mut calls = probes::differential_calls(
             &it.pool,
             seed,
             self.cfg.differential_max,
             &self.cfg.probe_limits,
         );
+        calls.retain(|c| it.domain.admits(c));
         it.differential_calls = calls.clone();
         it.differential.clear();
         it.checks_pending = reps.len();
@@ -287,8 +520,16 @@ impl Pipeline {
             }
         }
         if distinguishing.is_empty() {
-            let classes = Self::classes(&it);
-            return self.decide(it, classes, out);
+            let mut classes = Self::classes(&it);
+            // The class under decision first (a widened decision's need not be the largest).
+            if let Some(k) = it
+                .deciding
+                .and_then(|d| classes.iter().position(|c| c.1.contains(&d)))
+            {
+                let c = classes.remove(k);
+                classes.insert(0, c);
+            }
+            return self.decide_in_domain(it, classes, out);
         }
         out.push(Output::Progress(Progress::Split {
             inputs: distinguishing.len(),
@@ -302,4 +543,17 @@ impl Pipeline {
         it.extra.extend(distinguishing);
         self.maybe_check_interpretations(it, out)
     }
+}
+
+/// One reading of the widened tally: its agent and where it is (an index into
+/// `Interp::carried`, `None` for the agent's current reading).
+type Vote = (AgentId, Option<usize>);
+
+/// A behaviour's outcomes on the pool's inputs in the domain.
+pub(super) fn in_domain<'a>(it: &Interp, b: &'a Behaviour) -> Vec<&'a Outcome> {
+    b.iter()
+        .zip(&it.in_domain)
+        .filter(|(_, d)| **d)
+        .map(|(o, _)| o)
+        .collect()
 }

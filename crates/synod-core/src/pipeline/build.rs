@@ -40,6 +40,8 @@ pub(super) struct Build {
     pub(super) representative: AgentId,
     pub(super) class: Vec<AgentId>,
     pub(super) dissent: Vec<Dissent>,
+    pub(super) outside_domain: Option<OutsideDomain>,
+    pub(super) ahead_by: Option<AheadBy>,
     pub(super) pool: Vec<Call>,
     pub(super) ref_behaviour: Behaviour,
     pub(super) builders: Vec<AgentId>,
@@ -67,6 +69,23 @@ impl Pipeline {
             stage: "build".into(),
             detail: "one agent per component; each candidate is checked for refinement".into(),
         }));
+        // PL-21: a one-component reading's decided reference is its first candidate.
+        if self.cfg.reference_first && b.comps.len() == 1 {
+            let mut b = b;
+            let (rep, code) = (b.representative, b.reference.clone());
+            b.comps[0].tried.push(rep);
+            let request = refinement::component_check(&b, 0, &code);
+            b.comps[0].candidates.insert(rep, code);
+            self.run_check(
+                CheckPurpose::Component {
+                    component: 0,
+                    agent: rep,
+                },
+                request,
+                out,
+            );
+            return Stage::Build(b);
+        }
         let n = b.comps.len();
         let mut stage = Stage::Build(b);
         for c in 0..n {

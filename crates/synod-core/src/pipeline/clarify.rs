@@ -8,12 +8,14 @@ use super::*;
 
 impl Pipeline {
     /// Asks the user to choose between the classes at `idx` (or gives up after too many
-    /// clarifications).
+    /// clarifications). `outside_domain`: the classes agree on every input in the domain and
+    /// differ only outside it (PL-19); otherwise only inputs in the domain are shown.
     pub(super) fn ask_user(
         &mut self,
         it: Box<Interp>,
         classes: &[(Behaviour, Vec<AgentId>)],
         idx: &[usize],
+        outside_domain: bool,
         out: &mut Vec<Output>,
     ) -> Stage {
         if it.round >= self.cfg.clarifications_max {
@@ -32,6 +34,9 @@ impl Pipeline {
             .collect();
         let mut differing = Vec::new();
         for (p, call) in it.pool.iter().enumerate() {
+            if it.in_domain.get(p).copied().unwrap_or(true) == outside_domain {
+                continue;
+            }
             let outcomes: Vec<Outcome> = chosen.iter().map(|(b, _)| b[p].clone()).collect();
             if outcomes.iter().any(|o| *o != outcomes[0]) {
                 differing.push(DifferingProbe {
@@ -48,6 +53,7 @@ impl Pipeline {
             prompt: self.prompt.full_text(),
             readings,
             differing,
+            outside_domain,
         };
         self.persist(
             Decision::Ambiguity {

@@ -7,7 +7,7 @@
 //! that reads it, not `synod verify` at run time. Kinds and fields are those of log format 1
 //! wherever their meaning is unchanged (ADR 0005).
 
-use super::types::{AgentInfo, AgentRecord, Dissent, Question};
+use super::types::{AgentInfo, AgentRecord, AheadBy, Dissent, OutsideDomain, Question};
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -124,6 +124,12 @@ pub enum Decision {
         probes: usize,
         /// The outvoted classes.
         dissent: Vec<Dissent>,
+        /// Where the decided class's members differ outside the domain (PL-19).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outside_domain: Option<OutsideDomain>,
+        /// Set when the widened rule decided (PL-20).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ahead_by: Option<AheadBy>,
         /// n.
         n: usize,
         /// m.
@@ -335,6 +341,7 @@ mod tests {
                     prompt: "p".into(),
                     readings: vec![],
                     differing: vec![],
+                    outside_domain: false,
                 },
             },
             Decision::Clarification {
@@ -353,6 +360,8 @@ mod tests {
                 reference_digest: "d".into(),
                 probes: 3,
                 dissent: vec![],
+                outside_domain: None,
+                ahead_by: None,
                 n: 3,
                 m: 1,
             },

@@ -16,14 +16,48 @@ impl Pipeline {
         classes: Vec<(Behaviour, Vec<AgentId>)>,
         out: &mut Vec<Output>,
     ) -> Stage {
-        let (ref_behaviour, members) = classes[0].clone();
+        let members = classes[0].1.clone();
         let holders = interface_holders(&it, &members);
         let representative = holders.first().copied().unwrap_or(members[0]);
         let rep = it.valid[&representative].clone();
+        let full_behaviour = it.behaviours[&representative].clone();
         let mut spec = rep.spec.clone();
-        spec.contract = self.decided_contract(&it, &members, &ref_behaviour);
-        let dissent = dissent(&it, &classes, &ref_behaviour);
+        spec.contract = self.decided_contract(&it, &members, &full_behaviour);
+        let dissent = dissent(&it, &classes, &classes[0].0);
         self.fault_outvoted(&dissent, out);
+        let outside_domain = outside_domain(&it, &members, representative);
+        if let Some((o, first)) = outside_domain
+            .as_ref()
+            .and_then(|o| o.differing.first().map(|f| (o, f)))
+        {
+            let groups: Vec<String> = o
+                .groups
+                .iter()
+                .map(|g| {
+                    g.iter()
+                        .map(|a| self.name(*a))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .collect();
+            out.push(Output::Progress(Progress::Note {
+                agent: groups.join(" | "),
+                note: format!(
+                    "programs differ only outside the examples' domain, on {} input(s) such as {}: not a vote (PL-19)",
+                    o.differing.len(),
+                    first.call
+                ),
+            }));
+        }
+        // The build is held to the reference on the inputs in the domain only (PL-19).
+        let (pool, ref_behaviour): (Vec<Call>, Behaviour) = it
+            .pool
+            .iter()
+            .zip(&full_behaviour)
+            .zip(&it.in_domain)
+            .filter(|(_, d)| **d)
+            .map(|((c, o), _)| (c.clone(), o.clone()))
+            .unzip();
         let names: Vec<String> = members.iter().map(|a| self.name(*a)).collect();
         let decided = Decision::InterpretationDecided {
             round: it.round,
@@ -32,8 +66,10 @@ impl Pipeline {
             representative,
             summary: spec.summary.clone(),
             reference_digest: Program::single(REFERENCE_MODULE, &rep.reference).digest(),
-            probes: it.pool.len(),
+            probes: pool.len(),
             dissent: dissent.clone(),
+            outside_domain: outside_domain.clone(),
+            ahead_by: it.widened.clone(),
             n: self.tally.n(),
             m: self.tally.m(),
         };
@@ -79,7 +115,9 @@ impl Pipeline {
             representative,
             class: members,
             dissent,
-            pool: it.pool.clone(),
+            outside_domain,
+            ahead_by: it.widened.clone(),
+            pool,
             ref_behaviour,
             builders,
             comps,
@@ -201,10 +239,41 @@ fn dissent(
                 .pool
                 .iter()
                 .enumerate()
-                .find(|(p, _)| b[*p] != decided[*p])
+                .find(|(p, _)| it.in_domain[*p] && b[*p] != decided[*p])
                 .map(|(p, c)| (c.clone(), decided[p].clone(), b[p].clone())),
         })
         .collect()
+}
+
+/// Where the class's members differ outside the domain: its sub-classes (the representative's
+/// first) and up to [`QUESTION_PROBES_MAX`] inputs with each one's outcome; `None` when they
+/// behave the same everywhere.
+fn outside_domain(it: &Interp, members: &[AgentId], rep: AgentId) -> Option<OutsideDomain> {
+    let mut subs = Pipeline::sub_classes(it, members);
+    if subs.len() < 2 {
+        return None;
+    }
+    if let Some(k) = subs.iter().position(|s| s.1.contains(&rep)) {
+        let s = subs.remove(k);
+        subs.insert(0, s);
+    }
+    let mut differing = Vec::new();
+    for (p, call) in it.pool.iter().enumerate() {
+        let outcomes: Vec<Outcome> = subs.iter().map(|(b, _)| b[p].clone()).collect();
+        if outcomes.iter().any(|o| *o != outcomes[0]) {
+            differing.push(DifferingProbe {
+                call: call.clone(),
+                outcomes,
+            });
+            if differing.len() >= QUESTION_PROBES_MAX {
+                break;
+            }
+        }
+    }
+    Some(OutsideDomain {
+        groups: subs.into_iter().map(|s| s.1).collect(),
+        differing,
+    })
 }
 
 /// For each pair of agents with a checked reading: on how many probes they behaved the same.

@@ -54,6 +54,8 @@ impl Pipeline {
             representative: b.representative,
             class: b.class,
             dissent: b.dissent,
+            outside_domain: b.outside_domain,
+            ahead_by: b.ahead_by,
             probes: b.pool,
             reference_behaviour: b.ref_behaviour,
             program,

@@ -12,6 +12,17 @@ pub const DEFAULT_MODULE: &str = "solution";
 /// Most functions taken from a reference's interface.
 const FUNCTIONS_MAX: usize = 64;
 
+/// A valid reading of an earlier sample of the round: a vote in the widened tally (PL-20).
+#[derive(Clone, Debug)]
+pub(super) struct Carried {
+    pub(super) agent: AgentId,
+    /// The request it answered.
+    pub(super) key: String,
+    pub(super) interp: Interpretation,
+    /// Its reference's behaviour on this sample's pool, once checked.
+    pub(super) behaviour: Option<Behaviour>,
+}
+
 /// The state of one interpret round (one prompt, one sample), through agree.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Interp {
@@ -19,6 +30,16 @@ pub(super) struct Interp {
     pub(super) sample: u32,
     pub(super) asked: BTreeSet<AgentId>,
     pub(super) valid: BTreeMap<AgentId, Interpretation>,
+    /// The request key each agent's latest reply answered (a reading's identity, PL-20).
+    pub(super) keys: BTreeMap<AgentId, String>,
+    /// Valid readings of earlier samples of this round, still votes in the widened tally.
+    pub(super) carried: Vec<Carried>,
+    /// Interpret calls made this round, every sample counted (PL-20's budget).
+    pub(super) calls: usize,
+    /// A member of the class being decided while its differential search runs.
+    pub(super) deciding: Option<AgentId>,
+    /// How the widened rule decided, when it did (PL-20).
+    pub(super) widened: Option<AheadBy>,
     /// Readings from code whose reference is being loaded to read its interface.
     pub(super) reading_code: BTreeMap<AgentId, Interpretation>,
     /// Agents whose latest reading this round was faulted (PL-18 may ask them again).
@@ -27,6 +48,10 @@ pub(super) struct Interp {
     pub(super) retries: BTreeMap<AgentId, u32>,
     pub(super) behaviours: BTreeMap<AgentId, Behaviour>,
     pub(super) pool: Vec<Call>,
+    /// What the round's written examples admit (PL-19).
+    pub(super) domain: crate::domain::Domain,
+    /// For each pool input, whether it is in the domain.
+    pub(super) in_domain: Vec<bool>,
     pub(super) extra: Vec<Call>,
     pub(super) checks_pending: usize,
     pub(super) replaced: usize,
@@ -41,6 +66,19 @@ impl Pipeline {
         &mut self,
         round: u32,
         sample: u32,
+        out: &mut Vec<Output>,
+    ) -> Stage {
+        self.start_sample(round, sample, Vec::new(), 0, out)
+    }
+
+    /// Starts sample `sample` of a round, with the earlier samples' valid readings and the
+    /// calls they cost.
+    pub(super) fn start_sample(
+        &mut self,
+        round: u32,
+        sample: u32,
+        carried: Vec<Carried>,
+        calls: usize,
         out: &mut Vec<Output>,
     ) -> Stage {
         out.push(Output::Progress(Progress::Stage {
@@ -65,6 +103,8 @@ impl Pipeline {
         let mut it = Box::new(Interp {
             round,
             sample,
+            carried,
+            calls,
             ..Interp::default()
         });
         let wave = self.tally.first_wave();
@@ -108,6 +148,14 @@ impl Pipeline {
                 chosen.push((a, it.sample + tries + 1));
             }
         }
+        // The round's call budget (PL-20); the first wave always fits (at least n − m).
+        let room = self
+            .cfg
+            .interpret_calls_max
+            .max(self.tally.first_wave())
+            .saturating_sub(it.calls);
+        chosen.truncate(room);
+        it.calls += chosen.len();
         for (a, _) in &chosen {
             it.asked.insert(*a);
         }
@@ -138,9 +186,11 @@ impl Pipeline {
         &mut self,
         mut it: Box<Interp>,
         agent: AgentId,
+        key: String,
         reply: Result<Reply, ReplyFault>,
         out: &mut Vec<Output>,
     ) -> Stage {
+        it.keys.insert(agent, key);
         let invalid = |detail: String| (FaultKind::InvalidReply, detail);
         let checked = match reply {
             Ok(Reply::Interpretation(mut i)) => {

@@ -75,6 +75,10 @@ enum CheckPurpose {
     Differential {
         agent: AgentId,
     },
+    /// An earlier sample's reading (`Interp::carried[index]`) on this sample's pool (PL-20).
+    Carried {
+        index: usize,
+    },
     Component {
         component: usize,
         agent: AgentId,
@@ -256,7 +260,7 @@ impl Pipeline {
                 };
                 match (stage, pending.purpose) {
                     (Stage::Interpret(it), AskPurpose::Interpret) => {
-                        self.on_reading(it, pending.agent, reply, out)
+                        self.on_reading(it, pending.agent, pending.key, reply, out)
                     }
                     (Stage::Build(b), AskPurpose::Implement { component }) => {
                         self.on_implementation(b, component, pending.agent, reply, out)
@@ -300,6 +304,9 @@ impl Pipeline {
                     }
                     (Stage::Interpret(it), CheckPurpose::Differential { agent }) => {
                         self.on_differential_check(it, agent, report, out)
+                    }
+                    (Stage::Interpret(it), CheckPurpose::Carried { index }) => {
+                        self.on_carried_check(it, index, report, out)
                     }
                     (Stage::Build(b), CheckPurpose::Component { component, agent }) => {
                         self.on_component_check(b, component, agent, report, out)

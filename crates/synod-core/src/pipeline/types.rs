@@ -23,6 +23,13 @@ pub const TIMEOUT_INCREMENT_MS: u64 = 10_000;
 /// Default of [`PipelineConfig::timeout_max_ms`].
 pub const TIMEOUT_MAX_MS: u64 = 600_000;
 
+/// Default of [`PipelineConfig::resamples_max`].
+pub const RESAMPLES_MAX: u32 = 4;
+/// Default of [`PipelineConfig::ahead_by`].
+pub const AHEAD_BY: usize = 2;
+/// Default of [`PipelineConfig::interpret_calls_max`], per agent: 3n calls a round.
+pub const INTERPRET_CALLS_PER_AGENT: usize = 3;
+
 /// Knobs of the pipeline; every one is a bound.
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
@@ -40,11 +47,19 @@ pub struct PipelineConfig {
     pub differential_rounds_max: u32,
     /// Fresh samples of every agent when a round neither decides nor finds ambiguity.
     pub resamples_max: u32,
+    /// PL-20's k: a class that holds k readings more than the next, every sample of the round
+    /// counted, and readings of more than m distinct agents is decided; 0 turns it off.
+    pub ahead_by: usize,
+    /// Interpret calls one round (one prompt, every sample) may make; at least n − m.
+    pub interpret_calls_max: usize,
     /// Fresh samples of one agent, within a round, after its reading was faulted and no
     /// agent is left that was not asked (PL-18).
     pub retries_max: u32,
     /// Candidates tried per component before the build fails.
     pub build_attempts_max: usize,
+    /// PL-21: a one-component reading's decided reference is the component's first candidate
+    /// (checked like any other); builders are asked only if it fails.
+    pub reference_first: bool,
     /// Clarification questions before the build gives up.
     pub clarifications_max: u32,
     /// Tokens (in and out, all agents) the build may spend; `None` for no limit.
@@ -66,9 +81,12 @@ impl PipelineConfig {
             probe_limits: ProbeLimits::default(),
             differential_max: 300,
             differential_rounds_max: 4,
-            resamples_max: 1,
+            resamples_max: RESAMPLES_MAX,
+            ahead_by: AHEAD_BY,
+            interpret_calls_max: INTERPRET_CALLS_PER_AGENT * n.max(1),
             retries_max: 1,
             build_attempts_max: n.max(1),
+            reference_first: true,
             clarifications_max: 3,
             tokens_max: None,
             timeout_increment_ms: TIMEOUT_INCREMENT_MS,
@@ -394,6 +412,10 @@ pub struct Question {
     pub readings: Vec<Reading>,
     /// Probes on which the readings differ, with each reading's outcome (in reading order).
     pub differing: Vec<DifferingProbe>,
+    /// The readings agree on every input shaped like the examples and differ only on inputs
+    /// outside that domain (PL-19).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outside_domain: bool,
 }
 
 /// One reading in a question.
@@ -407,6 +429,32 @@ pub struct Reading {
     pub summary: String,
 }
 
+/// How the widened rule (PL-20) decided a reading: not by the fault budget alone, but by a
+/// lead of k readings, every sample of the round counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AheadBy {
+    /// The lead required.
+    pub k: usize,
+    /// Readings in the decided group.
+    pub readings: usize,
+    /// Distinct agents among them (more than m).
+    pub agents: usize,
+    /// Readings counted in all.
+    pub of: usize,
+    /// Interpret calls the round had made.
+    pub calls: usize,
+}
+
+/// Members of a decided class that behave the same on every input in the domain and differ
+/// outside it (PL-19): not a vote, evidence for the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutsideDomain {
+    /// The sub-classes, the decided reference's first.
+    pub groups: Vec<Vec<AgentId>>,
+    /// Inputs outside the domain on which they differ (at most 8), outcomes in group order.
+    pub differing: Vec<DifferingProbe>,
+}
+
 /// A probe where readings differ.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DifferingProbe {
@@ -418,11 +466,19 @@ pub struct DifferingProbe {
 
 impl fmt::Display for Question {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "The agents read the prompt in {} different ways, each held by more agents than the fault budget explains:",
-            self.readings.len()
-        )?;
+        if self.outside_domain {
+            writeln!(
+                f,
+                "The agents agree on every input shaped like the examples, but their programs differ outside that domain in {} ways, each held by more agents than the fault budget explains:",
+                self.readings.len()
+            )?;
+        } else {
+            writeln!(
+                f,
+                "The agents read the prompt in {} different ways, each held by more agents than the fault budget explains:",
+                self.readings.len()
+            )?;
+        }
         for r in &self.readings {
             writeln!(
                 f,
@@ -482,7 +538,13 @@ pub struct BuildOutcome {
     pub class: Vec<AgentId>,
     /// The other classes, with an example of where each differed.
     pub dissent: Vec<Dissent>,
-    /// The probes of the final comparison.
+    /// Where the decided class's members differ outside the domain (PL-19), if they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_domain: Option<OutsideDomain>,
+    /// Set when the widened rule decided the reading (PL-20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ahead_by: Option<AheadBy>,
+    /// The probes of the final comparison (those in the domain).
     pub probes: Vec<Call>,
     /// The reference's behaviour on them.
     pub reference_behaviour: Behaviour,
