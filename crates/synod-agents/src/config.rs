@@ -86,6 +86,11 @@ pub struct AgentConfig {
     /// LLM backends: retries of one call on 429, 5xx and connection errors (default 3).
     #[serde(default)]
     pub retries_max: Option<u32>,
+    /// LLM backends: requests the endpoint (`base_url`) answers at once (llama.cpp's
+    /// `--parallel`); agents of one endpoint share them and must agree. A call waits for a
+    /// free slot and its deadline starts when it has one. Unset: no limit.
+    #[serde(default)]
+    pub slots: Option<u32>,
     /// Command backend: the program and its arguments (`["python3", "agent.py"]`), relative
     /// paths resolved against the agents file's directory as the working directory.
     #[serde(default)]
@@ -106,6 +111,8 @@ pub struct AgentConfig {
 
 /// Default deadline for one reply.
 pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
+/// Most `slots` an endpoint may have.
+pub const SLOTS_MAX: u32 = 64;
 /// Default retries of one LLM call.
 pub const DEFAULT_RETRIES_MAX: u32 = 3;
 /// Most retries of one LLM call that a file may ask for.
@@ -291,6 +298,27 @@ impl AgentsFile {
             }
             if a.max_tokens == Some(0) {
                 return Err(invalid(format!("{at}: max_tokens must be positive")));
+            }
+            if a.slots.is_some_and(|s| s == 0 || s > SLOTS_MAX) {
+                return Err(invalid(format!("{at}: slots is from 1 to {SLOTS_MAX}")));
+            }
+            if a.slots.is_some()
+                && !matches!(a.backend, BackendKind::Openai | BackendKind::Anthropic)
+            {
+                return Err(invalid(format!("{at}: `slots` is only for LLM backends")));
+            }
+            if let Some(other) = raw
+                .agents
+                .iter()
+                .find(|b| b.base_url.is_some() && b.base_url == a.base_url && b.slots != a.slots)
+            {
+                return Err(invalid(format!(
+                    "{at}: agents of one endpoint share its slots, but {:?} gives {} and {:?} gives {}",
+                    a.name,
+                    a.slots.map_or("none".into(), |s| s.to_string()),
+                    other.name,
+                    other.slots.map_or("none".into(), |s| s.to_string()),
+                )));
             }
             if a.retries_max.is_some_and(|r| r > RETRIES_MAX) {
                 return Err(invalid(format!(

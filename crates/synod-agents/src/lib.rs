@@ -25,6 +25,7 @@ pub mod llm;
 pub mod prompts;
 pub mod reply;
 pub mod scripted;
+pub mod slots;
 
 pub use cache::ResponseCache;
 pub use command::CommandAgent;

@@ -43,6 +43,8 @@ pub struct LlmAgent {
     settings: HttpSettings,
     client: ureq::Agent,
     cache: Option<ResponseCache>,
+    /// The endpoint's parallel slots, when the agents file names them.
+    slots: Option<std::sync::Arc<crate::slots::Endpoint>>,
 }
 
 /// What one exchange with the server gave.
@@ -79,6 +81,7 @@ impl LlmAgent {
             }
             .to_string()
         });
+        let base_url_for_slots = base_url.clone();
         let settings = HttpSettings {
             timeout: Duration::from_millis(c.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
             retries_max: c.retries_max.unwrap_or(DEFAULT_RETRIES_MAX),
@@ -96,6 +99,9 @@ impl LlmAgent {
             client: settings.client(),
             settings,
             cache: cache.cloned(),
+            slots: c
+                .slots
+                .map(|n| crate::slots::Endpoint::shared(&base_url_for_slots, n as usize)),
         })
     }
 
@@ -269,7 +275,16 @@ impl Agent for LlmAgent {
         {
             return Ok(hit);
         }
-        let x = self.exchange(&m, self.max_tokens, self.stream, &seed, heartbeat)?;
+        // At most the endpoint's slots in flight; the deadline starts with the slot.
+        let slot = self.slots.as_deref().map(|e| e.acquire(heartbeat));
+        let beat = || {
+            if let Some(e) = &self.slots {
+                e.progress();
+            }
+            heartbeat();
+        };
+        let x = self.exchange(&m, self.max_tokens, self.stream, &seed, &beat)?;
+        drop(slot);
         if let Some(cache) = &self.cache {
             // A reply that cannot be cached is still a good reply.
             let _ = cache.store(&key, &x.reply);

@@ -46,6 +46,9 @@ def add(a, b):
 
 #[derive(Default)]
 struct Srv {
+    /// Requests of model "busy" being answered now, and the most at once.
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: AtomicUsize,
     counts: Mutex<BTreeMap<String, u32>>,
     headers: Mutex<Vec<HeaderMap>>,
     bodies: Mutex<Vec<serde_json::Value>>,
@@ -181,6 +184,41 @@ async fn openai(State(s): State<Arc<Srv>>, headers: HeaderMap, body: Bytes) -> R
     };
     match model.as_str() {
         "ok" => ok(GOOD),
+        "busy" => {
+            // Streams for about a second; counts how many are streamed at once.
+            let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            s.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            struct Leave(Arc<AtomicUsize>);
+            impl Drop for Leave {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            let leave = Leave(Arc::clone(&s.in_flight));
+            let mut parts = openai_chunks(GOOD, true);
+            for p in &mut parts {
+                p.0 = 120;
+            }
+            let body = futures_util::stream::unfold(
+                (parts.into_iter(), Some(leave)),
+                |(mut it, mut leave)| async move {
+                    match it.next() {
+                        Some((delay, bytes)) => {
+                            tokio::time::sleep(Duration::from_millis(delay)).await;
+                            Some((Ok::<Bytes, std::io::Error>(Bytes::from(bytes)), (it, leave)))
+                        }
+                        None => {
+                            leave.take();
+                            None
+                        }
+                    }
+                },
+            );
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(body))
+                .unwrap()
+        }
         "r429" if n == 1 => Response::builder()
             .status(429)
             .header("retry-after", "1")
@@ -398,6 +436,90 @@ fn openai_streams_a_reply_with_heartbeats_and_usage() {
             .contains("Add two numbers.")
     );
     assert_eq!(a.describe(), "openai/ok");
+}
+
+#[test]
+fn agents_of_one_endpoint_share_its_slots_and_a_waiting_call_lives_on_its_progress() {
+    // Three agents of one endpoint; each reply streams for about a second.
+    let three = |url: &str, slots: &str| -> Vec<Box<dyn Agent>> {
+        let toml: String = (0..3)
+            .map(|i| {
+                format!(
+                    "[[agent]]\nname = \"a{i}\"\nbackend = \"openai\"\nmodel = \"busy\"\nbase_url = \"{url}\"\n{slots}timeout_ms = 5000\ntemperature = 0.{i}\n\n"
+                )
+            })
+            .collect();
+        build_agents(&file(&toml, Path::new(".")), None).unwrap()
+    };
+    let together = |agents: &[Box<dyn Agent>]| -> Vec<(bool, usize)> {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = agents
+                .iter()
+                .map(|a| {
+                    sc.spawn(move || {
+                        let beats = AtomicUsize::new(0);
+                        let r = a.call(&request(0), &|| {
+                            beats.fetch_add(1, Ordering::Relaxed);
+                        });
+                        (r.is_ok(), beats.load(Ordering::Relaxed))
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    // One slot (llama.cpp --parallel 1): one request at a time.
+    let srv = Server::start();
+    let started = Instant::now();
+    let results = together(&three(&srv.url, "slots = 1\n"));
+    assert!(results.iter().all(|r| r.0), "{results:?}");
+    assert_eq!(
+        srv.state.most_in_flight.load(Ordering::SeqCst),
+        1,
+        "one at a time"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(2000),
+        "they queued"
+    );
+    // Every call heartbeat while it waited (the slot holder streamed) and while it streamed.
+    assert!(results.iter().all(|r| r.1 >= 8), "{results:?}");
+    // Without slots, the server sees them together.
+    let srv = Server::start();
+    let results = together(&three(&srv.url, ""));
+    assert!(results.iter().all(|r| r.0), "{results:?}");
+    assert!(srv.state.most_in_flight.load(Ordering::SeqCst) >= 2);
+}
+
+#[test]
+fn slots_are_checked_in_the_agents_file() {
+    let base = "[[agent]]\nname = \"a\"\nbackend = \"openai\"\nmodel = \"m\"\nbase_url = \"http://h/v1\"\n";
+    for (extra, want) in [
+        ("slots = 0\n", "slots is from 1 to 64"),
+        ("slots = 65\n", "slots is from 1 to 64"),
+    ] {
+        let e = AgentsFile::parse(
+            &format!("{base}{extra}"),
+            Path::new("agents.toml"),
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    let two = format!(
+        "{base}slots = 2\n\n{}slots = 3\n",
+        base.replace("\"a\"", "\"b\"")
+    );
+    let e = AgentsFile::parse(&two, Path::new("agents.toml"), Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("share its slots"), "{e}");
+    let cmd = "[[agent]]\nname = \"c\"\nbackend = \"command\"\ncommand = [\"true\"]\nslots = 1\n";
+    let e = AgentsFile::parse(cmd, Path::new("agents.toml"), Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only for LLM backends"), "{e}");
 }
 
 #[test]
