@@ -5,14 +5,21 @@ usage: scripts/real-results.py OUT_DIR [OUT_DIR ...]
 
 Reads each OUT_DIR/results.csv (rows with p = real) and OUT_DIR/usable.csv, and prints, per
 suite and agents set: each strategy's outcomes, calls, tokens and wall time per task; for synod
-how often the first tally split; on HumanEvalComm how often each strategy asked on the original
+how often the first tally split; synod-cN rows (a call budget of N) make the budget curve; on
+HumanEvalComm how often each strategy asked on the original
 and on the modified prompts; and the usable-reply rate per model.
 """
 import csv
 import sys
 from collections import defaultdict
 
-STRATEGIES = ["single", "majority-text", "majority-behaviour", "codet", "synod"]
+BASE = ["single", "majority-text", "majority-behaviour", "codet", "synod"]
+
+
+def strategies_of(rows):
+    """The five strategies, then synod's variants (synod-c4, synod-k0, ...) in name order."""
+    names = {r["strategy"] for r in rows}
+    return [s for s in BASE if s in names] + sorted(names - set(BASE))
 OUTCOMES = ["correct", "silently-wrong", "asked", "abstained", "error"]
 
 
@@ -40,7 +47,7 @@ def main(dirs):
         print(f"\n#### {suite}, agents `{label}` (n = {n}, m = {m}): {len(units)} task prompts\n")
         print("| strategy | tasks | correct % | silently wrong % | asked % | abstained % | calls/task | tokens/task | s/task |")
         print("|---|---|---|---|---|---|---|---|---|")
-        for s in STRATEGIES:
+        for s in strategies_of(rs):
             sr = [r for r in rs if r["strategy"] == s]
             if not sr:
                 continue
@@ -59,9 +66,12 @@ def main(dirs):
         if syn:
             print(f"\nsynod: the first tally split into several classes on {len(split)} of {len(syn)} "
                   f"task prompts ({pct(len(split), len(syn))} %).")
+            widened = [r for r in syn if "ahead by" in r["detail"] or "readings of" in r["detail"]]
+            if widened:
+                print(f"synod: the widened tally (PL-20) decided {len(widened)} of {len(syn)}.")
         if suite == "humanevalcomm":
             print("\n| strategy | asked on original % | asked on modified % |\n|---|---|---|")
-            for s in STRATEGIES:
+            for s in strategies_of(rs):
                 o = [r for r in rs if r["strategy"] == s and r["variant"] == "original"]
                 md = [r for r in rs if r["strategy"] == s and r["variant"] != "original"]
                 if o or md:
