@@ -1539,11 +1539,14 @@ fn pl_20_without_a_lead_the_round_stops_at_its_call_budget() {
         |c| c.resamples_max = 100,
     );
     d.run();
-    assert!(
-        matches!(d.finish, Some(Finish::Failed { .. })),
-        "{:?}",
-        d.finish
-    );
+    match &d.finish {
+        // The failure names the readings and an input where they differ.
+        Some(Finish::Failed { reason, .. }) => assert!(
+            reason.contains("readings [a0] | [a1] | [a2], e.g. f(") && reason.contains(" | "),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -421,12 +421,10 @@ fn report(
         let _ = writeln!(r, "### Dissent\n");
         for d in &outcome.dissent {
             let who: Vec<String> = d.agents.iter().map(|a| agent_name(agents, *a)).collect();
-            let _ = write!(
-                r,
-                "- {} read it differently (\"{}\")",
-                who.join(", "),
-                d.summary
-            );
+            let _ = write!(r, "- {} read it differently", who.join(", "));
+            if !d.summary.trim().is_empty() {
+                let _ = write!(r, " (\"{}\")", d.summary);
+            }
             if let Some((call, ours, theirs)) = &d.example {
                 let _ = write!(
                     r,
@@ -435,7 +433,12 @@ fn report(
             }
             let _ = writeln!(
                 r,
-                ". Outvoted: the class is within the fault budget, so it is judged faulty."
+                "{}",
+                if outcome.ahead_by.is_some() {
+                    ". Outvoted by the widened tally (PL-20): the decided reading led it by the required readings."
+                } else {
+                    ". Outvoted: the class is within the fault budget, so it is judged faulty."
+                }
             );
         }
         let _ = writeln!(r);

@@ -420,11 +420,44 @@ impl Pipeline {
             return Stage::Interpret(it);
         }
         let why = format!(
-            "largest class has {} of the {} needed (n − m) and no agent is left to ask",
+            "largest class has {} of the {} needed (n − m) and no agent is left to ask{}",
             sizes.first().copied().unwrap_or(0),
-            self.tally.first_wave()
+            self.tally.first_wave(),
+            self.split_summary(&it)
         );
         self.no_decision(&it, &why, out)
+    }
+
+    /// The round's classes, by agent, and the first input in the domain where the two largest
+    /// differ, with each one's outcome: "; readings [a, b] | [c], e.g. f(0): 1 | raises
+    /// ZeroDivisionError". Empty with fewer than two classes.
+    fn split_summary(&self, it: &Interp) -> String {
+        let classes = Self::classes(it);
+        if classes.len() < 2 {
+            return String::new();
+        }
+        let groups: Vec<String> = classes
+            .iter()
+            .map(|(_, agents)| {
+                let names: Vec<String> = agents.iter().map(|a| self.name(*a)).collect();
+                format!("[{}]", names.join(", "))
+            })
+            .collect();
+        let (a, b) = (&classes[0].0, &classes[1].0);
+        let example = it
+            .pool
+            .iter()
+            .enumerate()
+            .find(|(p, _)| it.in_domain.get(*p) == Some(&true) && a.get(*p) != b.get(*p))
+            .map(|(p, c)| {
+                let outs: Vec<String> = classes
+                    .iter()
+                    .filter_map(|(beh, _)| beh.get(p).map(|o| o.to_string()))
+                    .collect();
+                format!(", e.g. {c}: {}", cap_text(&outs.join(" | "), 300))
+            })
+            .unwrap_or_default();
+        format!("; readings {}{example}", groups.join(" | "))
     }
 
     /// Nobody left to ask: resample every agent once, then give up with the evidence.
