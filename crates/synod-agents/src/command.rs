@@ -71,7 +71,7 @@ impl CommandAgent {
         let line = json!({
             "protocol": "synod-command-v1",
             "agent": self.name,
-            "role": match request.role { Role::Interpret => "interpret", Role::Implement => "implement" },
+            "role": match request.role { Role::Interpret => "interpret", Role::Implement => "implement", Role::Distinguish => "distinguish" },
             "key": request.key(),
             "system": m.system,
             "user": m.user,

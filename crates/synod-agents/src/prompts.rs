@@ -13,6 +13,10 @@ use synod_core::pipeline::{Request, Role};
 pub const INTERPRET_PROMPT: &str = include_str!("../prompts/interpret.md");
 /// The implement role prompt (one component of the decided spec).
 pub const IMPLEMENT_PROMPT: &str = include_str!("../prompts/implement.md");
+/// The distinguish role prompt (PL-22: inputs that could tell two programs apart). It is not
+/// part of [`role_prompts_digest`]: PL-22 is opt-in, and its text is in its requests' own
+/// messages, on which the response cache keys.
+pub const DISTINGUISH_PROMPT: &str = include_str!("../prompts/distinguish.md");
 
 /// The two messages of a chat request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -65,6 +69,30 @@ pub fn render(request: &Request) -> Messages {
             );
             Messages {
                 system: INTERPRET_PROMPT.to_string(),
+                user,
+            }
+        }
+        Role::Distinguish => {
+            if let Some(spec) = &request.spec {
+                user.push_str("\n## The functions\n\n");
+                for c in &spec.components {
+                    for f in &c.functions {
+                        user.push_str(&format!("- def {f}\n"));
+                    }
+                }
+            }
+            for (i, p) in request.programs.iter().enumerate() {
+                let label = if i == 0 { "A" } else { "B" };
+                user.push_str(&format!(
+                    "\n## Program {label}\n\n```python\n{}\n```\n",
+                    p.trim()
+                ));
+            }
+            user.push_str(
+                "\nWrite the ```examples block now: at most 8 calls on which A and B could differ.\n",
+            );
+            Messages {
+                system: DISTINGUISH_PROMPT.to_string(),
                 user,
             }
         }
@@ -161,6 +189,7 @@ mod tests {
             sample: 0,
             spec: None,
             component: None,
+            programs: Vec::new(),
         };
         let m = render(&r);
         assert!(m.system.starts_with("synod-prompt interpret"));

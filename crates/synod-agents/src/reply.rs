@@ -63,8 +63,37 @@ pub fn parse_reply(role: Role, text: &str) -> Result<Reply, ReplyFault> {
     match role {
         Role::Interpret => parse_interpretation(text).map(Reply::Interpretation),
         Role::Implement => parse_implementation(text).map(Reply::Implementation),
+        Role::Distinguish => parse_inputs(text).map(Reply::Inputs),
     }
     .map_err(ReplyFault::Invalid)
+}
+
+/// Most calls taken from a distinguish reply.
+const INPUTS_MAX: usize = 16;
+
+/// A distinguish reply (PL-22): the calls on its lines, from its fenced blocks (the whole text
+/// when it has none), at most [`INPUTS_MAX`]; what they are said to return is ignored.
+fn parse_inputs(text: &str) -> Result<Vec<synod_core::Call>, String> {
+    check_size(text)?;
+    let fs = fences(text);
+    let bodies: Vec<&str> = if fs.is_empty() {
+        vec![text]
+    } else {
+        fs.iter().map(|f| f.body.as_str()).collect()
+    };
+    let mut calls = Vec::new();
+    for line in bodies.iter().flat_map(|b| b.lines()) {
+        if let Some(e) = synod_core::pyexpr::example_line(line)
+            && !calls.contains(&e.call)
+            && calls.len() < INPUTS_MAX
+        {
+            calls.push(e.call);
+        }
+    }
+    if calls.is_empty() {
+        return Err("no call with literal arguments in the reply".into());
+    }
+    Ok(calls)
 }
 
 fn check_size(text: &str) -> Result<(), String> {
@@ -499,6 +528,19 @@ fn strip_trailing_commas(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_distinguish_reply_is_its_calls() {
+        let text =
+            "Try these:\n```examples\nf(1, 2)\nprint(f([3]))  # 4\nf(1, 2)\nnot a call\n```\n";
+        let Ok(Reply::Inputs(calls)) = parse_reply(Role::Distinguish, text) else {
+            panic!("no inputs")
+        };
+        let shown: Vec<String> = calls.iter().map(|c| c.to_string()).collect();
+        assert_eq!(shown, ["f(1, 2)", "f([3])"]);
+        assert!(parse_reply(Role::Distinguish, "I cannot tell them apart.").is_err());
+    }
+
     use super::*;
 
     const GOOD: &str = r#"Here is my reading.

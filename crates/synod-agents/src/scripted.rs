@@ -73,6 +73,7 @@ impl ScriptedAgent {
     pub fn candidates(&self, request: &Request) -> Vec<PathBuf> {
         let base = match request.role {
             Role::Interpret => "interpret".to_string(),
+            Role::Distinguish => "distinguish".to_string(),
             Role::Implement => format!(
                 "implement.{}",
                 request.component.as_deref().unwrap_or("unknown")
@@ -162,6 +163,7 @@ mod tests {
             sample,
             spec: None,
             component: component.map(str::to_string),
+            programs: Vec::new(),
         }
     }
 

@@ -357,6 +357,7 @@ fn request(sample: u32) -> Request {
         sample,
         spec: None,
         component: None,
+        programs: Vec::new(),
     }
 }
 
@@ -1171,6 +1172,7 @@ fn real_model_end_to_end() {
             sample: 0,
             spec: None,
             component: None,
+            programs: Vec::new(),
         };
         let results: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = agents
@@ -1242,6 +1244,7 @@ fn real_model_end_to_end() {
         sample: 0,
         spec: None,
         component: None,
+        programs: Vec::new(),
     };
     let again = agents[0].call(&request, &|| {}).unwrap();
     assert!(again.cached && again.usage.output_tokens > 0);

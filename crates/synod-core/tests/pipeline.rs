@@ -42,6 +42,14 @@ fn behave(tag: &str, x: i64) -> Outcome {
                 x.abs()
             }
         }
+        // Differs from abs only where no random draw goes.
+        "abs_but_big" => {
+            if x == 123_456 {
+                0
+            } else {
+                x.abs()
+            }
+        }
         // Agrees with abs on x >= 0; reads a negative x as nothing to count.
         "clamp" => x.max(0),
         "abs_loops" => {
@@ -220,6 +228,8 @@ struct Script {
     plays: Vec<Plays>,
     /// After clarification, agents whose reading changes.
     after_clarification: BTreeMap<u32, &'static str>,
+    /// What every agent proposes to a distinguish request (PL-22): f(x) for each x.
+    distinguish: Vec<i64>,
     asks: Vec<(AgentId, String)>,
     persisted: Vec<String>,
     progress: Vec<Progress>,
@@ -230,6 +240,16 @@ impl World for Script {
 
     fn reply(&mut self, agent: AgentId, req: &Request) -> Result<Option<AgentReply>, Self::Error> {
         self.asks.push((agent, req.key()));
+        if req.role == Role::Distinguish {
+            let reply = if self.distinguish.is_empty() {
+                Err(ReplyFault::Invalid("no inputs".into()))
+            } else {
+                Ok(Reply::Inputs(
+                    self.distinguish.iter().map(|x| call(*x)).collect(),
+                ))
+            };
+            return Ok(Some((reply, Usage::default())));
+        }
         let mut play = self.plays[agent.0 as usize].clone();
         if req.round > 0
             && let Some(tag) = self.after_clarification.get(&agent.0)
@@ -247,7 +267,7 @@ impl World for Script {
                         .collect();
                     Reply::Interpretation(interpretation(reading, &contract))
                 }
-                Role::Implement => Reply::Implementation(reading.to_string()),
+                Role::Implement | Role::Distinguish => Reply::Implementation(reading.to_string()),
             }),
             Plays::Silent => return Ok(None),
             Plays::InvalidOnce(_) if req.role == Role::Interpret && req.sample == 0 => {
@@ -255,11 +275,11 @@ impl World for Script {
             }
             Plays::InvalidOnce(tag) => Ok(match req.role {
                 Role::Interpret => Reply::Interpretation(interpretation(tag, &[(-4, 4)])),
-                Role::Implement => Reply::Implementation(tag.to_string()),
+                Role::Implement | Role::Distinguish => Reply::Implementation(tag.to_string()),
             }),
             Plays::FromCode(tag, stated) => Ok(match req.role {
                 Role::Interpret => Reply::Interpretation(code_reading(tag, stated)),
-                Role::Implement => Reply::Implementation(tag.to_string()),
+                Role::Implement | Role::Distinguish => Reply::Implementation(tag.to_string()),
             }),
             Plays::Invalid => Err(ReplyFault::Invalid("no JSON spec".into())),
             Plays::BySample(tags) => {
@@ -271,7 +291,7 @@ impl World for Script {
                         };
                         Reply::Interpretation(interpretation(tag, &[(-4, y.parse().unwrap())]))
                     }
-                    Role::Implement => Reply::Implementation(tag.to_string()),
+                    Role::Implement | Role::Distinguish => Reply::Implementation(tag.to_string()),
                 })
             }
             Plays::ReadsPositive(tag) => Ok(match req.role {
@@ -280,7 +300,7 @@ impl World for Script {
                     i.probes = vec![call(4)];
                     Reply::Interpretation(i)
                 }
-                Role::Implement => Reply::Implementation(tag.to_string()),
+                Role::Implement | Role::Distinguish => Reply::Implementation(tag.to_string()),
             }),
             Plays::Reads(reading, code) => Ok(match req.role {
                 Role::Interpret => {
@@ -288,7 +308,7 @@ impl World for Script {
                     let Outcome::Value(y) = y else { unreachable!() };
                     Reply::Interpretation(interpretation(reading, &[(-4, y.parse().unwrap())]))
                 }
-                Role::Implement => Reply::Implementation(code.to_string()),
+                Role::Implement | Role::Distinguish => Reply::Implementation(code.to_string()),
             }),
         };
         Ok(Some((reply, Usage::default())))
@@ -358,6 +378,7 @@ impl Driver {
             w: Script {
                 plays,
                 after_clarification: BTreeMap::new(),
+                distinguish: vec![],
                 asks: vec![],
                 persisted: vec![],
                 progress: vec![],
@@ -993,6 +1014,7 @@ mod stray {
             let mut script = Script {
                 plays,
                 after_clarification: BTreeMap::new(),
+                distinguish: vec![],
                 asks: vec![],
                 persisted: vec![],
                 progress: vec![],
@@ -1570,5 +1592,47 @@ fn pl_21_a_one_component_readings_reference_is_its_first_candidate() {
         d.asks.iter().all(|(_, k)| !k.starts_with("implement")),
         "{:?}",
         d.asks
+    );
+}
+
+#[test]
+fn pl_22_an_agents_distinguishing_input_splits_a_class_the_random_search_did_not() {
+    let plays = || {
+        vec![
+            Plays::Reads("abs_but_big", "abs_but_big"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+        ]
+    };
+    // Off (the default): the wrong program hides in the class of three.
+    let mut d = Driver::new(4, 1, plays());
+    d.w.distinguish = vec![123_456, 5];
+    d.run();
+    assert_eq!(d.built().class, vec![AgentId(0), AgentId(1), AgentId(2)]);
+    assert!(d.asks.iter().all(|(_, k)| !k.starts_with("distinguish")));
+    // On: one distinguish call, f(123456) splits the class, the fourth agent makes it 3 to 1.
+    let mut d = Driver::with_config(4, 1, plays(), |c| c.distinguish = true);
+    d.w.distinguish = vec![123_456, 5];
+    d.run();
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(1), AgentId(2), AgentId(3)]);
+    assert_eq!(b.dissent[0].agents, vec![AgentId(0)]);
+    assert!(b.probes.contains(&call(123_456)));
+    let asked: Vec<&str> = d.asks.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        asked.iter().filter(|k| **k == "distinguish").count(),
+        1,
+        "{asked:?}"
+    );
+    // An agent that proposes nothing usable costs its call and changes nothing.
+    let mut d = Driver::with_config(4, 1, plays(), |c| c.distinguish = true);
+    d.run();
+    assert_eq!(d.built().class, vec![AgentId(0), AgentId(1), AgentId(2)]);
+    assert!(
+        d.built()
+            .agents
+            .iter()
+            .all(|a| a.faults.iter().all(|f| f.kind != FaultKind::InvalidReply))
     );
 }

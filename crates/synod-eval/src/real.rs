@@ -155,6 +155,7 @@ impl<'a> RealCell<'a> {
             sample: 0,
             spec: None,
             component: None,
+            programs: Vec::new(),
         }
     }
 
@@ -211,7 +212,9 @@ impl<'a> RealCell<'a> {
                 let (interpretation, unusable) =
                     match synod_agents::reply::parse_reply(Role::Interpret, &r.text) {
                         Ok(Reply::Interpretation(i)) => (Some(i), None),
-                        Ok(Reply::Implementation(_)) => (None, Some("not a reading".into())),
+                        Ok(Reply::Implementation(_) | Reply::Inputs(_)) => {
+                            (None, Some("not a reading".into()))
+                        }
                         Err(e) => (None, Some(e.to_string())),
                     };
                 Drawn {

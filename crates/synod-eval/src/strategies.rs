@@ -37,7 +37,7 @@ pub const STRATEGIES: &[&str] = &[
 
 /// A synod strategy's knobs, read from its name: `synod` (the pipeline's defaults),
 /// `synod-c8` (at most 8 interpret calls a round), `synod-k0` (the widened tally off, PL-20),
-/// `synod-k3-c12`. Rows keep the name, so one run can score several call budgets on the same
+/// `synod-k3-c12`, `synod-s` (PL-22's distinguishing inputs on). Rows keep the name, so one run can score several call budgets on the same
 /// replies (the budget curve in docs/RESULTS.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SynodKnobs {
@@ -45,6 +45,8 @@ pub struct SynodKnobs {
     pub ahead_by: Option<usize>,
     /// Interpret calls a round may make.
     pub interpret_calls_max: Option<usize>,
+    /// PL-22 on (`-s`).
+    pub distinguish: bool,
 }
 
 impl SynodKnobs {
@@ -53,6 +55,10 @@ impl SynodKnobs {
         let rest = name.strip_prefix("synod")?;
         let mut k = SynodKnobs::default();
         for part in rest.split('-').skip(1) {
+            if part == "s" && !k.distinguish {
+                k.distinguish = true;
+                continue;
+            }
             let (what, n) = part.split_at(1.min(part.len()));
             let n: usize = n.parse().ok().filter(|n| *n <= 10_000)?;
             match what {
@@ -72,6 +78,7 @@ impl SynodKnobs {
         if let Some(c) = self.interpret_calls_max {
             cfg.interpret_calls_max = c;
         }
+        cfg.distinguish |= self.distinguish;
     }
 }
 
@@ -425,6 +432,16 @@ impl Cell<'_> {
         let attempt = match request.role {
             Role::Interpret => request.sample as usize,
             Role::Implement => 1,
+            // A simulated agent has no model of what inputs might tell programs apart: it
+            // proposes none, so PL-22 costs a call and changes nothing in the simulation.
+            Role::Distinguish => {
+                return Ok(Some((
+                    Err(ReplyFault::Invalid(
+                        "a simulated agent proposes no inputs".into(),
+                    )),
+                    Usage::default(),
+                )));
+            }
         };
         let plan = self.reading_after_clarification(plan, &request.prompt)?;
         let Some(src) = self.sim.program(plan, attempt) else {
@@ -444,7 +461,7 @@ impl Cell<'_> {
                 reference: src,
                 probes: self.sim.probes.clone(),
             }),
-            Role::Implement => Reply::Implementation(src),
+            Role::Implement | Role::Distinguish => Reply::Implementation(src),
         };
         Ok(Some((Ok(reply), usage)))
     }
@@ -642,4 +659,34 @@ pub fn normalize_source(src: &str) -> String {
         .filter(|l| !l.trim().is_empty())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod knob_tests {
+    use super::*;
+
+    #[test]
+    fn synod_strategy_names_carry_their_knobs() {
+        assert_eq!(SynodKnobs::parse("synod"), Some(SynodKnobs::default()));
+        let k = SynodKnobs::parse("synod-k3-c12").unwrap();
+        assert_eq!((k.ahead_by, k.interpret_calls_max), (Some(3), Some(12)));
+        assert_eq!(
+            SynodKnobs::parse("synod-c8").unwrap().interpret_calls_max,
+            Some(8)
+        );
+        assert!(SynodKnobs::parse("synod-s-c8").unwrap().distinguish);
+        for bad in [
+            "synodx",
+            "synod-",
+            "synod-c0",
+            "synod-k99",
+            "synod-c8-c9",
+            "synod-z1",
+            "synod-s-s",
+            "single",
+        ] {
+            assert_eq!(SynodKnobs::parse(bad), None, "{bad}");
+        }
+        assert!(is_strategy("codet") && is_strategy("synod-k0") && !is_strategy("synod-c"));
+    }
 }

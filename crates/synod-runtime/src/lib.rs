@@ -126,6 +126,8 @@ pub struct Widen {
     pub ahead_by: Option<usize>,
     /// Interpret calls one round may make.
     pub interpret_calls_max: Option<usize>,
+    /// PL-22: ask an agent for inputs that tell a class's programs apart.
+    pub distinguish: bool,
 }
 
 /// How a build ended.
@@ -278,6 +280,7 @@ pub fn run_build(
     if let Some(c) = widen.interpret_calls_max {
         cfg.interpret_calls_max = c;
     }
+    cfg.distinguish = widen.distinguish;
     let pipeline = Pipeline::new(cfg, prompt.clone())?;
     let key_file = out_dir.join(MARKER_DIR).join("key");
     let (log, resuming) = match open_log(&out_dir, &key_file, resume)? {

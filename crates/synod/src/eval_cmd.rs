@@ -31,7 +31,8 @@ pub struct EvalArgs {
     pub grid: bool,
     /// Strategies, comma-separated: single, majority-text, majority-behaviour, codet, synod.
     /// `synod-cN` caps a round at N interpret calls and `synod-kN` sets the widened tally's
-    /// lead (PL-20; k0: off), e.g. synod-c4,synod-c8,synod-c12 for a call-budget curve.
+    /// lead (PL-20; k0: off), `synod-s` asks for distinguishing inputs (PL-22), e.g.
+    /// synod-c4,synod-c8,synod-c12 for a call-budget curve.
     #[arg(long, value_delimiter = ',')]
     pub strategy: Option<Vec<String>>,
     /// Run the first N tasks only.
@@ -147,7 +148,7 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<u8> {
         .find(|s| !synod_eval::strategies::is_strategy(s))
     {
         eprintln!(
-            "synod eval: unknown strategy {bad:?} (known: {}; synod-cN caps a round at N interpret calls, synod-kN sets the widened tally's lead, e.g. synod-k0-c8)",
+            "synod eval: unknown strategy {bad:?} (known: {}; synod-cN caps a round at N interpret calls, synod-kN sets the widened tally's lead, synod-s turns on distinguishing inputs, e.g. synod-k0-c8)",
             synod_eval::strategies::STRATEGIES.join(", ")
         );
         return Ok(2);

@@ -124,6 +124,11 @@ struct BuildArgs {
     /// --resume.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     max_interpret_calls: Option<u64>,
+    /// Before deciding a reading whose agents wrote different programs that agree on every
+    /// input tried, ask an agent for inputs that could tell two of them apart and run them
+    /// (PL-22, S*): one more call per such decision. Give the same flag on --resume.
+    #[arg(long)]
+    distinguish: bool,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -280,6 +285,7 @@ fn build(args: &BuildArgs) -> Result<u8> {
         widen: synod_runtime::Widen {
             ahead_by: Some(args.ahead_by as usize),
             interpret_calls_max: args.max_interpret_calls.map(|c| c as usize),
+            distinguish: args.distinguish,
         },
     };
     eprintln!(

@@ -44,6 +44,7 @@ impl AgentState {
 pub(super) enum AskPurpose {
     Interpret,
     Implement { component: usize },
+    Distinguish,
 }
 
 /// An ask sent and not yet answered.

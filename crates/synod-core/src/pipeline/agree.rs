@@ -499,6 +499,123 @@ impl Pipeline {
         }
     }
 
+    /// PL-22: asks an agent (the first not suspected, in agents-file order) for inputs on which
+    /// two distinct members of the class under decision could differ.
+    fn ask_distinguish(
+        &mut self,
+        mut it: Box<Interp>,
+        reps: Vec<AgentId>,
+        out: &mut Vec<Output>,
+    ) -> Stage {
+        it.distinguish_asked = true;
+        let Some(agent) = self
+            .agents
+            .iter()
+            .map(|a| a.info.id)
+            .find(|a| !self.is_suspected(*a))
+        else {
+            return self.decide_deciding(it, out);
+        };
+        let request = Request {
+            role: Role::Distinguish,
+            prompt: self.prompt.clone(),
+            round: it.round,
+            sample: it.sample,
+            spec: Some(it.valid[&reps[0]].spec.clone()),
+            component: None,
+            programs: reps[..2]
+                .iter()
+                .map(|a| it.valid[a].reference.clone())
+                .collect(),
+        };
+        it.distinguish_reps = reps;
+        self.ask(agent, AskPurpose::Distinguish, request, out);
+        Stage::Interpret(it)
+    }
+
+    /// PL-22's inputs arrived: those that call a function of the class's interface with as many
+    /// arguments as it takes, and are in the domain, run on the distinct members (as in PL-7);
+    /// none, or a reply without any, and the class is decided. A reply here is never a fault.
+    pub(super) fn on_inputs(
+        &mut self,
+        mut it: Box<Interp>,
+        agent: AgentId,
+        reply: Result<Reply, ReplyFault>,
+        out: &mut Vec<Output>,
+    ) -> Stage {
+        let proposed = match reply {
+            Ok(Reply::Inputs(calls)) => calls,
+            Ok(_) => Vec::new(),
+            Err(f) => {
+                out.push(Output::Progress(Progress::Note {
+                    agent: self.name(agent),
+                    note: format!("no distinguishing inputs (PL-22): {f}"),
+                }));
+                Vec::new()
+            }
+        };
+        let arities: BTreeMap<String, usize> = it
+            .distinguish_reps
+            .first()
+            .map(|a| {
+                it.valid[a]
+                    .spec
+                    .components
+                    .iter()
+                    .flat_map(|c| &c.functions)
+                    .map(|f| (f.name.clone(), f.params.len()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut calls: Vec<Call> = Vec::new();
+        for mut c in proposed {
+            if let Some((_, f)) = c.function.rsplit_once('.') {
+                c.function = f.to_string();
+            }
+            let fits = arities.get(&c.function).is_some_and(|n| *n >= c.args.len())
+                && it.domain.admits(&c)
+                && c.args
+                    .iter()
+                    .all(|a| a.size() <= self.cfg.probe_limits.value_size_max)
+                && !calls.contains(&c);
+            if fits && calls.len() < DISTINGUISHING_MAX {
+                calls.push(c);
+            }
+        }
+        out.push(Output::Progress(Progress::Note {
+            agent: self.name(agent),
+            note: format!(
+                "{} distinguishing input(s) proposed in the domain (PL-22)",
+                calls.len()
+            ),
+        }));
+        if calls.is_empty() {
+            return self.decide_deciding(it, out);
+        }
+        let reps = std::mem::take(&mut it.distinguish_reps);
+        it.differential_calls = calls.clone();
+        it.differential.clear();
+        it.checks_pending = reps.len();
+        for a in reps {
+            let request = refinement::reference_check(&it.valid[&a], &[], &calls);
+            self.run_check(CheckPurpose::Differential { agent: a }, request, out);
+        }
+        Stage::Interpret(it)
+    }
+
+    /// Decides the class under decision (`Interp::deciding`, first).
+    fn decide_deciding(&mut self, it: Box<Interp>, out: &mut Vec<Output>) -> Stage {
+        let mut classes = Self::classes(&it);
+        if let Some(k) = it
+            .deciding
+            .and_then(|d| classes.iter().position(|c| c.1.contains(&d)))
+        {
+            let c = classes.remove(k);
+            classes.insert(0, c);
+        }
+        self.decide_in_domain(it, classes, out)
+    }
+
     fn start_differential(
         &mut self,
         mut it: Box<Interp>,
@@ -550,6 +667,12 @@ impl Pipeline {
                 if distinguishing.len() >= DISTINGUISHING_MAX {
                     break;
                 }
+            }
+        }
+        if distinguishing.is_empty() && self.cfg.distinguish && !it.distinguish_asked {
+            let reps: Vec<AgentId> = it.differential.keys().copied().collect();
+            if reps.len() >= 2 {
+                return self.ask_distinguish(it, reps, out);
             }
         }
         if distinguishing.is_empty() {

@@ -141,6 +141,7 @@ impl Pipeline {
             sample: 0,
             spec: Some(b.spec.clone()),
             component: Some(comp.spec.name.clone()),
+            programs: Vec::new(),
         };
         self.ask(agent, AskPurpose::Implement { component }, request, out);
         Stage::Build(b)
@@ -164,7 +165,7 @@ impl Pipeline {
                 format!("module larger than {SOURCE_BYTES_MAX} bytes"),
             )),
             Ok(Reply::Implementation(code)) => Ok(code),
-            Ok(Reply::Interpretation(_)) => Err(invalid(
+            Ok(Reply::Interpretation(_) | Reply::Inputs(_)) => Err(invalid(
                 "answered with a reading where code was asked".into(),
             )),
             Err(f) => Err(reply_fault(&f)),

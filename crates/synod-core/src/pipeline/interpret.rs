@@ -38,6 +38,10 @@ pub(super) struct Interp {
     pub(super) calls: usize,
     /// A member of the class being decided while its differential search runs.
     pub(super) deciding: Option<AgentId>,
+    /// Whether PL-22's agent was asked this round (once per round).
+    pub(super) distinguish_asked: bool,
+    /// The distinct members PL-22's inputs will run on.
+    pub(super) distinguish_reps: Vec<AgentId>,
     /// How the widened rule decided, when it did (PL-20).
     pub(super) widened: Option<AheadBy>,
     /// Readings from code whose reference is being loaded to read its interface.
@@ -167,6 +171,7 @@ impl Pipeline {
                 sample: *sample,
                 spec: None,
                 component: None,
+                programs: Vec::new(),
             };
             self.ask(*a, AskPurpose::Interpret, request, out);
         }
@@ -197,7 +202,7 @@ impl Pipeline {
                 self.name_components(&mut i);
                 validate_interpretation(&i).map(|()| i).map_err(invalid)
             }
-            Ok(Reply::Implementation(_)) => Err(invalid(
+            Ok(Reply::Implementation(_) | Reply::Inputs(_)) => Err(invalid(
                 "answered with code where a reading was asked".into(),
             )),
             Err(f) => Err(reply_fault(&f)),

@@ -262,6 +262,9 @@ impl Pipeline {
                     (Stage::Interpret(it), AskPurpose::Interpret) => {
                         self.on_reading(it, pending.agent, pending.key, reply, out)
                     }
+                    (Stage::Interpret(it), AskPurpose::Distinguish) => {
+                        self.on_inputs(it, pending.agent, reply, out)
+                    }
                     (Stage::Build(b), AskPurpose::Implement { component }) => {
                         self.on_implementation(b, component, pending.agent, reply, out)
                     }
@@ -334,6 +337,10 @@ impl Pipeline {
     fn reassign(&mut self, stage: Stage, pending: PendingAsk, out: &mut Vec<Output>) -> Stage {
         match (stage, pending.purpose) {
             (Stage::Interpret(it), AskPurpose::Interpret) => self.replace_silent_reader(it, out),
+            (Stage::Interpret(it), AskPurpose::Distinguish) => {
+                let silent = Err(ReplyFault::Crashed("silent past its deadline".into()));
+                self.on_inputs(it, pending.agent, silent, out)
+            }
             (Stage::Build(b), AskPurpose::Implement { component }) => {
                 self.next_builder(b, component, out)
             }

@@ -57,6 +57,10 @@ pub struct PipelineConfig {
     pub retries_max: u32,
     /// Candidates tried per component before the build fails.
     pub build_attempts_max: usize,
+    /// PL-22: before deciding a class whose members are different programs and that the
+    /// differential search did not split, ask an agent for inputs that could tell two of them
+    /// apart (S*). Off by default: one more call per such decision.
+    pub distinguish: bool,
     /// PL-21: a one-component reading's decided reference is the component's first candidate
     /// (checked like any other); builders are asked only if it fails.
     pub reference_first: bool,
@@ -87,6 +91,7 @@ impl PipelineConfig {
             retries_max: 1,
             build_attempts_max: n.max(1),
             reference_first: true,
+            distinguish: false,
             clarifications_max: 3,
             tokens_max: None,
             timeout_increment_ms: TIMEOUT_INCREMENT_MS,
@@ -103,6 +108,8 @@ pub enum Role {
     Interpret,
     /// Write one component of the decided spec.
     Implement,
+    /// Propose inputs on which two programs of one class could differ (PL-22).
+    Distinguish,
 }
 
 /// A request to an agent.
@@ -120,6 +127,9 @@ pub struct Request {
     pub spec: Option<Spec>,
     /// The component to implement.
     pub component: Option<String>,
+    /// Distinguish: the programs to tell apart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<String>,
 }
 
 impl Request {
@@ -128,6 +138,7 @@ impl Request {
     pub fn key(&self) -> String {
         let mut k = match self.role {
             Role::Interpret => "interpret".to_string(),
+            Role::Distinguish => "distinguish".to_string(),
             Role::Implement => format!(
                 "implement.{}",
                 self.component.as_deref().unwrap_or("unknown")
@@ -150,6 +161,8 @@ pub enum Reply {
     Interpretation(Interpretation),
     /// An answer to an implement request: the module's source.
     Implementation(String),
+    /// An answer to a distinguish request: the proposed calls.
+    Inputs(Vec<Call>),
 }
 
 /// Why an agent produced no usable reply.
