@@ -66,7 +66,12 @@ def main(dirs):
         if syn:
             print(f"\nsynod: the first tally split into several classes on {len(split)} of {len(syn)} "
                   f"task prompts ({pct(len(split), len(syn))} %).")
-            widened = [r for r in syn if "ahead by" in r["detail"] or "readings of" in r["detail"]]
+            def last_tally(r):
+                t = r["detail"].split("classes ", 1)[1].split(";")[0].split() if "classes " in r["detail"] else []
+                return [int(x) for x in t[-1].split("-") if x.isdigit()] if t else []
+            # A widened tally (PL-20) counts more readings than there are agents.
+            widened = [r for r in syn if r["outcome"] in ("correct", "silently-wrong")
+                       and sum(last_tally(r)) > int(n)]
             if widened:
                 print(f"synod: the widened tally (PL-20) decided {len(widened)} of {len(syn)}.")
         if suite == "humanevalcomm":
