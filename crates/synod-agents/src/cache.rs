@@ -39,6 +39,9 @@ pub struct CacheKey<'a> {
     /// The sampling seed sent with the request, where the backend takes one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u32>,
+    /// The JSON schema the reply was constrained to, by name (`None`: free text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<&'a str>,
 }
 
 impl CacheKey<'_> {
@@ -156,6 +159,7 @@ mod tests {
             role_prompts_digest: "d",
             sample,
             seed: None,
+            schema: None,
         }
     }
 

@@ -31,6 +31,9 @@ pub struct AgentCheck {
     pub latency_ms: Option<u64>,
     /// Whether a streamed reply worked (`None`: not tried).
     pub streaming: Option<bool>,
+    /// Whether the server constrains a reply to a JSON schema (`response_format`, OpenAI
+    /// protocol; `None`: not tried). When it does, `structured_output = true` may be set.
+    pub structured_output: Option<bool>,
     /// The model the server says answered, when it differs from the one asked.
     pub served_model: Option<String>,
     /// What is wrong, in plain words.
@@ -57,6 +60,7 @@ pub fn check_agent(a: &AgentConfig, base_dir: &Path) -> AgentCheck {
         usable: false,
         latency_ms: None,
         streaming: None,
+        structured_output: None,
         served_model: None,
         problem: None,
         note: None,
@@ -148,6 +152,16 @@ fn check_llm(a: &AgentConfig, out: &mut AgentCheck) {
             }
         }
     }
+    if out.usable && a.backend == BackendKind::Openai {
+        out.structured_output = Some(honours_schema(&agent, a));
+        if out.structured_output == Some(true) && a.structured_output != Some(true) {
+            let tip = "the server honours a JSON schema: `structured_output = true` constrains its distinguish replies (PL-22)";
+            out.note = Some(match out.note.take() {
+                Some(n) => format!("{n}; {tip}"),
+                None => tip.to_string(),
+            });
+        }
+    }
     if out.usable && agent.streams() && out.streaming == Some(false) {
         out.usable = false;
         out.problem = Some(format!(
@@ -155,6 +169,24 @@ fn check_llm(a: &AgentConfig, out: &mut AgentCheck) {
             out.note.take().unwrap_or_default()
         ));
     }
+}
+
+/// Asks for a list of calls constrained to [`crate::llm::calls_schema`]: does the reply hold to
+/// it? A server that ignores `response_format` answers in prose or fences.
+fn honours_schema(agent: &LlmAgent, a: &AgentConfig) -> bool {
+    let m = Messages {
+        system: "You propose test inputs.".into(),
+        user: "Give two example calls of a Python function f(x) with literal arguments.".into(),
+    };
+    let seed = format!("check-schema/{}", a.name);
+    let schema = crate::llm::calls_schema();
+    let Ok(x) = agent.exchange_with(&m, 64, agent.streams(), &seed, &|| {}, Some(&schema)) else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(x.reply.text.trim())
+        .ok()
+        .and_then(|v| v.get("calls").and_then(|c| c.as_array()).cloned())
+        .is_some_and(|calls| calls.iter().all(|c| c.is_string()))
 }
 
 fn explain(message: &str) -> String {

@@ -309,6 +309,7 @@ impl Agent for CommandAgent {
             role_prompts_digest: &digest,
             sample: request.sample,
             seed: None,
+            schema: None,
         };
         if let Some(cache) = &self.cache
             && let Some(hit) = cache.lookup(&key)

@@ -91,6 +91,11 @@ pub struct AgentConfig {
     /// free slot and its deadline starts when it has one. Unset: no limit.
     #[serde(default)]
     pub slots: Option<u32>,
+    /// LLM backends (OpenAI protocol): constrain the replies that benefit (a distinguish
+    /// reply's calls, PL-22) to a JSON schema. `synod agents check` says whether the server
+    /// honours it. Default false: every reply is read by the tolerant fenced parser.
+    #[serde(default)]
+    pub structured_output: Option<bool>,
     /// Command backend: the program and its arguments (`["python3", "agent.py"]`), relative
     /// paths resolved against the agents file's directory as the working directory.
     #[serde(default)]

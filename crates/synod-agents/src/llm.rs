@@ -15,7 +15,7 @@ use crate::prompts::{Messages, render, role_prompts_digest};
 use crate::{Agent, AgentError, AgentReply};
 use serde_json::{Value as Json, json};
 use std::time::Duration;
-use synod_core::pipeline::{Request, Usage};
+use synod_core::pipeline::{Request, Role, Usage};
 
 /// Which wire protocol an [`LlmAgent`] speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +45,34 @@ pub struct LlmAgent {
     cache: Option<ResponseCache>,
     /// The endpoint's parallel slots, when the agents file names them.
     slots: Option<std::sync::Arc<crate::slots::Endpoint>>,
+    /// Constrain the replies that benefit (distinguish: a list of calls) to a JSON schema
+    /// (`structured_output`; OpenAI protocol only). `synod agents check` says whether the
+    /// server honours it.
+    structured: bool,
 }
+
+/// The schema a distinguish reply is constrained to with `structured_output = true`:
+/// `{"calls": ["f(1, 2)", ...]}`, at most 8 calls written as Python.
+pub fn calls_schema() -> Json {
+    json!({
+        "type": "json_schema",
+        "json_schema": {
+            "name": CALLS_SCHEMA,
+            "strict": true,
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "calls": {"type": "array", "items": {"type": "string"}, "maxItems": 8}
+                },
+                "required": ["calls"],
+                "additionalProperties": false
+            }
+        }
+    })
+}
+
+/// The name of [`calls_schema`] (in the cache key of constrained replies).
+pub const CALLS_SCHEMA: &str = "calls";
 
 /// What one exchange with the server gave.
 #[derive(Debug, Clone)]
@@ -102,6 +129,7 @@ impl LlmAgent {
             slots: c
                 .slots
                 .map(|n| crate::slots::Endpoint::shared(&base_url_for_slots, n as usize)),
+            structured: c.structured_output.unwrap_or(false) && protocol == Protocol::OpenAi,
         })
     }
 
@@ -171,8 +199,26 @@ impl LlmAgent {
         seed: &str,
         heartbeat: &dyn Fn(),
     ) -> Result<Exchange, AgentError> {
+        self.exchange_with(m, max_tokens, stream, seed, heartbeat, None)
+    }
+
+    /// [`LlmAgent::exchange`], the reply constrained by `response_format` when given (OpenAI
+    /// protocol: a JSON schema, which llama.cpp's server, vLLM and OpenAI honour).
+    pub fn exchange_with(
+        &self,
+        m: &Messages,
+        max_tokens: u64,
+        stream: bool,
+        seed: &str,
+        heartbeat: &dyn Fn(),
+        response_format: Option<&Json>,
+    ) -> Result<Exchange, AgentError> {
         let url = self.url();
-        let body = serde_json::to_vec(&self.body(m, max_tokens, stream, sampling_seed(seed)))
+        let mut body = self.body(m, max_tokens, stream, sampling_seed(seed));
+        if let (Some(f), Protocol::OpenAi) = (response_format, self.protocol) {
+            body["response_format"] = f.clone();
+        }
+        let body = serde_json::to_vec(&body)
             .map_err(|e| AgentError::Failed(format!("cannot encode the request: {e}")))?;
         http::with_retries(self.settings.retries_max, seed, || {
             let mut req = self
@@ -246,6 +292,7 @@ impl LlmAgent {
             role_prompts_digest: digest,
             sample,
             seed: (self.protocol == Protocol::OpenAi).then_some(seed),
+            schema: None,
         }
     }
 }
@@ -269,7 +316,9 @@ impl Agent for LlmAgent {
         // The agent's name is in the seed: two agents of one model and temperature draw
         // different samples, and each draws the same one again on a rerun.
         let seed = format!("{}/{}", self.name, request.key());
-        let key = self.cache_key(&m, &digest, request.sample, sampling_seed(&seed));
+        let schema = (self.structured && request.role == Role::Distinguish).then(calls_schema);
+        let mut key = self.cache_key(&m, &digest, request.sample, sampling_seed(&seed));
+        key.schema = schema.as_ref().map(|_| CALLS_SCHEMA);
         if let Some(cache) = &self.cache
             && let Some(hit) = cache.lookup(&key)
         {
@@ -283,7 +332,14 @@ impl Agent for LlmAgent {
             }
             heartbeat();
         };
-        let x = self.exchange(&m, self.max_tokens, self.stream, &seed, &beat)?;
+        let x = self.exchange_with(
+            &m,
+            self.max_tokens,
+            self.stream,
+            &seed,
+            &beat,
+            schema.as_ref(),
+        )?;
         drop(slot);
         if let Some(cache) = &self.cache {
             // A reply that cannot be cached is still a good reply.

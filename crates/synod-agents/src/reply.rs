@@ -75,11 +75,21 @@ const INPUTS_MAX: usize = 16;
 /// when it has none), at most [`INPUTS_MAX`]; what they are said to return is ignored.
 fn parse_inputs(text: &str) -> Result<Vec<synod_core::Call>, String> {
     check_size(text)?;
+    // A reply constrained to the calls schema (`structured_output`): {"calls": ["f(1)", ...]}.
+    let from_json: Option<Vec<String>> = serde_json::from_str::<serde_json::Value>(text.trim())
+        .ok()
+        .and_then(|v| {
+            v.get("calls")?.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_string))
+                    .collect()
+            })
+        });
     let fs = fences(text);
-    let bodies: Vec<&str> = if fs.is_empty() {
-        vec![text]
-    } else {
-        fs.iter().map(|f| f.body.as_str()).collect()
+    let bodies: Vec<&str> = match &from_json {
+        Some(lines) => lines.iter().map(String::as_str).collect(),
+        None if fs.is_empty() => vec![text],
+        None => fs.iter().map(|f| f.body.as_str()).collect(),
     };
     let mut calls = Vec::new();
     for line in bodies.iter().flat_map(|b| b.lines()) {
@@ -539,6 +549,12 @@ mod tests {
         let shown: Vec<String> = calls.iter().map(|c| c.to_string()).collect();
         assert_eq!(shown, ["f(1, 2)", "f([3])"]);
         assert!(parse_reply(Role::Distinguish, "I cannot tell them apart.").is_err());
+        // Constrained to the calls schema.
+        let json = r#"{"calls": ["f(0, 0)", "not a call", "f(-1, 2)"]}"#;
+        let Ok(Reply::Inputs(calls)) = parse_reply(Role::Distinguish, json) else {
+            panic!("no inputs")
+        };
+        assert_eq!(calls.len(), 2);
     }
 
     use super::*;

@@ -168,6 +168,7 @@ async fn openai(State(s): State<Arc<Srv>>, headers: HeaderMap, body: Bytes) -> R
     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let model = req["model"].as_str().unwrap_or("").to_string();
     let stream = req["stream"].as_bool().unwrap_or(false);
+    let constrained = !req["response_format"].is_null();
     let n = bump(&s, &model);
     s.headers.lock().unwrap().push(headers);
     s.bodies.lock().unwrap().push(req);
@@ -184,6 +185,9 @@ async fn openai(State(s): State<Arc<Srv>>, headers: HeaderMap, body: Bytes) -> R
     };
     match model.as_str() {
         "ok" => ok(GOOD),
+        // Honours response_format the way llama.cpp's server does.
+        "schema" if constrained => ok(r#"{"calls": ["f(1)", "f(-2)"]}"#),
+        "schema" => ok("```examples\nf(3)\n```"),
         "busy" => {
             // Streams for about a second; counts how many are streamed at once.
             let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -986,6 +990,62 @@ fn a_dying_command_reports_its_status_and_stderr() {
 
 // ---------------------------------------------------------------------------------------------
 // `agents check` and the independence warning.
+
+#[test]
+fn a_server_that_honours_a_json_schema_is_detected_and_used_for_distinguish_replies() {
+    let srv = Server::start();
+    let toml = format!(
+        "[[agent]]\nname = \"s\"\nbackend = \"openai\"\nmodel = \"schema\"\nbase_url = \"{u}\"\n\n[[agent]]\nname = \"plain\"\nbackend = \"openai\"\nmodel = \"ok\"\nbase_url = \"{u}\"\n",
+        u = srv.url
+    );
+    let checks = check_file(&file(&toml, Path::new(".")));
+    assert_eq!(checks[0].structured_output, Some(true), "{:?}", checks[0]);
+    assert!(
+        checks[0]
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .contains("structured_output = true")
+    );
+    assert_eq!(checks[1].structured_output, Some(false), "{:?}", checks[1]);
+    // With structured_output = true a distinguish request is constrained, an interpret one
+    // is not; both replies parse.
+    let a = openai_agent(&srv.url, "schema", "structured_output = true\n");
+    let mut req = request(0);
+    req.role = Role::Distinguish;
+    req.programs = vec![
+        "def f(x):\n    return x".into(),
+        "def f(x):\n    return abs(x)".into(),
+    ];
+    let before = srv.state.bodies.lock().unwrap().len();
+    let r = a.call(&req, &|| {}).unwrap();
+    let Ok(synod_core::pipeline::Reply::Inputs(calls)) = parse_reply(Role::Distinguish, &r.text)
+    else {
+        panic!("{}", r.text)
+    };
+    assert_eq!(calls.len(), 2);
+    let bodies = srv.state.bodies.lock().unwrap().clone();
+    assert_eq!(
+        bodies[before]["response_format"]["json_schema"]["name"],
+        "calls"
+    );
+    assert!(
+        bodies[before]["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("return abs(x)")
+    );
+    let _ = a.call(&request(0), &|| {}).unwrap();
+    let bodies = srv.state.bodies.lock().unwrap().clone();
+    assert!(bodies.last().unwrap()["response_format"].is_null());
+    // Without it, the same distinguish request is free text, read by the fenced parser.
+    let plain = openai_agent(&srv.url, "schema", "");
+    let r = plain.call(&req, &|| {}).unwrap();
+    assert!(matches!(
+        parse_reply(Role::Distinguish, &r.text),
+        Ok(synod_core::pipeline::Reply::Inputs(c)) if c.len() == 1
+    ));
+}
 
 #[test]
 fn agents_check_explains_each_agent() {

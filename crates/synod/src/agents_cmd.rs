@@ -69,8 +69,9 @@ pub fn table(checks: &[AgentCheck]) -> String {
         "status",
         "latency",
         "streaming",
+        "json schema",
     ];
-    let rows: Vec<[String; 6]> = checks
+    let rows: Vec<[String; 7]> = checks
         .iter()
         .map(|c| {
             [
@@ -85,6 +86,12 @@ pub fn table(checks: &[AgentCheck]) -> String {
                     .map(|l| format!("{l} ms"))
                     .unwrap_or_else(|| "-".into()),
                 match c.streaming {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "-",
+                }
+                .to_string(),
+                match c.structured_output {
                     Some(true) => "yes",
                     Some(false) => "no",
                     None => "-",

@@ -51,6 +51,9 @@ impl Pipeline {
             return self.no_decision(&it, "no reading gave an example call to compare on", out);
         }
         it.in_domain = it.domain.mask(&pool);
+        // A recheck (a split, a replaced reader) decides afresh: an earlier widened lead
+        // describes a group that may no longer exist.
+        it.widened = None;
         it.pool = pool.clone();
         it.behaviours.clear();
         let jobs: Vec<(AgentId, Interpretation)> =
@@ -484,7 +487,8 @@ impl Pipeline {
                     });
                 }
             }
-            self.start_sample(round, sample + 1, carried, it.calls, out)
+            let (calls, asked) = (it.calls, it.distinguish_asked);
+            self.start_sample(round, sample + 1, carried, (calls, asked), out)
         } else {
             let spent = if it.calls >= budget {
                 format!(" ({} interpret calls, the round's budget)", it.calls)

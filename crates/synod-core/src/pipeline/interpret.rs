@@ -72,17 +72,17 @@ impl Pipeline {
         sample: u32,
         out: &mut Vec<Output>,
     ) -> Stage {
-        self.start_sample(round, sample, Vec::new(), 0, out)
+        self.start_sample(round, sample, Vec::new(), (0, false), out)
     }
 
-    /// Starts sample `sample` of a round, with the earlier samples' valid readings and the
-    /// calls they cost.
+    /// Starts sample `sample` of a round, with the earlier samples' valid readings, the calls
+    /// they cost and whether PL-22's agent was asked (once per round).
     pub(super) fn start_sample(
         &mut self,
         round: u32,
         sample: u32,
         carried: Vec<Carried>,
-        calls: usize,
+        (calls, distinguish_asked): (usize, bool),
         out: &mut Vec<Output>,
     ) -> Stage {
         out.push(Output::Progress(Progress::Stage {
@@ -109,6 +109,7 @@ impl Pipeline {
             sample,
             carried,
             calls,
+            distinguish_asked,
             ..Interp::default()
         });
         let wave = self.tally.first_wave();
