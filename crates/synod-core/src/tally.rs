@@ -170,6 +170,19 @@ mod tests {
         cs
     }
 
+    /// The first at most m agents the mask marks are the faulty ones.
+    fn at_most_m_faulty(mask: &[bool], n: usize, m: usize) -> Vec<bool> {
+        let mut faulty = vec![false; n];
+        let mut count = 0;
+        for i in 0..n {
+            if mask[i] && count < m {
+                faulty[i] = true;
+                count += 1;
+            }
+        }
+        faulty
+    }
+
     fn scenario() -> impl Strategy<Value = (usize, usize, Vec<Option<u8>>, Vec<bool>)> {
         (1usize..=9).prop_flat_map(|n| {
             let m_max = (n - 1) / 2;
@@ -188,15 +201,7 @@ mod tests {
         fn theorem_a_decided_class_contains_a_correct_agent(
             (n, m, votes, faulty_mask) in scenario()
         ) {
-            // Keep at most m faulty agents.
-            let mut faulty = vec![false; n];
-            let mut count = 0;
-            for i in 0..n {
-                if faulty_mask[i] && count < m {
-                    faulty[i] = true;
-                    count += 1;
-                }
-            }
+            let faulty = at_most_m_faulty(&faulty_mask, n, m);
             let cs = classes(&votes);
             let sizes: Vec<usize> = cs.iter().map(Vec::len).collect();
             let tally = Tally::new(n, m).unwrap();
@@ -241,14 +246,7 @@ mod tests {
             faulty_mask in proptest::collection::vec(any::<bool>(), 8),
         ) {
             let m = Tally::default_budget(n);
-            let mut faulty = vec![false; n];
-            let mut count = 0;
-            for i in 0..n {
-                if faulty_mask[i] && count < m {
-                    faulty[i] = true;
-                    count += 1;
-                }
-            }
+            let faulty = at_most_m_faulty(&faulty_mask, n, m);
             // Readings: (agent, class label); a class's agents are those that read it.
             let mut by: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
             for (a, c) in &samples {

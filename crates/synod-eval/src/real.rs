@@ -267,7 +267,7 @@ impl<'a> RealCell<'a> {
 
     /// Runs one strategy.
     pub fn run(&self, strategy: &str) -> Result<StrategyResult, EvalError> {
-        if let Some(knobs) = crate::strategies::SynodKnobs::parse(strategy) {
+        if let Some(knobs) = crate::strategies::synod_knobs(strategy) {
             return self.synod(knobs);
         }
         let drawn = self.drawn();
@@ -383,7 +383,7 @@ impl<'a> RealCell<'a> {
     }
 
     /// The full pipeline in virtual time, with the real agents behind the response cache.
-    fn synod(&self, knobs: crate::strategies::SynodKnobs) -> Result<StrategyResult, EvalError> {
+    fn synod(&self, knobs: synod_core::pipeline::Knobs) -> Result<StrategyResult, EvalError> {
         // The first wave's requests are the baselines' requests: draw them first (two at a
         // time), so the pipeline's own asks are cache hits.
         self.drawn();

@@ -18,8 +18,8 @@ use crate::suite::Task;
 use std::collections::BTreeMap;
 use synod_core::pipeline::drive::{AgentReply, RunEnd, VirtualDriver, World};
 use synod_core::pipeline::{
-    AgentInfo, Finish, Pipeline, PipelineConfig, Question, REFERENCE_MODULE, Reply, ReplyFault,
-    Request, Role, Usage,
+    AgentInfo, Finish, Knobs, Pipeline, PipelineConfig, Question, REFERENCE_MODULE, Reply,
+    ReplyFault, Request, Role, Usage,
 };
 use synod_core::{
     AgentId, Call, CheckCall, CheckReport, CheckRequest, Expectation, Interpretation, Outcome,
@@ -35,56 +35,33 @@ pub const STRATEGIES: &[&str] = &[
     "synod",
 ];
 
-/// A synod strategy's knobs, read from its name: `synod` (the pipeline's defaults),
-/// `synod-c8` (at most 8 interpret calls a round), `synod-k0` (the widened tally off, PL-20),
-/// `synod-k3-c12`, `synod-s` (PL-22's distinguishing inputs on). Rows keep the name, so one run can score several call budgets on the same
-/// replies (the budget curve in docs/RESULTS.md).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SynodKnobs {
-    /// PL-20's k.
-    pub ahead_by: Option<usize>,
-    /// Interpret calls a round may make.
-    pub interpret_calls_max: Option<usize>,
-    /// PL-22 on (`-s`).
-    pub distinguish: bool,
-}
-
-impl SynodKnobs {
-    /// The knobs a strategy name asks for; `None` when it is not a synod strategy.
-    pub fn parse(name: &str) -> Option<SynodKnobs> {
-        let rest = name.strip_prefix("synod")?;
-        let mut k = SynodKnobs::default();
-        for part in rest.split('-').skip(1) {
-            if part == "s" && !k.distinguish {
-                k.distinguish = true;
-                continue;
-            }
-            let (what, n) = part.split_at(1.min(part.len()));
-            let n: usize = n.parse().ok().filter(|n| *n <= 10_000)?;
-            match what {
-                "k" if k.ahead_by.is_none() && n <= 64 => k.ahead_by = Some(n),
-                "c" if k.interpret_calls_max.is_none() && n >= 1 => k.interpret_calls_max = Some(n),
-                _ => return None,
-            }
+/// A synod strategy's knobs ([`Knobs`]), read from its name: `synod` (the pipeline's
+/// defaults), `synod-c8` (at most 8 interpret calls a round), `synod-k0` (the widened tally
+/// off, PL-20), `synod-k3-c12`, `synod-s` (PL-22's distinguishing inputs on). Rows keep the
+/// name, so one run can score several call budgets on the same replies (the budget curve in
+/// docs/RESULTS.md). `None` when it is not a synod strategy.
+pub fn synod_knobs(name: &str) -> Option<Knobs> {
+    let rest = name.strip_prefix("synod")?;
+    let mut k = Knobs::default();
+    for part in rest.split('-').skip(1) {
+        if part == "s" && !k.distinguish {
+            k.distinguish = true;
+            continue;
         }
-        (rest.is_empty() || rest.starts_with('-')).then_some(k)
+        let (what, n) = part.split_at(1.min(part.len()));
+        let n: usize = n.parse().ok().filter(|n| *n <= 10_000)?;
+        match what {
+            "k" if k.ahead_by.is_none() && n <= 64 => k.ahead_by = Some(n),
+            "c" if k.interpret_calls_max.is_none() && n >= 1 => k.interpret_calls_max = Some(n),
+            _ => return None,
+        }
     }
-
-    /// Sets them on a pipeline configuration.
-    pub fn apply(&self, cfg: &mut PipelineConfig) {
-        if let Some(k) = self.ahead_by {
-            cfg.ahead_by = k;
-        }
-        if let Some(c) = self.interpret_calls_max {
-            cfg.interpret_calls_max = c;
-        }
-        cfg.distinguish |= self.distinguish;
-    }
+    (rest.is_empty() || rest.starts_with('-')).then_some(k)
 }
 
 /// Whether `name` is a strategy the eval runs.
 pub fn is_strategy(name: &str) -> bool {
-    STRATEGIES.contains(&name) || SynodKnobs::parse(name).is_some()
+    STRATEGIES.contains(&name) || synod_knobs(name).is_some()
 }
 
 /// How a task ended for a strategy.
@@ -318,7 +295,7 @@ impl Cell<'_> {
                 self.result_of(best, &answers, n, "largest behaviour class")
             }
             "codet" => self.codet(&answers),
-            other => match SynodKnobs::parse(other) {
+            other => match synod_knobs(other) {
                 Some(knobs) => self.synod(knobs),
                 None => Err(EvalError::Unsupported(format!("strategy {other:?}"))),
             },
@@ -355,7 +332,7 @@ impl Cell<'_> {
     }
 
     /// The full pipeline, in virtual time, with the simulated agents and the cached sandbox.
-    fn synod(&self, knobs: SynodKnobs) -> Result<StrategyResult, EvalError> {
+    fn synod(&self, knobs: Knobs) -> Result<StrategyResult, EvalError> {
         let agents: Vec<AgentInfo> = (0..self.spec.n)
             .map(|i| AgentInfo {
                 id: synod_core::AgentId(i as u32),
@@ -667,14 +644,14 @@ mod knob_tests {
 
     #[test]
     fn synod_strategy_names_carry_their_knobs() {
-        assert_eq!(SynodKnobs::parse("synod"), Some(SynodKnobs::default()));
-        let k = SynodKnobs::parse("synod-k3-c12").unwrap();
+        assert_eq!(synod_knobs("synod"), Some(Knobs::default()));
+        let k = synod_knobs("synod-k3-c12").unwrap();
         assert_eq!((k.ahead_by, k.interpret_calls_max), (Some(3), Some(12)));
         assert_eq!(
-            SynodKnobs::parse("synod-c8").unwrap().interpret_calls_max,
+            synod_knobs("synod-c8").unwrap().interpret_calls_max,
             Some(8)
         );
-        assert!(SynodKnobs::parse("synod-s-c8").unwrap().distinguish);
+        assert!(synod_knobs("synod-s-c8").unwrap().distinguish);
         for bad in [
             "synodx",
             "synod-",
@@ -685,7 +662,7 @@ mod knob_tests {
             "synod-s-s",
             "single",
         ] {
-            assert_eq!(SynodKnobs::parse(bad), None, "{bad}");
+            assert_eq!(synod_knobs(bad), None, "{bad}");
         }
         assert!(is_strategy("codet") && is_strategy("synod-k0") && !is_strategy("synod-c"));
     }

@@ -19,6 +19,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use synod_agents::{Agent, AgentError};
+pub use synod_core::pipeline::Knobs;
 use synod_core::pipeline::LOG_FORMAT;
 use synod_core::pipeline::{
     AgentInfo, AskId, CheckId, Finish, Input, Output, Pipeline, PipelineConfig, Progress, Question,
@@ -115,19 +116,8 @@ pub struct BuildOptions {
     pub resume: bool,
     /// The response cache the agents use, for the log.
     pub cache_dir: Option<PathBuf>,
-    /// The widened tally's knobs (PL-20); the pipeline's defaults where `None`.
-    pub widen: Widen,
-}
-
-/// The widened tally's knobs (PL-20).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Widen {
-    /// The lead k a class needs, every sample counted (0: off).
-    pub ahead_by: Option<usize>,
-    /// Interpret calls one round may make.
-    pub interpret_calls_max: Option<usize>,
-    /// PL-22: ask an agent for inputs that tell a class's programs apart.
-    pub distinguish: bool,
+    /// The protocol knobs (PL-20, PL-22); the pipeline's defaults where `None`.
+    pub knobs: Knobs,
 }
 
 /// How a build ended.
@@ -264,7 +254,7 @@ pub fn run_build(
         timeout_max_ms,
         resume,
         cache_dir,
-        widen,
+        knobs,
     } = opts;
     let descriptions: Vec<(String, String)> = agents
         .iter()
@@ -274,13 +264,7 @@ pub fn run_build(
     cfg.tokens_max = tokens_max;
     cfg.timeout_increment_ms = timeout_increment_ms;
     cfg.timeout_max_ms = timeout_max_ms;
-    if let Some(k) = widen.ahead_by {
-        cfg.ahead_by = k;
-    }
-    if let Some(c) = widen.interpret_calls_max {
-        cfg.interpret_calls_max = c;
-    }
-    cfg.distinguish = widen.distinguish;
+    knobs.apply(&mut cfg);
     let pipeline = Pipeline::new(cfg, prompt.clone())?;
     let key_file = out_dir.join(MARKER_DIR).join("key");
     let (log, resuming) = match open_log(&out_dir, &key_file, resume)? {

@@ -164,7 +164,7 @@ fn options(root: &Path, out: &Path, resume: bool) -> BuildOptions {
         timeout_max_ms: synod_core::pipeline::TIMEOUT_MAX_MS,
         resume,
         cache_dir: None,
-        widen: Default::default(),
+        knobs: Default::default(),
     }
 }
 

@@ -93,7 +93,7 @@ fn options(
             timeout_max_ms: synod_core::pipeline::TIMEOUT_MAX_MS,
             resume: false,
             cache_dir: None,
-            widen: Default::default(),
+            knobs: Default::default(),
         },
         out,
     )
@@ -202,7 +202,7 @@ fn too_few_valid_readings_end_in_a_failure_report() {
         Prompt::new("magnitude(x): the absolute value of an int.\nassert magnitude(4) == 4");
     // The widened tally (PL-20) would decide a and b's reading after a resample (it leads by
     // 4 readings of 2 agents, more than m = 0): off here, the rule alone refuses.
-    opts.widen.ahead_by = Some(0);
+    opts.knobs.ahead_by = Some(0);
     let result = run_build(opts, &mut |_| {}).unwrap();
     match result {
         BuildResult::Failed { stage, .. } => assert_eq!(stage, "agree"),

@@ -282,7 +282,7 @@ fn build(args: &BuildArgs) -> Result<u8> {
         timeout_max_ms: file.timeout_max_ms,
         resume: args.resume,
         cache_dir,
-        widen: synod_runtime::Widen {
+        knobs: synod_runtime::Knobs {
             ahead_by: Some(args.ahead_by as usize),
             interpret_calls_max: args.max_interpret_calls.map(|c| c as usize),
             distinguish: args.distinguish,

@@ -384,13 +384,7 @@ impl Pipeline {
             agents.insert(*a);
         }
         let mut classes = Self::classes(&it);
-        if let Some(k) = classes
-            .iter()
-            .position(|c| c.1.iter().any(|a| agents.contains(a)))
-        {
-            let c = classes.remove(k);
-            classes.insert(0, c);
-        }
+        to_front(&mut classes, |c| c.1.iter().any(|a| agents.contains(a)));
         let total = sizes.iter().sum();
         it.widened = Some(AheadBy {
             k: self.cfg.ahead_by,
@@ -597,25 +591,14 @@ impl Pipeline {
             return self.decide_deciding(it, out);
         }
         let reps = std::mem::take(&mut it.distinguish_reps);
-        it.differential_calls = calls.clone();
-        it.differential.clear();
-        it.checks_pending = reps.len();
-        for a in reps {
-            let request = refinement::reference_check(&it.valid[&a], &[], &calls);
-            self.run_check(CheckPurpose::Differential { agent: a }, request, out);
-        }
-        Stage::Interpret(it)
+        self.run_differential(it, reps, calls, out)
     }
 
     /// Decides the class under decision (`Interp::deciding`, first).
     fn decide_deciding(&mut self, it: Box<Interp>, out: &mut Vec<Output>) -> Stage {
         let mut classes = Self::classes(&it);
-        if let Some(k) = it
-            .deciding
-            .and_then(|d| classes.iter().position(|c| c.1.contains(&d)))
-        {
-            let c = classes.remove(k);
-            classes.insert(0, c);
+        if let Some(d) = it.deciding {
+            to_front(&mut classes, |c| c.1.contains(&d));
         }
         self.decide_in_domain(it, classes, out)
     }
@@ -636,6 +619,18 @@ impl Pipeline {
             &self.cfg.probe_limits,
         );
         calls.retain(|c| it.domain.admits(c));
+        self.run_differential(it, reps, calls, out)
+    }
+
+    /// Runs each distinct member `reps` on `calls` (PL-7's random inputs or PL-22's proposed
+    /// ones); [`Pipeline::on_differential_check`] takes the reports.
+    fn run_differential(
+        &mut self,
+        mut it: Box<Interp>,
+        reps: Vec<AgentId>,
+        calls: Vec<Call>,
+        out: &mut Vec<Output>,
+    ) -> Stage {
         it.differential_calls = calls.clone();
         it.differential.clear();
         it.checks_pending = reps.len();
@@ -680,16 +675,8 @@ impl Pipeline {
             }
         }
         if distinguishing.is_empty() {
-            let mut classes = Self::classes(&it);
             // The class under decision first (a widened decision's need not be the largest).
-            if let Some(k) = it
-                .deciding
-                .and_then(|d| classes.iter().position(|c| c.1.contains(&d)))
-            {
-                let c = classes.remove(k);
-                classes.insert(0, c);
-            }
-            return self.decide_in_domain(it, classes, out);
+            return self.decide_deciding(it, out);
         }
         out.push(Output::Progress(Progress::Split {
             inputs: distinguishing.len(),
@@ -703,6 +690,44 @@ impl Pipeline {
         it.extra.extend(distinguishing);
         self.maybe_check_interpretations(it, out)
     }
+}
+
+/// Moves the first class that `pick` chooses to the front (the rest keep their order).
+pub(super) fn to_front(
+    classes: &mut Vec<(Behaviour, Vec<AgentId>)>,
+    pick: impl Fn(&(Behaviour, Vec<AgentId>)) -> bool,
+) {
+    if let Some(k) = classes.iter().position(pick) {
+        let c = classes.remove(k);
+        classes.insert(0, c);
+    }
+}
+
+/// Where `groups` (each a behaviour on the pool) differ: the first [`QUESTION_PROBES_MAX`]
+/// pool inputs on which they do, among those `keep` admits by pool index, with each group's
+/// outcome in group order.
+pub(super) fn differing_probes<'a>(
+    it: &Interp,
+    groups: impl IntoIterator<Item = &'a Behaviour> + Clone,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<DifferingProbe> {
+    let mut differing = Vec::new();
+    for (p, call) in it.pool.iter().enumerate() {
+        if !keep(p) {
+            continue;
+        }
+        let outcomes: Vec<Outcome> = groups.clone().into_iter().map(|b| b[p].clone()).collect();
+        if outcomes.iter().any(|o| *o != outcomes[0]) {
+            differing.push(DifferingProbe {
+                call: call.clone(),
+                outcomes,
+            });
+            if differing.len() >= QUESTION_PROBES_MAX {
+                break;
+            }
+        }
+    }
+    differing
 }
 
 /// One reading of the widened tally: its agent and where it is (an index into

@@ -32,22 +32,9 @@ impl Pipeline {
                 summary: it.valid[&agents[0]].spec.summary.clone(),
             })
             .collect();
-        let mut differing = Vec::new();
-        for (p, call) in it.pool.iter().enumerate() {
-            if it.in_domain.get(p).copied().unwrap_or(true) == outside_domain {
-                continue;
-            }
-            let outcomes: Vec<Outcome> = chosen.iter().map(|(b, _)| b[p].clone()).collect();
-            if outcomes.iter().any(|o| *o != outcomes[0]) {
-                differing.push(DifferingProbe {
-                    call: call.clone(),
-                    outcomes,
-                });
-                if differing.len() >= QUESTION_PROBES_MAX {
-                    break;
-                }
-            }
-        }
+        let differing = super::agree::differing_probes(&it, chosen.iter().map(|(b, _)| b), |p| {
+            it.in_domain.get(p).copied().unwrap_or(true) != outside_domain
+        });
         let question = Question {
             round: it.round,
             prompt: self.prompt.full_text(),

@@ -253,23 +253,8 @@ fn outside_domain(it: &Interp, members: &[AgentId], rep: AgentId) -> Option<Outs
     if subs.len() < 2 {
         return None;
     }
-    if let Some(k) = subs.iter().position(|s| s.1.contains(&rep)) {
-        let s = subs.remove(k);
-        subs.insert(0, s);
-    }
-    let mut differing = Vec::new();
-    for (p, call) in it.pool.iter().enumerate() {
-        let outcomes: Vec<Outcome> = subs.iter().map(|(b, _)| b[p].clone()).collect();
-        if outcomes.iter().any(|o| *o != outcomes[0]) {
-            differing.push(DifferingProbe {
-                call: call.clone(),
-                outcomes,
-            });
-            if differing.len() >= QUESTION_PROBES_MAX {
-                break;
-            }
-        }
-    }
+    super::agree::to_front(&mut subs, |s| s.1.contains(&rep));
+    let differing = super::agree::differing_probes(it, subs.iter().map(|(b, _)| b), |_| true);
     Some(OutsideDomain {
         groups: subs.into_iter().map(|s| s.1).collect(),
         differing,

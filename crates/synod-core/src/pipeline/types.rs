@@ -30,6 +30,31 @@ pub const AHEAD_BY: usize = 2;
 /// Default of [`PipelineConfig::interpret_calls_max`], per agent: 3n calls a round.
 pub const INTERPRET_CALLS_PER_AGENT: usize = 3;
 
+/// The protocol knobs a user or an eval strategy may set on a build (PL-20, PL-22); `None`
+/// keeps the pipeline's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Knobs {
+    /// PL-20's k (0: the widened tally off).
+    pub ahead_by: Option<usize>,
+    /// Interpret calls a round may make.
+    pub interpret_calls_max: Option<usize>,
+    /// PL-22 on.
+    pub distinguish: bool,
+}
+
+impl Knobs {
+    /// Sets them on a pipeline configuration.
+    pub fn apply(&self, cfg: &mut PipelineConfig) {
+        if let Some(k) = self.ahead_by {
+            cfg.ahead_by = k;
+        }
+        if let Some(c) = self.interpret_calls_max {
+            cfg.interpret_calls_max = c;
+        }
+        cfg.distinguish |= self.distinguish;
+    }
+}
+
 /// Knobs of the pipeline; every one is a bound.
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
