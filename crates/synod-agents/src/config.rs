@@ -194,8 +194,10 @@ impl AgentsFile {
             path: path.to_path_buf(),
             source,
         })?;
+        // `agents.toml` has the parent "", which no process can be started in.
         let base_dir = path
             .parent()
+            .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         AgentsFile::parse(&text, path, &base_dir)

@@ -14,7 +14,9 @@
 //! more than one.
 //!
 //! What an agent sees: the task text, the entry point's signature and the first test as the
-//! example. The other tests are hidden; they decide correctness and nothing else
+//! example ([`real::example_prompt`]); real agents on HumanEvalComm see the prompt's own text
+//! and the function it declares, by the name it declares, and no test
+//! ([`real::agent_prompt`]). The other tests are hidden; they decide correctness and nothing else
 //! ([`checks::CheckCache::hidden_verdict`] keeps their verdicts apart from everything else).
 //!
 //! Resamples: synod's pipeline may ask every agent afresh when a round neither decides nor finds
@@ -404,7 +406,7 @@ fn run_unit(
     let prompt = if cfg.kind == SuiteKind::Classeval {
         v.text.clone()
     } else {
-        real::agent_prompt(task, variant, &prepared).unwrap_or_else(|| v.text.clone())
+        real::example_prompt(task, variant, &prepared).unwrap_or_else(|| v.text.clone())
     };
     let mut rows = Vec::new();
     for (cell, strategy) in todo {
@@ -479,10 +481,16 @@ fn run_unit_real(
         Ok(p) => p,
         Err(why) => return Ok(UnitResult::Skipped(why)),
     };
-    let Some(prompt) = real::agent_prompt(task, variant, &prepared) else {
+    let Some(c) = real::RealCell::new(
+        (task, variant),
+        &prepared,
+        real,
+        cache,
+        tseed,
+        cfg.resamples,
+    ) else {
         return Ok(UnitResult::Skipped("no plain example".into()));
     };
-    let c = real::RealCell::new(task, &prepared, prompt, real, cache, tseed, cfg.resamples);
     if !usable_done {
         // usable.csv: one row per agent and task variant, whether its first reply gave a
         // reading (the usable-reply rate per model in docs/RESULTS.md).

@@ -1,8 +1,10 @@
 //! Evaluation with real agents: every strategy scored on the same real replies.
 //!
 //! Each agent is asked once per task for a reading (role interpret, sample 0) of the prompt an
-//! agent sees: the task text, the signature and the first test as the example ([`agent_prompt`];
-//! no hidden test). Those n replies are what `single` (the first agent's), `majority-text`,
+//! agent sees ([`agent_prompt`]; no hidden test): MBPP's task text, signature and first test as
+//! the example; HumanEvalComm's prompt text (with its own doctests) and the function it
+//! declares, by its declared name (the modified prompts say `candidate`), which the hidden
+//! tests then reach through an alias. Those n replies are what `single` (the first agent's), `majority-text`,
 //! `majority-behaviour` and `codet` choose among; `synod` runs the whole pipeline, whose
 //! first wave sends exactly those requests again. Replies go through the agents' response
 //! cache (content-addressed by model, messages, temperature, sample and seed), so a rerun, a
@@ -79,10 +81,33 @@ impl Spent {
     }
 }
 
-/// What an agent sees of a task: the text, the module and signature, the first test as the
-/// example, written as a literal example (so PL-16 makes it a check). Nothing else: no hidden
-/// test reaches an agent.
+/// What a real agent sees of a task variant. MBPP: the text, the module and signature, the
+/// first test as the example, written as a literal example (so PL-16 makes it a check).
+/// HumanEvalComm: the variant's text, which carries its own doctest examples (or, in the
+/// incomplete variants, none by design), and the module and the function it declares, by the
+/// name it declares (`candidate` in most modified prompts) and with the parameters only when the
+/// text gives them; no test is added, since the first test would tell an agent what a modified
+/// prompt leaves out. Nothing else: no hidden test reaches an agent.
 pub fn agent_prompt(task: &Task, variant: usize, p: &Prepared) -> Option<String> {
+    let v = task.prompts.get(variant)?;
+    let Some(d) = &v.declares else {
+        return example_prompt(task, variant, p);
+    };
+    let signature = match &d.params {
+        Some(params) => format!("{}({})", d.name, params.join(", ")),
+        None => d.name.clone(),
+    };
+    Some(format!(
+        "{}\n\nWrite a Python module named `solution` (standard library only) with the function \
+         `{signature}`.\n",
+        v.text.trim_end(),
+    ))
+}
+
+/// The task text, the module and the entry point's signature, and the first test as a literal
+/// example: what simulated agents see of every task (their programs are rewrites of the
+/// reference, so they define the entry point), and real agents of an MBPP task.
+pub fn example_prompt(task: &Task, variant: usize, p: &Prepared) -> Option<String> {
     let returns = p.example_returns.as_ref()?;
     let args: Vec<String> = p.example_args.iter().map(|a| a.python()).collect();
     Some(format!(
@@ -113,6 +138,9 @@ pub struct RealCell<'a> {
     pub prepared: &'a Prepared,
     /// The prompt agents see.
     pub prompt: String,
+    /// The function agents are asked for: the entry point, or the name the variant declares
+    /// (HumanEvalComm's `candidate`); the hidden tests call it through an alias.
+    pub function: String,
     /// The agents.
     pub real: &'a RealAgents,
     /// The sandbox cache.
@@ -125,26 +153,32 @@ pub struct RealCell<'a> {
 }
 
 impl<'a> RealCell<'a> {
-    /// A cell for a task.
+    /// A cell for a variant of a task (`None` when it has no prompt to give: an MBPP task
+    /// without a plain example).
     pub fn new(
-        task: &'a Task,
+        (task, variant): (&'a Task, usize),
         prepared: &'a Prepared,
-        prompt: String,
         real: &'a RealAgents,
         cache: &'a CheckCache,
         task_seed: u64,
         resamples: u32,
-    ) -> RealCell<'a> {
-        RealCell {
+    ) -> Option<RealCell<'a>> {
+        let prompt = agent_prompt(task, variant, prepared)?;
+        let function = task.prompts[variant]
+            .declares
+            .as_ref()
+            .map_or_else(|| prepared.entry.clone(), |d| d.name.clone());
+        Some(RealCell {
             task,
             prepared,
             prompt,
+            function,
             real,
             cache,
             task_seed,
             resamples,
             drawn: OnceLock::new(),
-        }
+        })
     }
 
     fn request(&self) -> Request {
@@ -251,13 +285,20 @@ impl<'a> RealCell<'a> {
     }
 
     fn judge(&self, program: &Program, module: &str) -> Result<Verdict, EvalError> {
-        let ok = self.cache.hidden_verdict(
-            &self.task.id,
-            program,
-            module,
-            &self.task.setup,
-            self.task.hidden_tests(),
-        )?;
+        // The hidden tests call the entry point: a variant that names its function otherwise
+        // gets the entry point as an alias of it (and verdicts of their own).
+        let entry = &self.prepared.entry;
+        let (key, setup) = if self.function == *entry {
+            (self.task.id.clone(), self.task.setup.clone())
+        } else {
+            (
+                format!("{}~{}", self.task.id, self.function),
+                format!("{}\n{entry} = {}\n", self.task.setup, self.function),
+            )
+        };
+        let ok =
+            self.cache
+                .hidden_verdict(&key, program, module, &setup, self.task.hidden_tests())?;
         Ok(if ok {
             Verdict::Correct
         } else {
@@ -296,7 +337,7 @@ impl<'a> RealCell<'a> {
                 let mut classes: BTreeMap<Vec<Outcome>, (usize, usize)> = BTreeMap::new();
                 for (i, a) in answers.iter().enumerate() {
                     if let Some(a) = a
-                        && let Some(b) = self.cache.behaviour(a, &self.prepared.entry, &pool)?
+                        && let Some(b) = self.cache.behaviour(a, &self.function, &pool)?
                     {
                         classes.entry(b).or_insert((0, i)).0 += 1;
                     }
@@ -327,7 +368,7 @@ impl<'a> RealCell<'a> {
     /// The agents' own example calls (of the entry point, `module.f` read as `f`) and the
     /// prompt's example, grown into a probe pool as synod grows its own.
     fn own_calls(&self, drawn: &[Drawn]) -> Vec<Vec<Call>> {
-        let entry = &self.prepared.entry;
+        let entry = &self.function;
         drawn
             .iter()
             .map(|d| {
@@ -353,7 +394,7 @@ impl<'a> RealCell<'a> {
 
     fn example(&self) -> Call {
         Call {
-            function: self.prepared.entry.clone(),
+            function: self.function.clone(),
             args: self.prepared.example_args.clone(),
         }
     }
@@ -375,7 +416,7 @@ impl<'a> RealCell<'a> {
         let mut outcomes: Vec<Option<Vec<Outcome>>> = Vec::new();
         for a in answers {
             outcomes.push(match a {
-                Some(a) => self.cache.behaviour(a, &self.prepared.entry, &calls)?,
+                Some(a) => self.cache.behaviour(a, &self.function, &calls)?,
                 None => None,
             });
         }
@@ -413,7 +454,7 @@ impl<'a> RealCell<'a> {
         };
         let end = VirtualDriver::new(p).run(&mut world)?;
         let (verdict, detail) =
-            crate::strategies::synod_verdict(end, &self.prepared.entry, |p, m| self.judge(p, m))?;
+            crate::strategies::synod_verdict(end, &self.function, |p, m| self.judge(p, m))?;
         let tallies: Vec<String> = world
             .tallies
             .iter()

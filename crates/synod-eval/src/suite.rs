@@ -33,6 +33,70 @@ pub struct PromptVariant {
     pub name: String,
     /// The task text as the agent reads it.
     pub text: String,
+    /// HumanEvalComm: the function the text itself declares (`def name(params)`), which real
+    /// agents are asked for by that name. The modified prompts rename the entry point to
+    /// `candidate` so that its name does not give the meaning away, and some hide the
+    /// parameters (`candidate(...)`): then `params` is `None`. `None` for the other suites.
+    pub declares: Option<Declared>,
+}
+
+/// A function a prompt text declares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Declared {
+    /// Its name.
+    pub name: String,
+    /// Its parameter names, when the text gives them.
+    pub params: Option<Vec<String>>,
+}
+
+/// The first `def name(params)` of a prompt text: the name, and the parameter names when each
+/// is an identifier (annotations and defaults allowed); `candidate(...)` gives no parameters.
+pub fn declared_function(text: &str) -> Option<Declared> {
+    let at = text
+        .match_indices("def ")
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || text[..i].ends_with(['\n', ' ', '\t']))?;
+    let rest = &text[at + 4..];
+    let open = rest.find('(')?;
+    let name = rest[..open].trim();
+    if !synod_core::model::is_identifier(name) {
+        return None;
+    }
+    let close = rest[open..].find(')')? + open;
+    let inner = &rest[open + 1..close];
+    let mut params = Vec::new();
+    let mut depth = 0i32;
+    let mut piece = String::new();
+    let mut pieces = Vec::new();
+    for c in inner.chars() {
+        match c {
+            '[' | '(' | '{' => depth += 1,
+            ']' | ')' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                pieces.push(std::mem::take(&mut piece));
+                continue;
+            }
+            _ => {}
+        }
+        piece.push(c);
+    }
+    pieces.push(piece);
+    let mut readable = true;
+    for p in pieces {
+        let p = p.split([':', '=']).next().unwrap_or("").trim().to_string();
+        if p.is_empty() {
+            continue;
+        }
+        if synod_core::model::is_identifier(&p) {
+            params.push(p);
+        } else {
+            readable = false;
+        }
+    }
+    Some(Declared {
+        name: name.to_string(),
+        params: readable.then_some(params),
+    })
 }
 
 /// A task: text, reference and tests. `tests[0]` is the example agents see; the rest are
@@ -172,6 +236,7 @@ fn classeval_task(r: ClassEvalRow) -> Option<Task> {
         prompts: vec![PromptVariant {
             name: "original".into(),
             text: prompt,
+            declares: None,
         }],
         reference: format!(
             "{}{}",
@@ -208,6 +273,7 @@ pub fn load(path: &Path, kind: SuiteKind) -> Result<Vec<Task>, EvalError> {
                     prompts: vec![PromptVariant {
                         name: "original".into(),
                         text: r.prompt,
+                        declares: None,
                     }],
                     reference: r.code,
                     tests: r.test_list,
@@ -232,6 +298,7 @@ pub fn load(path: &Path, kind: SuiteKind) -> Result<Vec<Task>, EvalError> {
                     .unwrap_or_default();
                 let mut prompts = vec![PromptVariant {
                     name: "original".into(),
+                    declares: declared_function(&r.prompt),
                     text: r.prompt.clone(),
                 }];
                 for (k, v) in &r.rest {
@@ -241,6 +308,7 @@ pub fn load(path: &Path, kind: SuiteKind) -> Result<Vec<Task>, EvalError> {
                     {
                         prompts.push(PromptVariant {
                             name: k.clone(),
+                            declares: declared_function(t),
                             text: t.to_string(),
                         });
                     }
@@ -392,5 +460,25 @@ mod tests {
         assert_eq!(literal_or_string("-1.5"), "-1.5");
         assert_eq!(literal_or_string("None"), "None");
         assert_eq!(literal_or_string("[1, 2]"), "[1, 2]");
+    }
+
+    #[test]
+    fn a_prompt_declares_its_function_and_maybe_its_parameters() {
+        let d = declared_function(
+            "from typing import List\n\n\ndef candidate(numbers: List[float], threshold: float = 0.5) -> bool:\n",
+        )
+        .unwrap();
+        assert_eq!(d.name, "candidate");
+        assert_eq!(d.params, Some(vec!["numbers".into(), "threshold".into()]));
+        let hidden =
+            declared_function("def candidate(...) -> bool:\n \"\"\" Check.\"\"\"").unwrap();
+        assert_eq!((hidden.name.as_str(), hidden.params), ("candidate", None));
+        let nested = declared_function("def f(xs: Dict[str, int], k):\n").unwrap();
+        assert_eq!(nested.params, Some(vec!["xs".into(), "k".into()]));
+        assert_eq!(
+            declared_function("Write a function that undefines things."),
+            None
+        );
+        assert_eq!(declared_function("redef x(y)"), None);
     }
 }

@@ -209,6 +209,7 @@ fn constructed() -> (Task, Prepared) {
         prompts: vec![PromptVariant {
             name: "original".into(),
             text: "Write f(x) returning twice x.".into(),
+            declares: None,
         }],
         reference: "def f(x):\n    return x * 2\n".into(),
         tests: vec![
@@ -589,6 +590,7 @@ fn reference_tests_leave_no_files_behind() {
         prompts: vec![PromptVariant {
             name: "original".into(),
             text: "Write f(x) returning x.".into(),
+            declares: None,
         }],
         reference: "def f(x):\n    return x\n".into(),
         tests: vec![

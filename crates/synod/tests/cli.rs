@@ -1028,3 +1028,98 @@ fn resume_refuses_a_build_started_before_typed_decisions() {
     // Nothing of it was changed: the question is still there to read.
     assert!(dir.join("question.json").exists());
 }
+
+// ---- eval with real (command) agents on HumanEvalComm -----------------------------------------
+
+/// A command agent that logs every prompt it sees and writes a correct `has_close_elements`
+/// under whatever name the prompt asks for.
+const HEC_AGENT: &str = r#"import json, re, sys
+req = json.loads(sys.stdin.readline())
+with open("prompts.log", "a") as f:
+    f.write(req["user"] + "\n=====\n")
+m = re.search(r"with the function `(\w+)", req["user"])
+name = m.group(1) if m else "has_close_elements"
+code = (f"def {name}(numbers, threshold):\n"
+        "    return any(abs(a - b) < threshold\n"
+        "               for i, a in enumerate(numbers) for b in numbers[i + 1:])\n")
+reply = "```python\n" + code + "```\n"
+print(json.dumps({"reply": reply}), flush=True)
+"#;
+
+/// HumanEvalComm's modified prompts rename the function to `candidate` (and some hide its
+/// parameters): real agents are asked for it by that name, see no test, and a program defining
+/// only `candidate` is scored through an alias; the prompt's doctests (which call `candidate`)
+/// are met, so synod decides instead of faulting every reading.
+#[test]
+fn eval_humanevalcomm_asks_for_the_function_each_prompt_declares() {
+    let tmp = TempDir::new("eval-hec-declared");
+    let suite = std::fs::read_to_string(
+        workspace().join("../shared/data/humanevalcomm-dev/HumanEvalComm-even.jsonl"),
+    )
+    .expect("the HumanEvalComm dev set (../shared/data)");
+    let first = suite.lines().next().expect("one row");
+    assert!(
+        first.contains("\"HumanEval/0\""),
+        "the first row is HumanEval/0"
+    );
+    tmp.write("hec.jsonl", first);
+    tmp.write("agent.py", HEC_AGENT);
+    let mut agents = String::from("fault_budget = 1\n");
+    for k in 0..4 {
+        agents.push_str(&format!(
+            "[[agent]]\nname = \"a{k}\"\nbackend = \"command\"\ncommand = [\"python3\", \"agent.py\"]\ntemperature = 0.{k}\n"
+        ));
+    }
+    tmp.write("agents.toml", &agents);
+    let run = synod(
+        tmp.path(),
+        &[
+            &"eval",
+            &"--suite",
+            &"hec.jsonl",
+            &"--suite-kind",
+            &"humanevalcomm",
+            &"--agents",
+            &"agents.toml",
+            &"--cache-dir",
+            &"responses",
+            &"--strategy",
+            &"single,synod",
+            &"--quiet",
+            &"--out",
+            &"out",
+        ],
+    );
+    run.expect_code(0, "eval with command agents");
+    let prompts = read(&tmp.join("prompts.log"));
+    let csv = read(&tmp.join("out/results.csv"));
+    let outcome = |variant: &str, strategy: &str| {
+        csv.lines()
+            .find(|l| l.contains(&format!(",{variant},")) && l.contains(&format!(",{strategy},")))
+            .unwrap_or_else(|| panic!("no {variant} {strategy} row\n{csv}"))
+            .split(',')
+            .nth(9)
+            .unwrap_or_default()
+            .to_string()
+    };
+    // What the agents were asked for: the declared name, parameters only where the text has them.
+    assert!(
+        prompts.contains("with the function `candidate(numbers, threshold)`"),
+        "{prompts}"
+    );
+    assert!(
+        prompts.contains("with the function `candidate`."),
+        "{prompts}"
+    );
+    assert!(
+        prompts.contains("with the function `has_close_elements(numbers, threshold)`"),
+        "{prompts}"
+    );
+    // No test reaches an agent (HumanEvalComm's prompts carry their own examples).
+    assert!(!prompts.contains("assert "), "{prompts}");
+    for variant in ["original", "prompt1a", "prompt1c", "prompt1p", "prompt2ap"] {
+        assert_eq!(outcome(variant, "single"), "correct", "{variant}\n{csv}");
+    }
+    // The doctests of prompt1a call `candidate`, which every reading defines.
+    assert_eq!(outcome("prompt1a", "synod"), "correct", "{csv}");
+}
