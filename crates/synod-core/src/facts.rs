@@ -5,7 +5,8 @@
 //! Recognised, and nothing more:
 //! - a **module name**: a backticked identifier right after the word `module` (optionally
 //!   `named` or `called` between), or right before it: "a module named `solution`",
-//!   "the `solution` module";
+//!   "the `solution` module" (not a name programs may not use, [`crate::reserved`]: "use the
+//!   `re` module" names a module to use);
 //! - a **signature**: a backticked `name(params)` (optionally `def name(params)`), whose
 //!   params are identifiers, with optional annotations and defaults: "`count_vowels(text)`";
 //! - a **literal example**: `call == literal`, with literal arguments, on a line of its own
@@ -49,7 +50,12 @@ pub fn prompt_facts(text: &str) -> PromptFacts {
         {
             facts.functions.push(f);
         }
-        if facts.module.is_none() && crate::model::is_identifier(span) {
+        // "Use the `re` module" names a module to use, not the program's: a reserved name is
+        // never the module the prompt fixes.
+        if facts.module.is_none()
+            && crate::model::is_identifier(span)
+            && crate::reserved::module_name_problem(span).is_none()
+        {
             let before = text[..start.saturating_sub(1)]
                 .trim_end()
                 .to_ascii_lowercase();
@@ -287,5 +293,13 @@ mod tests {
         assert!(f.examples.is_empty(), "{:?}", f.examples);
         assert_eq!(prompt_facts("``` `unclosed").functions, vec![]);
         assert_eq!(prompt_facts("").module, None);
+    }
+
+    #[test]
+    fn a_module_to_use_is_not_the_programs_module() {
+        let f = prompt_facts("Use the `re` module to write a module named `tokens`.");
+        assert_eq!(f.module.as_deref(), Some("tokens"));
+        let f = prompt_facts("Write a module named `test_contract` with `f(x)`.");
+        assert_eq!(f.module, None, "a reserved name is not fixed by the prompt");
     }
 }

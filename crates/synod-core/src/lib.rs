@@ -139,6 +139,7 @@ pub mod pipeline;
 pub mod probes;
 pub mod protocols;
 pub mod pyexpr;
+pub mod reserved;
 pub mod rng;
 pub mod tally;
 

@@ -221,6 +221,8 @@ enum Plays {
     ReadsPositive(&'static str),
     /// Reads (and implements) f as the tag of the request's sample (the last one after).
     BySample(&'static [&'static str]),
+    /// Reads f as this tag, in a component of this name.
+    ReadsAsModule(&'static str, &'static str),
 }
 
 /// The test's world: scripted agents, the tag evaluator, a record of what the pipeline did.
@@ -298,6 +300,14 @@ impl World for Script {
                 Role::Interpret => {
                     let mut i = interpretation(tag, &[(3, 3), (5, 5)]);
                     i.probes = vec![call(4)];
+                    Reply::Interpretation(i)
+                }
+                Role::Implement | Role::Distinguish => Reply::Implementation(tag.to_string()),
+            }),
+            Plays::ReadsAsModule(tag, module) => Ok(match req.role {
+                Role::Interpret => {
+                    let mut i = interpretation(tag, &[(-4, 4)]);
+                    i.spec.components[0].name = module.into();
                     Reply::Interpretation(i)
                 }
                 Role::Implement | Role::Distinguish => Reply::Implementation(tag.to_string()),
@@ -1205,6 +1215,45 @@ fn pl_12_only_a_program_that_passes_integration_is_delivered() {
             .persisted
             .contains(&"integration-passed".to_string())
     );
+}
+
+#[test]
+fn pl_2_a_component_named_like_synods_files_or_the_standard_library_is_the_agents_fault() {
+    // Issue 11: a component `test_contract` was overwritten by the generated tests.
+    for (module, why) in [
+        ("test_contract", "contract tests synod writes"),
+        ("Test_Contract", "contract tests synod writes"),
+        ("synod_reference", "synod's own modules"),
+        ("synod_audit", "synod's own modules"),
+        ("harness", "synod's own modules"),
+        ("json", "standard-library module"),
+        ("__init__", "meaning of its own"),
+    ] {
+        let mut d = Driver::new(
+            3,
+            1,
+            vec![
+                Plays::ReadsAsModule("abs", module),
+                Plays::Reads("abs", "abs"),
+                Plays::Reads("abs", "abs"),
+            ],
+        );
+        d.run();
+        assert_eq!(d.interpret_asks(), vec![0, 1, 2], "{module}");
+        let b = d.built();
+        assert_eq!(b.class, vec![AgentId(1), AgentId(2)], "{module}");
+        let fault = &b.agents[0].faults[0];
+        assert_eq!(fault.kind, FaultKind::InvalidReply, "{module}");
+        assert!(
+            fault.detail.contains(module) && fault.detail.contains(why),
+            "{module}: {}",
+            fault.detail
+        );
+        assert!(b.spec.components.iter().all(|c| c.name == "m"));
+    }
+    let mut i = interpretation("abs", &[(-4, 4)]);
+    i.spec.components[0].name = "solution".into();
+    assert_eq!(validate_interpretation(&i), Ok(()));
 }
 
 #[test]

@@ -18,7 +18,8 @@ pub const CERT_FILE: &str = "certificate.json";
 pub const REPORT_FILE: &str = "REPORT.md";
 /// The directory holding the program's modules.
 pub const PROGRAM_DIR: &str = "program";
-/// The generated contract tests, inside [`PROGRAM_DIR`].
+/// The generated contract tests, inside [`PROGRAM_DIR`]: the module
+/// [`synod_core::reserved::TESTS_MODULE`], which no component may be named.
 pub const TESTS_FILE: &str = "test_contract.py";
 /// The pending question of a build that needs a clarification.
 pub const QUESTION_FILE: &str = "question.json";
@@ -223,6 +224,13 @@ pub fn write_build(
         source,
     })?;
     for (name, src) in &outcome.program.modules {
+        // Refused when the reading was validated; a module here that the tests would
+        // overwrite is a bug.
+        if let Some(why) = synod_core::reserved::module_name_problem(name) {
+            return Err(RuntimeError::Internal(format!(
+                "a delivered module has a reserved name: {why}"
+            )));
+        }
         write(dir.join(format!("{name}.py")), src.as_bytes())?;
     }
     write(
@@ -739,3 +747,14 @@ class ContractTest(unittest.TestCase):
 if __name__ == "__main__":
     unittest.main()
 "#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tests_file_is_the_reserved_tests_module() {
+        assert_eq!(
+            super::TESTS_FILE,
+            format!("{}.py", synod_core::reserved::TESTS_MODULE)
+        );
+    }
+}

@@ -434,7 +434,8 @@ pub fn drop_unusable_calls(
     dropped
 }
 
-/// Shape checks of a parsed interpretation: names and bounds. Calls are checked against the
+/// Shape checks of a parsed interpretation: names (identifiers, and no module name synod or
+/// Python reserves: [`crate::reserved`]) and bounds. Calls are checked against the
 /// interface once it is known ([`drop_unusable_calls`]).
 pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
     let spec = &i.spec;
@@ -450,11 +451,14 @@ pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
     let mut modules = BTreeSet::new();
     let mut functions = BTreeSet::new();
     for c in &spec.components {
-        if !is_identifier(&c.name) || c.name == REFERENCE_MODULE {
+        if !is_identifier(&c.name) {
             return Err(format!(
                 "component name {:?} is not a usable module name",
                 c.name
             ));
+        }
+        if let Some(why) = crate::reserved::module_name_problem(&c.name) {
+            return Err(format!("component name {why}; choose another name"));
         }
         if !modules.insert(c.name.as_str()) {
             return Err(format!("component {} is named twice", c.name));
