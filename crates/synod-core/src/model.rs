@@ -278,6 +278,82 @@ pub struct CheckReport {
     /// did not load.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub functions: Vec<FoundFunction>,
+    /// Operations outside the capability set: found in the source before it ran (the static
+    /// layer), or attempted while it ran (the audit hook). Any one is its author's fault,
+    /// whatever the outcomes say (issue 11, docs/SECURITY.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+}
+
+/// Which layer of the audit saw a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditLayer {
+    /// The allow-list check of the source, before anything ran.
+    Static,
+    /// The audit hook, while the program ran.
+    Runtime,
+}
+
+/// An operation a program contains or attempted that its capability set does not grant.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Violation {
+    /// Which layer saw it.
+    pub layer: AuditLayer,
+    /// The module (empty when the hook cannot tell).
+    pub module: String,
+    /// The line in that module (0 when unknown).
+    pub line: u32,
+    /// The operation: `import subprocess`, `open`, `os.fork`, ...
+    pub operation: String,
+    /// What it did, in a phrase (`writes /etc/x`).
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let layer = match self.layer {
+            AuditLayer::Static => "in its source",
+            AuditLayer::Runtime => "while running",
+        };
+        write!(f, "{} ({layer}", self.detail)?;
+        if !self.module.is_empty() {
+            write!(f, ", module {}", self.module)?;
+            if self.line > 0 {
+                write!(f, " line {}", self.line)?;
+            }
+        }
+        f.write_str(")")
+    }
+}
+
+/// What a program may do beyond pure computation. Granted by the user (a build flag), never
+/// by agents' votes; the default set is empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// Read and write files under the working directory.
+    Files,
+}
+
+impl Capability {
+    /// Every capability, by name.
+    pub const ALL: [(Capability, &'static str); 1] = [(Capability::Files, "files")];
+
+    /// Its name (`files`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Files => "files",
+        }
+    }
+
+    /// The capability named `name`.
+    pub fn parse(name: &str) -> Option<Capability> {
+        Capability::ALL
+            .iter()
+            .find(|(_, n)| *n == name.trim())
+            .map(|(c, _)| *c)
+    }
 }
 
 /// A module-level function the harness found in a loaded module: defined there (not

@@ -52,6 +52,11 @@ class _Timeout(BaseException):
     """Raised by the SIGALRM handler when a guarded step runs out of time."""
 
 
+# Called once when the candidate prints something shaped like a result line (set by `main`
+# when the audit hook is on): contained is not enough, the attempt is reported.
+_ON_FORGERY = [None]
+
+
 class _CappedBinary(io.RawIOBase):
     """A binary writer to `fd` that drops everything past a byte budget shared with others."""
 
@@ -59,12 +64,18 @@ class _CappedBinary(io.RawIOBase):
         super().__init__()
         self._fd = fd
         self._budget = budget
+        self._tail = b""
 
     def writable(self):
         return True
 
     def write(self, data):
         data = bytes(data)
+        seen = self._tail + data
+        if b"SYNOD " in seen and _ON_FORGERY[0] is not None:
+            report, _ON_FORGERY[0] = _ON_FORGERY[0], None
+            report()
+        self._tail = seen[-5:]
         room = self._budget[0]
         if room > 0:
             kept = data[:room]
@@ -352,6 +363,29 @@ def _load(module_names, modules_dir, seconds):
     return loaded, None
 
 
+def _load_audit():
+    """The audit layer, loaded from beside this file (not registered in sys.modules)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "synod_audit.py")
+    spec = importlib.util.spec_from_file_location("synod_audit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sources(module_names, modules_dir):
+    """Each module's source text, as the static layer reads it."""
+    sources = {}
+    for name in module_names:
+        try:
+            with open(os.path.join(modules_dir, name + ".py"), "rb") as f:
+                sources[name] = f.read().decode("utf-8", "replace")
+        except OSError:
+            sources[name] = ""
+    return sources
+
+
 def _interface_errors(loaded, interface):
     errors = []
     for module_name, sig in interface:
@@ -480,6 +514,47 @@ def main():
     def emit(record):
         line = "SYNOD " + nonce + " " + json.dumps(record, ensure_ascii=True) + "\n"
         _write_all(result_fd, line.encode("ascii"))
+
+    # The audit layer (synod_audit.py beside this file), before any candidate code: the static
+    # allow-list first; a program it rejects is never imported. Then the audit hook, whose
+    # reports go out on the result stream the moment an operation is refused.
+    audit = _load_audit()
+    capabilities = frozenset(request.get("capabilities", []))
+    if request.get("static_layer", True):
+        violations = audit.static_violations(
+            _sources(request["modules"], request["modules_dir"]), capabilities
+        )
+        if violations:
+            first = violations[0]
+            emit({
+                "loaded": False,
+                "load_error": _clean(
+                    "not run: " + first["detail"] + " (module " + first["module"] + " line "
+                    + str(first["line"]) + ")",
+                    MESSAGE_MAX,
+                ),
+                "interface_errors": [],
+                "violations": violations,
+            })
+            emit({"done": True})
+            return
+    if request.get("runtime_layer", True):
+        encode = audit.encode
+        write = os.write
+        prefix = ("SYNOD " + nonce + " ").encode("ascii")
+
+        def report(violation):
+            line = prefix + encode({"violation": violation}).encode("ascii") + b"\n"
+            try:
+                write(result_fd, line)
+            except OSError:
+                pass
+
+        read_dirs = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                     os.path.abspath(request["modules_dir"])]
+        audit.install(report, capabilities, read_dirs, os.getcwd())
+        forged = audit.forged_output_violation()
+        _ON_FORGERY[0] = lambda: report(forged)
 
     loaded, load_error = _load(request["modules"], request["modules_dir"], seconds)
     if load_error is not None:

@@ -104,6 +104,62 @@ pub use isolation::{Isolation, IsolationMode, Mechanism, SANDBOX_UID_BASE, SANDB
 
 use isolation::{Confinement, Kernel};
 
+/// What candidates may do, and which audit layers judge them (issue 11; docs/SECURITY.md).
+/// The default grants nothing beyond pure computation and turns both layers on; a layer is
+/// turned off only by tests that show the other one works alone.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Audit {
+    /// Granted capabilities, sorted, without repeats.
+    pub capabilities: Vec<synod_core::Capability>,
+    /// The allow-list check of the source before anything runs.
+    pub static_layer: bool,
+    /// The audit hook (PEP 578) while the program runs.
+    pub runtime_layer: bool,
+}
+
+impl Default for Audit {
+    fn default() -> Audit {
+        Audit {
+            capabilities: Vec::new(),
+            static_layer: true,
+            runtime_layer: true,
+        }
+    }
+}
+
+impl Audit {
+    /// Both layers, granting `capabilities`.
+    pub fn granting(capabilities: impl IntoIterator<Item = synod_core::Capability>) -> Audit {
+        let mut capabilities: Vec<_> = capabilities.into_iter().collect();
+        capabilities.sort();
+        capabilities.dedup();
+        Audit {
+            capabilities,
+            ..Audit::default()
+        }
+    }
+
+    /// Both layers off: only the OS isolation stands. For tests that show the isolation holds
+    /// alone, and the control experiments.
+    pub fn off() -> Audit {
+        Audit {
+            capabilities: Vec::new(),
+            static_layer: false,
+            runtime_layer: false,
+        }
+    }
+
+    /// The capability names, for people (`pure computation` when none).
+    pub fn describe(&self) -> String {
+        if self.capabilities.is_empty() {
+            "pure computation".into()
+        } else {
+            let names: Vec<&str> = self.capabilities.iter().map(|c| c.name()).collect();
+            format!("pure computation + {}", names.join(", "))
+        }
+    }
+}
+
 /// Limits on one run of a candidate program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -258,6 +314,8 @@ pub struct Sandbox {
     isolation: Isolation,
     /// Beneath these the interpreter may read: its prefixes and real executable.
     read_roots: Vec<PathBuf>,
+    /// What candidates may do.
+    audit: Audit,
 }
 
 /// Environment variable naming the interpreter to use instead of `python3` on `PATH`.
@@ -354,6 +412,7 @@ impl Sandbox {
             kernel: None,
             isolation: Isolation::unsafe_no_sandbox(),
             read_roots: probe.read_roots,
+            audit: Audit::default(),
         })
     }
 
@@ -413,6 +472,17 @@ impl Sandbox {
         &self.python
     }
 
+    /// The same sandbox with another audit (capabilities and layers).
+    pub fn with_audit(mut self, audit: Audit) -> Sandbox {
+        self.audit = audit;
+        self
+    }
+
+    /// What candidates may do in this sandbox.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
     /// Runs the request: loads the program, checks its interface, runs every call.
     ///
     /// Returns `Err` only for failures of the environment (the scratch directory cannot be
@@ -434,7 +504,7 @@ impl Sandbox {
         let scratch = Scratch::create(&self.scratch_root, serial)?;
         scratch.write_program(request)?;
         let nonce = nonce(serial);
-        let input = protocol::harness_request(request, &nonce, &self.limits)
+        let input = protocol::harness_request(request, &nonce, &self.limits, &self.audit)
             .map_err(|source| ExecError::Encode { source })?;
         let (confinement, run_uid) = match &self.kernel {
             Some(kernel) => {
@@ -597,6 +667,12 @@ const HARNESS_FILE: &str = "harness.py";
 /// The harness, embedded so that the binary needs no data files.
 const HARNESS_SOURCE: &str = include_str!("harness.py");
 
+/// File name of the audit layer the harness loads before the candidate.
+const AUDIT_FILE: &str = "synod_audit.py";
+
+/// The audit layer (static allow-list and audit hook), embedded like the harness.
+const AUDIT_SOURCE: &str = include_str!("audit.py");
+
 impl Scratch {
     fn create(root: &Path, serial: u64) -> Result<Scratch, ExecError> {
         let path = root.join(format!("run-{}-{serial}", std::process::id()));
@@ -637,6 +713,7 @@ impl Scratch {
             );
             write(modules.join(format!("{name}.py")), source)?;
         }
+        write(self.path.join(AUDIT_FILE), AUDIT_SOURCE)?;
         write(self.path.join(HARNESS_FILE), HARNESS_SOURCE)
     }
 }

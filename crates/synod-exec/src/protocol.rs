@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use synod_core::{CheckReport, CheckRequest, Expectation, FoundFunction, Outcome, Value};
+use synod_core::{
+    AuditLayer, CheckReport, CheckRequest, Expectation, FoundFunction, Outcome, Value, Violation,
+};
 
 use crate::process::{Finished, describe_end};
 use crate::{Limits, MODULES_DIR};
@@ -36,6 +38,10 @@ struct HarnessRequest<'a> {
     calls: Vec<HarnessCall<'a>>,
     call_ms: u64,
     output_max: usize,
+    /// Granted capability names (`files`); empty: pure computation.
+    capabilities: Vec<&'static str>,
+    static_layer: bool,
+    runtime_layer: bool,
 }
 
 #[derive(Serialize)]
@@ -58,6 +64,7 @@ pub(crate) fn harness_request(
     request: &CheckRequest,
     nonce: &str,
     limits: &Limits,
+    audit: &crate::Audit,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let wire = HarnessRequest {
         nonce,
@@ -93,6 +100,9 @@ pub(crate) fn harness_request(
         // An alarm of zero would never fire.
         call_ms: limits.call_ms.max(1),
         output_max: limits.output_bytes,
+        capabilities: audit.capabilities.iter().map(|c| c.name()).collect(),
+        static_layer: audit.static_layer,
+        runtime_layer: audit.runtime_layer,
     };
     serde_json::to_vec(&wire)
 }
@@ -107,7 +117,38 @@ pub(crate) enum HarnessLine {
     Call(CallLine),
     /// All calls finished.
     Done(DoneLine),
+    /// The audit hook refused an operation (written the moment it happened).
+    Violation(ViolationLine),
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub(crate) struct ViolationLine {
+    violation: WireViolation,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+struct WireViolation {
+    layer: AuditLayer,
+    module: String,
+    line: u32,
+    operation: String,
+    detail: String,
+}
+
+impl WireViolation {
+    fn into_violation(self) -> Violation {
+        Violation {
+            layer: self.layer,
+            module: truncate_chars(&self.module, SHORT_TEXT_MAX),
+            line: self.line,
+            operation: truncate_chars(&self.operation, SHORT_TEXT_MAX),
+            detail: truncate_chars(&self.detail, SHORT_TEXT_MAX),
+        }
+    }
+}
+
+/// Most violations kept in a report.
+pub const VIOLATIONS_MAX: usize = 16;
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub(crate) struct LoadLine {
@@ -116,6 +157,9 @@ pub(crate) struct LoadLine {
     interface_errors: Vec<String>,
     #[serde(default)]
     functions: Vec<WireFunction>,
+    /// What the static layer found (the program is then not imported).
+    #[serde(default)]
+    violations: Vec<WireViolation>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -230,6 +274,9 @@ impl LineSplitter {
 struct Transcript {
     load: Option<LoadLine>,
     calls: Vec<Option<CallLine>>,
+    /// Every violation reported, wherever in the stream: a line already written cannot be
+    /// taken back by what the candidate writes later (an early `done` included).
+    violations: Vec<Violation>,
 }
 
 impl Transcript {
@@ -239,8 +286,21 @@ impl Transcript {
         let mut transcript = Transcript {
             load: None,
             calls: vec![None; calls],
+            violations: Vec::new(),
         };
+        let mut done = false;
         for line in lines {
+            if let HarnessLine::Violation(v) = line {
+                if transcript.violations.len() < VIOLATIONS_MAX {
+                    transcript
+                        .violations
+                        .push(v.violation.clone().into_violation());
+                }
+                continue;
+            }
+            if done {
+                continue;
+            }
             match line {
                 HarnessLine::Load(load) if transcript.load.is_none() => {
                     transcript.load = Some(load.clone());
@@ -250,7 +310,7 @@ impl Transcript {
                         *slot = Some(call.clone());
                     }
                 }
-                HarnessLine::Done(_) => break,
+                HarnessLine::Done(_) => done = true,
                 _ => {}
             }
         }
@@ -275,6 +335,7 @@ pub(crate) fn not_loaded(request: &CheckRequest, reason: String) -> CheckReport 
         outcomes: vec![Outcome::Timeout; request.calls.len()],
         met: unmet(request),
         functions: Vec::new(),
+        violations: Vec::new(),
     }
 }
 
@@ -284,14 +345,29 @@ pub(crate) fn report(request: &CheckRequest, run: &Finished, limits: &Limits) ->
     let Some(load) = transcript.load else {
         let tail = run.stderr_tail.trim();
         let tail = if tail.is_empty() { "(empty)" } else { tail };
-        return not_loaded(
-            request,
-            format!(
-                "process died before loading: {}; stderr tail: {tail}",
-                describe_end(&run.end, limits)
-            ),
-        );
+        return CheckReport {
+            violations: transcript.violations,
+            ..not_loaded(
+                request,
+                format!(
+                    "process died before loading: {}; stderr tail: {tail}",
+                    describe_end(&run.end, limits)
+                ),
+            )
+        };
     };
+    // The static layer's findings come first, then what the hook refused, in order.
+    let mut violations: Vec<Violation> = load
+        .violations
+        .iter()
+        .take(VIOLATIONS_MAX)
+        .map(|v| v.clone().into_violation())
+        .collect();
+    for v in transcript.violations {
+        if violations.len() < VIOLATIONS_MAX {
+            violations.push(v);
+        }
+    }
     let interface_errors: Vec<String> = load
         .interface_errors
         .iter()
@@ -308,6 +384,7 @@ pub(crate) fn report(request: &CheckRequest, run: &Finished, limits: &Limits) ->
             .unwrap_or_else(|| "the program did not load".to_string());
         return CheckReport {
             interface_errors,
+            violations,
             ..not_loaded(request, reason)
         };
     }
@@ -352,6 +429,7 @@ pub(crate) fn report(request: &CheckRequest, run: &Finished, limits: &Limits) ->
         outcomes,
         met,
         functions,
+        violations,
     }
 }
 
@@ -412,7 +490,8 @@ mod tests {
     #[test]
     fn request_uses_tagged_values_and_expectations() {
         let req = request(&[None, Some(Expectation::Raises("ValueError".into()))]);
-        let bytes = harness_request(&req, "abc", &Limits::default()).unwrap();
+        let bytes =
+            harness_request(&req, "abc", &Limits::default(), &crate::Audit::default()).unwrap();
         let wire: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(
             wire,
@@ -432,6 +511,9 @@ mod tests {
                 ],
                 "call_ms": 2000,
                 "output_max": 1 << 20,
+                "capabilities": [],
+                "static_layer": true,
+                "runtime_layer": true,
             })
         );
         let returns = Expectation::Returns(Value::None);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use synod_core::{
     Call, CheckCall, CheckReport, CheckRequest, Expectation, FunctionSig, Outcome, Program, Value,
 };
-use synod_exec::{ExecError, Limits, Sandbox};
+use synod_exec::{Audit, ExecError, Limits, Sandbox};
 
 /// A scratch root shared by test processes (runs inside it get unique directories).
 fn scratch_root(name: &str) -> PathBuf {
@@ -24,8 +24,12 @@ fn quick() -> Limits {
     }
 }
 
+/// The harness's mechanics with the audit layers off (tests/audit.rs tests those): these
+/// programs import `os` and `subprocess` on purpose.
 fn sandbox_with(limits: Limits) -> Sandbox {
-    Sandbox::new(scratch_root("runs"), limits).expect("python3 >= 3.8 must be available")
+    Sandbox::new(scratch_root("runs"), limits)
+        .expect("python3 >= 3.8 must be available")
+        .with_audit(Audit::off())
 }
 
 fn sandbox() -> Sandbox {
@@ -608,7 +612,9 @@ fn standard_library_module_names_are_refused() {
 #[test]
 fn bad_module_names_are_load_errors_not_paths() {
     let root = scratch_root("bad-names");
-    let sandbox = Sandbox::new(&root, quick()).unwrap();
+    let sandbox = Sandbox::new(&root, quick())
+        .unwrap()
+        .with_audit(Audit::off());
     let mut req = request(
         "def f():\n    return 1\n",
         &[("f", &[])],
@@ -695,7 +701,9 @@ def spawn():
 fn scratch_directories_are_removed() {
     // A root of its own, so that runs of other tests cannot show up in it.
     let root = scratch_root(&format!("removed-{}", std::process::id()));
-    let sandbox = Sandbox::new(&root, quick()).unwrap();
+    let sandbox = Sandbox::new(&root, quick())
+        .unwrap()
+        .with_audit(Audit::off());
     let source = "def touch():\n    open('left.txt', 'w').write('x')\n    return 1\n";
     let report = sandbox
         .run(&request(

@@ -4,6 +4,9 @@
 //! is still alive, no process of the run is left, and nothing outside the scratch directory
 //! changed.
 //!
+//! The audit layers (the static allow-list and the audit hook, `tests/audit.rs`) are off here:
+//! the OS isolation must hold alone, for a program that gets past both.
+//!
 //! These tests never skip: if the machine cannot isolate candidates, `Sandbox::new` refuses and
 //! every test here fails, naming what is missing. Files the attacks aim at are world-readable
 //! and world-writable on purpose, so that file permissions cannot be what stops them.
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 use synod_core::{
     Call, CheckCall, CheckReport, CheckRequest, Expectation, Outcome, Program, Value,
 };
-use synod_exec::{Limits, Sandbox};
+use synod_exec::{Audit, Limits, Sandbox};
 
 /// A directory of this test alone (the test name and the process id make it unique).
 fn test_dir(name: &str) -> PathBuf {
@@ -56,12 +59,14 @@ impl Attack {
     fn new(name: &str, limits: Limits) -> Attack {
         let dir = test_dir(name);
         let scratch_root = dir.join("scratch");
-        let sandbox = Sandbox::new(&scratch_root, limits).unwrap_or_else(|e| {
-            panic!(
-                "isolation must be available for these tests (they never skip): {e}\n{}",
-                synod_exec::Isolation::detect()
-            )
-        });
+        let sandbox = Sandbox::new(&scratch_root, limits)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "isolation must be available for these tests (they never skip): {e}\n{}",
+                    synod_exec::Isolation::detect()
+                )
+            })
+            .with_audit(Audit::off());
         let isolation = sandbox.isolation();
         assert!(isolation.is_isolated(), "{isolation}");
         Attack {
@@ -760,7 +765,9 @@ def answer():
 #[test]
 fn without_isolation_the_attacks_succeed() {
     let dir = test_dir("control");
-    let sandbox = Sandbox::new_unsafe_no_sandbox(dir.join("scratch"), small()).unwrap();
+    let sandbox = Sandbox::new_unsafe_no_sandbox(dir.join("scratch"), small())
+        .unwrap()
+        .with_audit(Audit::off());
     assert!(!sandbox.isolation().is_isolated());
     assert!(sandbox.isolation().to_string().contains("UNSAFE"));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

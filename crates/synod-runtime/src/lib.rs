@@ -272,8 +272,18 @@ pub fn run_build(
         Opened::Finished(result) => return Ok(result),
     };
     let fingerprint = log.key().public().fingerprint();
-    let sandbox_info = serde_json::to_value(sandbox.isolation())
+    let mut sandbox_info = serde_json::to_value(sandbox.isolation())
         .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    // What candidates were allowed to do: part of what the certificate certifies (issue 11).
+    if let Some(info) = sandbox_info.as_object_mut() {
+        let names: Vec<&str> = sandbox
+            .audit()
+            .capabilities
+            .iter()
+            .map(|c| c.name())
+            .collect();
+        info.insert("capabilities".into(), serde_json::json!(names));
+    }
     let run_info = Record::Run(RunRecord {
         sandbox: sandbox_info.clone(),
         response_cache: cache_dir,
@@ -437,7 +447,9 @@ struct Clock {
 
 impl Clock {
     fn now_ms(&self) -> u64 {
-        self.base_ms + self.start.elapsed().as_millis() as u64
+        // base_ms comes from the log being resumed: saturate rather than overflow.
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.base_ms.saturating_add(elapsed)
     }
 }
 

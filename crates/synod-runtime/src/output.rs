@@ -563,6 +563,20 @@ fn report(
             "**UNSAFE: candidate programs ran without isolation (`--unsafe-no-sandbox`): resource limits only.**\n"
         );
     }
+    let granted: Vec<&str> = sandbox
+        .get("capabilities")
+        .and_then(|c| c.as_array())
+        .map(|a| a.iter().filter_map(|n| n.as_str()).collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        r,
+        "Capabilities: pure computation{}. Every candidate was judged by the static allow-list before it ran and by the audit hook while it ran; an operation outside this set is its author's fault (`docs/SECURITY.md`).\n",
+        if granted.is_empty() {
+            String::new()
+        } else {
+            format!(" + {}", granted.join(", "))
+        }
+    );
     let _ = writeln!(r, "## Files\n");
     let _ = writeln!(
         r,

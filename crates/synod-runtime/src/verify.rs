@@ -116,6 +116,13 @@ pub fn verify(dir: &Path, expected_key: Option<&str>, sandbox: &Sandbox) -> Veri
     match program {
         Ok(program) => {
             let request = program_check(&cert.spec, &program, &cert.probes);
+            // Re-run with the capabilities the build granted, as the certificate records them.
+            let sandbox =
+                sandbox
+                    .clone()
+                    .with_audit(synod_exec::Audit::granting(certified_capabilities(
+                        &cert.sandbox,
+                    )));
             let problem = match sandbox.run(&request) {
                 Ok(r) => refinement_problem(
                     &r,
@@ -250,4 +257,19 @@ fn decisions(entries: &[Entry]) -> Result<Vec<Decision>, String> {
         }
     }
     Ok(decisions)
+}
+
+/// The capabilities a certificate's sandbox record grants (`"capabilities": ["files"]`);
+/// none when it names none (pure computation, and every certificate from before issue 11).
+pub fn certified_capabilities(sandbox: &serde_json::Value) -> Vec<synod_core::Capability> {
+    sandbox
+        .get("capabilities")
+        .and_then(|c| c.as_array())
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().and_then(synod_core::Capability::parse))
+                .collect()
+        })
+        .unwrap_or_default()
 }

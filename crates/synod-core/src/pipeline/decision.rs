@@ -268,6 +268,9 @@ pub enum FaultKind {
     DiffersFromReference,
     /// Its reading is not the decided one.
     Outvoted,
+    /// Its program contains or attempted an operation outside the capability set (the static
+    /// allow-list or the audit hook; docs/SECURITY.md).
+    Forbidden,
 }
 
 /// A fault of an agent: where, what kind, and the evidence in a sentence.

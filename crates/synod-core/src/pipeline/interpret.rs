@@ -271,7 +271,10 @@ impl Pipeline {
             .iter()
             .filter(|f| f.module == REFERENCE_MODULE)
             .collect();
-        let problem = if let Some(e) = &report.load_error {
+        let problem = if let Some(v) = report.violations.first() {
+            let p = super::refinement::forbidden("reference", &report, v);
+            Some((p.kind, p.detail))
+        } else if let Some(e) = &report.load_error {
             Some((
                 FaultKind::DoesNotLoad,
                 format!("reference does not load: {e}"),

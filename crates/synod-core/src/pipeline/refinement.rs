@@ -119,6 +119,22 @@ impl fmt::Display for RefinementProblem {
     }
 }
 
+/// A forbidden operation, named, with how many more there were.
+pub(super) fn forbidden(what: &str, report: &CheckReport, v: &Violation) -> RefinementProblem {
+    let more = report.violations.len() - 1;
+    problem(
+        FaultKind::Forbidden,
+        format!(
+            "{what} attempts what the capability set does not grant: {v}{}",
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            }
+        ),
+    )
+}
+
 fn problem(kind: FaultKind, detail: String) -> RefinementProblem {
     RefinementProblem { kind, detail }
 }
@@ -134,6 +150,9 @@ pub fn refinement_problem(
     expected: &[Outcome],
     what: &str,
 ) -> Option<RefinementProblem> {
+    if let Some(v) = report.violations.first() {
+        return Some(forbidden(what, report, v));
+    }
     if let Some(e) = &report.load_error {
         return Some(problem(
             FaultKind::DoesNotLoad,
