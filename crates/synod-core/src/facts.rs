@@ -11,7 +11,10 @@
 //!   params are identifiers, with optional annotations and defaults: "`count_vowels(text)`";
 //! - a **literal example**: `call == literal`, with literal arguments, on a line of its own
 //!   (optionally after `assert` or `>>>`) or in backticks, and a doctest pair (`>>> call`
-//!   with the literal result on the next line).
+//!   with the literal result on the next line);
+//! - an **import** the prompt's code shows: a line `import a`, `import a.b`, `import a as b` or
+//!   `from m import x, y as z` (not `*`), which a reading's module gets when it uses a name the
+//!   line binds and does not bind it itself (PL-23).
 
 use crate::model::{Call, ContractExample, Expectation};
 use crate::pyexpr;
@@ -34,6 +37,143 @@ pub struct PromptFacts {
     pub functions: Vec<FixedFunction>,
     /// Literal examples (always `Expectation::Returns`), in order, without duplicates.
     pub examples: Vec<ContractExample>,
+    /// Import lines of the prompt's code, in order, without duplicates (PL-23).
+    pub imports: Vec<PromptImport>,
+}
+
+/// An import line the prompt shows, and the names it binds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromptImport {
+    /// The line, trimmed (`from typing import List`).
+    pub line: String,
+    /// The names it binds (`List`).
+    pub names: Vec<String>,
+}
+
+/// Most import lines taken from a prompt.
+pub const PROMPT_IMPORTS_MAX: usize = 16;
+
+/// The import a trimmed line states, if it is one.
+fn import_line(t: &str) -> Option<PromptImport> {
+    let t = t.split('#').next().unwrap_or("").trim();
+    let mut names = Vec::new();
+    if let Some(rest) = t.strip_prefix("from ") {
+        let (module, what) = rest.split_once(" import ")?;
+        if !module.trim().split('.').all(crate::model::is_identifier) {
+            return None;
+        }
+        let what = what.trim().trim_start_matches('(').trim_end_matches(')');
+        for item in what.split(',') {
+            let item = item.trim();
+            let bound = match item.split_once(" as ") {
+                Some((_, alias)) => alias.trim(),
+                None => item,
+            };
+            if !crate::model::is_identifier(bound) {
+                return None;
+            }
+            names.push(bound.to_string());
+        }
+    } else if let Some(rest) = t.strip_prefix("import ") {
+        for item in rest.split(',') {
+            let (module, alias) = match item.split_once(" as ") {
+                Some((m, a)) => (m.trim(), Some(a.trim())),
+                None => (item.trim(), None),
+            };
+            if !module.split('.').all(crate::model::is_identifier) {
+                return None;
+            }
+            let bound = alias.unwrap_or_else(|| module.split('.').next().unwrap_or(""));
+            if !crate::model::is_identifier(bound) {
+                return None;
+            }
+            names.push(bound.to_string());
+        }
+    } else {
+        return None;
+    }
+    (!names.is_empty()).then(|| PromptImport {
+        line: t.to_string(),
+        names,
+    })
+}
+
+/// `code` with the prompt's import lines it needs (PL-23): those binding a name the code uses
+/// as an identifier and does not bind itself (by an import, `def`, `class` or assignment at the
+/// start of a line). They go first, after any `from __future__` lines. Unchanged when none is
+/// needed.
+pub fn with_prompt_imports(code: &str, imports: &[PromptImport]) -> String {
+    let used = identifiers(code);
+    let binds = |name: &str| {
+        code.lines().any(|l| {
+            let t = l.trim_start();
+            let word = |rest: &str| {
+                rest.strip_prefix(name).is_some_and(|after| {
+                    !after.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                })
+            };
+            (t.starts_with("import ") || t.starts_with("from "))
+                && import_line(t).is_some_and(|i| i.names.iter().any(|n| n == name))
+                || t.strip_prefix("def ").is_some_and(word)
+                || t.strip_prefix("class ").is_some_and(word)
+                || (word(t)
+                    && t[name.len()..].trim_start().starts_with('=')
+                    && !t[name.len()..].trim_start().starts_with("=="))
+        })
+    };
+    let needed: Vec<&str> = imports
+        .iter()
+        .filter(|i| {
+            i.names
+                .iter()
+                .any(|n| used.contains(n.as_str()) && !binds(n))
+        })
+        .map(|i| i.line.as_str())
+        .collect();
+    if needed.is_empty() {
+        return code.to_string();
+    }
+    let lines: Vec<&str> = code.lines().collect();
+    let future_end = lines
+        .iter()
+        .rposition(|l| l.trim_start().starts_with("from __future__ import"))
+        .map_or(0, |k| k + 1);
+    let mut out = String::new();
+    for l in &lines[..future_end] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    for n in needed {
+        out.push_str(n);
+        out.push('\n');
+    }
+    for l in &lines[future_end..] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+/// The identifiers in `code` (outside nothing: strings and comments count too, which at worst
+/// adds an import that is not needed).
+fn identifiers(code: &str) -> std::collections::BTreeSet<&str> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut start = None;
+    for (i, c) in code.char_indices() {
+        let part = c.is_alphanumeric() || c == '_';
+        match (start, part) {
+            (None, true) => start = Some(i),
+            (Some(s), false) => {
+                out.insert(&code[s..i]);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.insert(&code[s..]);
+    }
+    out
 }
 
 /// Most literal examples taken from a prompt.
@@ -74,6 +214,14 @@ pub fn prompt_facts(text: &str) -> PromptFacts {
         }
     }
     let lines: Vec<&str> = text.lines().collect();
+    for line in &lines {
+        if let Some(i) = import_line(line.trim())
+            && facts.imports.len() < PROMPT_IMPORTS_MAX
+            && !facts.imports.contains(&i)
+        {
+            facts.imports.push(i);
+        }
+    }
     for (k, line) in lines.iter().enumerate() {
         let t = line.trim().trim_start_matches(['-', '*']).trim();
         if let Some(e) = stated_example(t) {
@@ -301,5 +449,47 @@ mod tests {
         assert_eq!(f.module.as_deref(), Some("tokens"));
         let f = prompt_facts("Write a module named `test_contract` with `f(x)`.");
         assert_eq!(f.module, None, "a reserved name is not fixed by the prompt");
+    }
+
+    #[test]
+    fn the_prompts_imports_are_added_where_a_reading_uses_them() {
+        let f = prompt_facts(
+            "from typing import List, Tuple as T\nimport math\n\ndef f(xs: List[float]) -> bool:\n    \"\"\"Doc.\"\"\"\n",
+        );
+        assert_eq!(
+            f.imports
+                .iter()
+                .map(|i| i.line.as_str())
+                .collect::<Vec<_>>(),
+            ["from typing import List, Tuple as T", "import math"]
+        );
+        assert_eq!(f.imports[0].names, ["List", "T"]);
+        // Uses List without importing it: the prompt's line is added, and only that one.
+        let code = "# module: solution\n\ndef f(xs: List[float]) -> bool:\n    return True\n";
+        let fixed = with_prompt_imports(code, &f.imports);
+        assert_eq!(
+            fixed,
+            format!("from typing import List, Tuple as T\n{code}")
+        );
+        // Imports it itself, or binds the name: unchanged.
+        let own =
+            "from typing import List\ndef f(xs: List[float]):\n    return math.pi\nmath = 3\n";
+        assert_eq!(with_prompt_imports(own, &f.imports), own);
+        // After __future__ imports.
+        let fut = "from __future__ import annotations\ndef f(x):\n    return math.sqrt(x)\n";
+        assert_eq!(
+            with_prompt_imports(fut, &f.imports),
+            "from __future__ import annotations\nimport math\ndef f(x):\n    return math.sqrt(x)\n"
+        );
+        // Not imports: prose, a star import, a comparison.
+        assert!(
+            prompt_facts("Import the data from the file.\nfrom x import *\nimportance = 3\n")
+                .imports
+                .is_empty()
+        );
+        assert_eq!(
+            with_prompt_imports("def g():\n    return 1\n", &f.imports),
+            "def g():\n    return 1\n"
+        );
     }
 }

@@ -201,6 +201,8 @@ impl Pipeline {
         let checked = match reply {
             Ok(Reply::Interpretation(mut i)) => {
                 self.name_components(&mut i);
+                // PL-23: the imports the prompt's code shows, where the reading uses them.
+                i.reference = crate::facts::with_prompt_imports(&i.reference, &self.facts.imports);
                 validate_interpretation(&i).map(|()| i).map_err(invalid)
             }
             Ok(Reply::Implementation(_) | Reply::Inputs(_)) => Err(invalid(
