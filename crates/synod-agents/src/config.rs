@@ -12,7 +12,7 @@
 //! timeout_ms = 2000
 //! ```
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -77,19 +77,27 @@ pub struct AgentConfig {
     /// Sampling temperature.
     #[serde(default)]
     pub temperature: Option<f64>,
-    /// Most tokens one reply may have (LLM backends; a cap per reply).
-    #[serde(default)]
+    /// Most tokens one reply may have (LLM backends; a cap per reply), 1 to
+    /// [`MAX_TOKENS_LIMIT`].
+    #[serde(default, deserialize_with = "within::<_, u64, 1, MAX_TOKENS_LIMIT>")]
     pub max_tokens: Option<u64>,
     /// LLM backends: stream the reply (default true); each chunk is a heartbeat.
     #[serde(default)]
     pub stream: Option<bool>,
-    /// LLM backends: retries of one call on 429, 5xx and connection errors (default 3).
-    #[serde(default)]
+    /// LLM backends: retries of one call on 429, 5xx and connection errors (default 3), 0 to
+    /// [`RETRIES_MAX`].
+    #[serde(
+        default,
+        deserialize_with = "within::<_, u32, 0, { RETRIES_MAX as u64 }>"
+    )]
     pub retries_max: Option<u32>,
     /// LLM backends: requests the endpoint (`base_url`) answers at once (llama.cpp's
     /// `--parallel`); agents of one endpoint share them and must agree. A call waits for a
-    /// free slot and its deadline starts when it has one. Unset: no limit.
-    #[serde(default)]
+    /// free slot and its deadline starts when it has one. Unset: no limit. 1 to [`SLOTS_MAX`].
+    #[serde(
+        default,
+        deserialize_with = "within::<_, u32, 1, { SLOTS_MAX as u64 }>"
+    )]
     pub slots: Option<u32>,
     /// LLM backends (OpenAI protocol): constrain the replies that benefit (a distinguish
     /// reply's calls, PL-22) to a JSON schema. `synod agents check` says whether the server
@@ -100,8 +108,9 @@ pub struct AgentConfig {
     /// paths resolved against the agents file's directory as the working directory.
     #[serde(default)]
     pub command: Option<Vec<String>>,
-    /// Deadline for one reply, after which the agent is suspected.
-    #[serde(default)]
+    /// Deadline for one reply, after which the agent is suspected: 1 to the file's
+    /// `timeout_max_ms`.
+    #[serde(default, deserialize_with = "within::<_, u64, 1, TIMEOUT_LIMIT_MS>")]
     pub timeout_ms: Option<u64>,
     /// Scripted backend: the directory of recorded replies, relative to the agents file.
     #[serde(default)]
@@ -109,8 +118,8 @@ pub struct AgentConfig {
     /// Scripted backend: a fault to play instead of replying.
     #[serde(default)]
     pub fault: Option<ScriptedFault>,
-    /// Scripted backend: delay before each reply.
-    #[serde(default)]
+    /// Scripted backend: delay before each reply, at most [`TIMEOUT_LIMIT_MS`].
+    #[serde(default, deserialize_with = "within::<_, u64, 0, TIMEOUT_LIMIT_MS>")]
     pub delay_ms: Option<u64>,
 }
 
@@ -130,14 +139,24 @@ pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 /// Most agents in one file.
 pub const AGENTS_MAX: usize = 64;
-/// The largest timeout, increment or cap an agents file may set: a day.
+/// The largest timeout, increment, cap or delay an agents file may set: a day.
 pub const TIMEOUT_LIMIT_MS: u64 = 86_400_000;
+/// The largest `fault_budget` a file may give: n ≥ 2m + 1 with at most [`AGENTS_MAX`] agents.
+pub const FAULT_BUDGET_MAX: usize = (AGENTS_MAX - 1) / 2;
+/// The largest `max_tokens` a file may give.
+pub const MAX_TOKENS_LIMIT: u64 = 1_000_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    #[serde(
+        default,
+        deserialize_with = "within::<_, usize, 0, { FAULT_BUDGET_MAX as u64 }>"
+    )]
     fault_budget: Option<usize>,
+    #[serde(default, deserialize_with = "within::<_, u64, 0, TIMEOUT_LIMIT_MS>")]
     timeout_increment_ms: Option<u64>,
+    #[serde(default, deserialize_with = "within::<_, u64, 0, TIMEOUT_LIMIT_MS>")]
     timeout_max_ms: Option<u64>,
     #[serde(default, rename = "agent")]
     agents: Vec<AgentConfig>,
@@ -185,6 +204,47 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// A whole number from `LO` to `HI`, whatever TOML holds (a negative or huge integer, a float, a
+/// string): anything else is refused with a message that states the range. The bounds are
+/// checked as the file is read, so no later arithmetic sees a number outside them.
+fn within<'de, D, T, const LO: u64, const HI: u64>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    struct Whole<const LO: u64, const HI: u64>;
+    impl<const LO: u64, const HI: u64> Whole<LO, HI> {
+        fn refuse<E: serde::de::Error>(shown: impl std::fmt::Display) -> E {
+            E::custom(format!(
+                "{shown} is outside the allowed range: a whole number from {LO} to {HI}"
+            ))
+        }
+    }
+    impl<const LO: u64, const HI: u64> serde::de::Visitor<'_> for Whole<LO, HI> {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a whole number from {LO} to {HI}")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            if (LO..=HI).contains(&v) {
+                Ok(v)
+            } else {
+                Err(Self::refuse(v))
+            }
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_or_else(|_| Err(Self::refuse(v)), |v| self.visit_u64(v))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u64, E> {
+            Err(Self::refuse(v))
+        }
+    }
+    let v = d.deserialize_any(Whole::<LO, HI>)?;
+    T::try_from(v)
+        .map(Some)
+        .map_err(|_| Whole::<LO, HI>::refuse(v))
 }
 
 impl AgentsFile {
@@ -238,13 +298,12 @@ impl AgentsFile {
             if !names.insert(a.name.clone()) {
                 return Err(invalid(format!("{at}: the name is used twice")));
             }
-            if a.timeout_ms == Some(0) {
-                return Err(invalid(format!("{at}: timeout_ms must be positive")));
-            }
             if let Some(t) = a.temperature
                 && !(0.0..=2.0).contains(&t)
             {
-                return Err(invalid(format!("{at}: temperature {t} is outside 0..2")));
+                return Err(invalid(format!(
+                    "{at}: temperature {t} is outside the allowed range: a number from 0 to 2"
+                )));
             }
             match a.backend {
                 BackendKind::Scripted => {
@@ -303,12 +362,6 @@ impl AgentsFile {
                     )));
                 }
             }
-            if a.max_tokens == Some(0) {
-                return Err(invalid(format!("{at}: max_tokens must be positive")));
-            }
-            if a.slots.is_some_and(|s| s == 0 || s > SLOTS_MAX) {
-                return Err(invalid(format!("{at}: slots is from 1 to {SLOTS_MAX}")));
-            }
             if a.slots.is_some()
                 && !matches!(a.backend, BackendKind::Openai | BackendKind::Anthropic)
             {
@@ -327,11 +380,6 @@ impl AgentsFile {
                     other.slots.map_or("none".into(), |s| s.to_string()),
                 )));
             }
-            if a.retries_max.is_some_and(|r| r > RETRIES_MAX) {
-                return Err(invalid(format!(
-                    "{at}: retries_max is at most {RETRIES_MAX}"
-                )));
-            }
             if a.fault.is_some() && a.backend != BackendKind::Scripted {
                 return Err(invalid(format!(
                     "{at}: `fault` is only for scripted agents"
@@ -344,16 +392,11 @@ impl AgentsFile {
         let timeout_max_ms = raw
             .timeout_max_ms
             .unwrap_or(synod_core::pipeline::TIMEOUT_MAX_MS);
-        if timeout_increment_ms > TIMEOUT_LIMIT_MS || timeout_max_ms > TIMEOUT_LIMIT_MS {
-            return Err(invalid(format!(
-                "timeout_increment_ms and timeout_max_ms are at most {TIMEOUT_LIMIT_MS} (a day)"
-            )));
-        }
         for (i, a) in raw.agents.iter().enumerate() {
             let t = a.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
             if t > timeout_max_ms {
                 return Err(invalid(format!(
-                    "agent {} ({:?}): timeout_ms {t} is above timeout_max_ms {timeout_max_ms}; raise timeout_max_ms or lower the agent's timeout",
+                    "agent {} ({:?}): timeout_ms {t} is above timeout_max_ms {timeout_max_ms} (the allowed range is 1 to {timeout_max_ms}); raise timeout_max_ms or lower the agent's timeout",
                     i + 1,
                     a.name
                 )));
@@ -372,6 +415,7 @@ impl AgentsFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn parse(s: &str) -> Result<AgentsFile, ConfigError> {
         AgentsFile::parse(s, Path::new("agents.toml"), Path::new("."))
@@ -419,7 +463,7 @@ fault = "stall"
         let e = parse(&format!("timeout_increment_ms = 99999999999\n{agent}"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("at most 86400000"), "{e}");
+        assert!(e.contains("whole number from 0 to 86400000"), "{e}");
         let f = parse(&format!(
             "timeout_increment_ms = 250\ntimeout_max_ms = 9000\n{agent}"
         ))
@@ -448,5 +492,179 @@ fault = "stall"
         let two = "[[agent]]\nname = \"a\"\nbackend = \"scripted\"\ntranscript = \"x\"\n";
         let e = parse(&format!("{two}{two}")).unwrap_err().to_string();
         assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn every_number_is_refused_outside_its_range_with_the_range() {
+        let agent = |extra: &str| {
+            format!("[[agent]]\nname = \"a\"\nbackend = \"openai\"\nmodel = \"m\"\n{extra}\n")
+        };
+        for (line, range) in [
+            ("fault_budget = 18446744073709551615\n", "from 0 to 31"),
+            ("fault_budget = 32\n", "from 0 to 31"),
+            ("fault_budget = -1\n", "from 0 to 31"),
+            ("fault_budget = 1.5\n", "from 0 to 31"),
+            (
+                "timeout_max_ms = 18446744073709551615\n",
+                "from 0 to 86400000",
+            ),
+            (
+                "timeout_increment_ms = -9223372036854775808\n",
+                "from 0 to 86400000",
+            ),
+        ] {
+            let e = parse(&format!("{line}{}", agent("")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(range) && !e.contains('\n'), "{line}: {e}");
+        }
+        for (field, range) in [
+            ("timeout_ms = 18446744073709551615", "from 1 to 86400000"),
+            ("timeout_ms = 0", "from 1 to 86400000"),
+            ("delay_ms = 18446744073709551615", "from 0 to 86400000"),
+            ("max_tokens = 0", "from 1 to 1000000"),
+            ("max_tokens = 4294967296", "from 1 to 1000000"),
+            ("retries_max = 4294967295", "from 0 to 10"),
+            ("slots = 0", "from 1 to 64"),
+            ("slots = inf", "from 1 to 64"),
+            ("temperature = nan", "from 0 to 2"),
+            ("temperature = 1e308", "from 0 to 2"),
+        ] {
+            let e = parse(&agent(field)).unwrap_err().to_string();
+            assert!(e.contains(range) && !e.contains('\n'), "{field}: {e}");
+        }
+    }
+
+    /// A TOML literal of any kind of number: the extremes, negative, fractional, not finite,
+    /// beyond 64 bits, quoted, and arbitrary ones.
+    fn number() -> impl Strategy<Value = String> {
+        let fixed: Vec<String> = [
+            "0",
+            "1",
+            "-1",
+            "2",
+            "4294967295",
+            "4294967296",
+            "18446744073709551615",
+            "18446744073709551616",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "86400000",
+            "86400001",
+            "0.5",
+            "-0.0",
+            "1e308",
+            "nan",
+            "inf",
+            "-inf",
+            "\"12\"",
+            "\"\"",
+            "true",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["9".repeat(400), format!("\"{}\"", "7".repeat(100_000))])
+        .collect();
+        prop_oneof![
+            2 => proptest::sample::select(fixed),
+            1 => any::<i64>().prop_map(|v| v.to_string()),
+            1 => any::<u64>().prop_map(|v| v.to_string()),
+            1 => (0u64..=200_000).prop_map(|v| v.to_string()),
+            1 => any::<f64>()
+                .prop_filter("finite", |v| v.is_finite())
+                .prop_map(|v| format!("{v:e}")),
+        ]
+    }
+
+    /// `key = value` when the field is present: mostly a number in `lo..=hi` (so that many
+    /// files parse and drive the pipeline), else any number at all.
+    fn field(key: &'static str, lo: u64, hi: u64) -> impl Strategy<Value = String> {
+        let value = prop_oneof![3 => (lo..=hi).prop_map(|v| v.to_string()), 1 => number()];
+        proptest::option::weighted(0.7, value)
+            .prop_map(move |v| v.map(|v| format!("{key} = {v}\n")).unwrap_or_default())
+    }
+
+    fn agents_file() -> impl Strategy<Value = String> {
+        let top = (
+            field("fault_budget", 0, 3),
+            field("timeout_increment_ms", 0, 86_400_000),
+            field("timeout_max_ms", 120_000, 86_400_000),
+        );
+        let llm = (
+            field("temperature", 0, 2),
+            field("max_tokens", 1, 1_000_000),
+            field("retries_max", 0, 10),
+            field("slots", 1, 64),
+            field("timeout_ms", 1, 120_000),
+        );
+        let scripted = proptest::collection::vec(
+            (field("timeout_ms", 1, 120_000), field("delay_ms", 0, 50)),
+            0..4,
+        );
+        (top, llm, scripted).prop_map(|((f, i, x), (t, mt, r, sl, to), scripted)| {
+            let mut text = format!(
+                "{f}{i}{x}[[agent]]\nname = \"llm\"\nbackend = \"openai\"\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:9\"\n{t}{mt}{r}{sl}{to}"
+            );
+            for (k, (to, d)) in scripted.iter().enumerate() {
+                text.push_str(&format!(
+                    "[[agent]]\nname = \"s{k}\"\nbackend = \"scripted\"\ntranscript = \"t\"\n{to}{d}"
+                ));
+            }
+            text
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// Issue 11: any number in any numeric field gives a parsed file or a one-line error,
+        /// never a panic, and whatever parses drives the tally, the agents and the pipeline's
+        /// clock (its deadlines fired at once and at the end of time) without a panic either.
+        #[test]
+        fn any_number_in_any_field_is_a_clean_ok_or_error(text in agents_file()) {
+            match parse(&text) {
+                Err(e) => prop_assert!(!e.to_string().contains('\n'), "{e}"),
+                Ok(f) => drive(&f),
+            }
+        }
+    }
+
+    /// What a build does with a parsed file's numbers before any agent is called.
+    fn drive(f: &AgentsFile) {
+        use synod_core::pipeline::{AgentInfo, Input, Pipeline, PipelineConfig};
+        let n = f.agents.len();
+        let m = f
+            .fault_budget
+            .unwrap_or_else(|| synod_core::Tally::default_budget(n));
+        if synod_core::Tally::new(n, m).is_err() {
+            return;
+        }
+        crate::build_agents(f, None).expect("a valid file builds its agents");
+        let infos = f
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| AgentInfo {
+                id: synod_core::AgentId(i as u32),
+                name: a.name.clone(),
+                timeout_ms: a.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+            })
+            .collect();
+        let mut cfg = PipelineConfig::new(infos, m, 1);
+        cfg.timeout_increment_ms = f.timeout_increment_ms;
+        cfg.timeout_max_ms = f.timeout_max_ms;
+        let mut p = Pipeline::new(cfg, synod_core::Prompt::new("p")).expect("budget checked");
+        let mut out = Vec::new();
+        p.step(0, Input::Start, &mut out);
+        for now in [None, Some(u64::MAX)] {
+            if let Some(d) = p.poll_timeout() {
+                out.clear();
+                p.step(
+                    now.unwrap_or(d.at_ms),
+                    Input::TimerFired { timer: d.timer },
+                    &mut out,
+                );
+            }
+        }
     }
 }

@@ -500,8 +500,8 @@ fn agents_of_one_endpoint_share_its_slots_and_a_waiting_call_lives_on_its_progre
 fn slots_are_checked_in_the_agents_file() {
     let base = "[[agent]]\nname = \"a\"\nbackend = \"openai\"\nmodel = \"m\"\nbase_url = \"http://h/v1\"\n";
     for (extra, want) in [
-        ("slots = 0\n", "slots is from 1 to 64"),
-        ("slots = 65\n", "slots is from 1 to 64"),
+        ("slots = 0\n", "a whole number from 1 to 64"),
+        ("slots = 65\n", "a whole number from 1 to 64"),
     ] {
         let e = AgentsFile::parse(
             &format!("{base}{extra}"),

@@ -20,8 +20,8 @@ pub enum BudgetError {
         n: usize,
         /// Fault budget asked for.
         m: usize,
-        /// Agents needed for that budget.
-        need: usize,
+        /// Agents needed for that budget, 2m + 1 (wider than `usize`: any m has an answer).
+        need: u128,
         /// Largest budget these agents can honour.
         max: usize,
     },
@@ -56,11 +56,12 @@ impl Tally {
         if n == 0 {
             return Err(BudgetError::NoAgents);
         }
-        if n < 2 * m + 1 {
+        // n ≥ 2m + 1 without computing 2m + 1 in usize, which a huge m overflows.
+        if m > Tally::default_budget(n) {
             return Err(BudgetError::TooFewAgents {
                 n,
                 m,
-                need: 2 * m + 1,
+                need: 2 * m as u128 + 1,
                 max: Tally::default_budget(n),
             });
         }
@@ -108,7 +109,7 @@ pub fn rule(n: usize, m: usize, sizes: &[usize]) -> Verdict {
     let Some(&c1) = sizes.first() else {
         return Verdict::NotYet;
     };
-    if c1 + m >= n {
+    if c1.saturating_add(m) >= n {
         return Verdict::Decide;
     }
     let big: Vec<usize> = sizes
@@ -304,6 +305,24 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_budget_near_the_largest_number_is_refused_without_overflow() {
+        for (n, m) in [
+            (5, usize::MAX),
+            (5, usize::MAX / 2 + 1),
+            (usize::MAX, usize::MAX / 2 + 1),
+        ] {
+            let e = Tally::new(n, m).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("at least {}", 2 * m as u128 + 1)),
+                "{e}"
+            );
+        }
+        let t = Tally::new(usize::MAX, usize::MAX / 2).expect("n = 2m + 1 exactly");
+        assert_eq!(t.first_wave(), usize::MAX / 2 + 1);
+        assert_eq!(rule(5, usize::MAX, &[1]), Verdict::Decide);
     }
 
     #[test]

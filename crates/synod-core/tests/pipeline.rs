@@ -896,6 +896,43 @@ fn pl_13_token_budget_stops_the_build_cleanly() {
     }
 }
 
+#[test]
+fn pl_13_absurd_token_counts_from_servers_saturate_instead_of_overflowing() {
+    // Issue 11: usage is what a server says; two agents at u64::MAX overflowed the sum.
+    for tokens_max in [None, Some(u64::MAX)] {
+        let mut cfg = PipelineConfig::new(agents(3), 1, 1);
+        cfg.tokens_max = tokens_max;
+        let mut p = Pipeline::new(cfg, Prompt::new("p")).unwrap();
+        let mut out = Vec::new();
+        p.step(0, Input::Start, &mut out);
+        let asks: Vec<AskId> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Ask { ask, .. } => Some(*ask),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(asks.len(), 2);
+        let usage = Usage {
+            input_tokens: u64::MAX,
+            output_tokens: u64::MAX,
+        };
+        for (t, ask) in asks.iter().enumerate() {
+            out.clear();
+            p.step(
+                t as u64 + 1,
+                Input::Replied {
+                    ask: *ask,
+                    reply: Ok(Reply::Interpretation(interpretation("abs", &[(1, 1)]))),
+                    usage,
+                },
+                &mut out,
+            );
+        }
+        assert!(!p.is_done(), "no budget is exceeded: {tokens_max:?}");
+    }
+}
+
 /// The pipeline driven by an adversarial scheduler: legitimate inputs delivered in random
 /// order, interleaved with stray ones — replies from agents never asked, duplicated replies
 /// and check reports, answers when no question is pending, timers for finished asks, a second

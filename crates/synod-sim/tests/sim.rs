@@ -213,6 +213,20 @@ fn sweep_bft_n4_f1_is_safe_and_live() {
 }
 
 #[test]
+fn sweep_at_the_end_of_the_seed_range_runs_each_seed_once() {
+    // Issue 11: the workers' seed counter wrapped past u64::MAX and the sweep never ended.
+    let r = sweep(
+        &spec(ProtocolKind::Bft, 4, 1, Scenario::Random),
+        u64::MAX - 3..u64::MAX,
+        4,
+        // A wrapped counter runs seed 0 and on: fail at the first run too many, not hang.
+        &|done, total| assert!(done <= total, "run {done} of {total}"),
+    );
+    assert_eq!(r.runs, 3, "{r}");
+    assert!(r.ok(), "{r}");
+}
+
+#[test]
 fn sweep_bft_n4_f1_byzantine_is_safe_and_live() {
     let r = sweep(
         &spec(ProtocolKind::Bft, 4, 1, Scenario::Byzantine),

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 use synod_eval::sim::SimSpec;
 use synod_eval::suite::SuiteKind;
 
+/// The most resamples `--resamples` may ask for: each costs a round of calls per task.
+const RESAMPLES_LIMIT: u32 = 32;
+
 /// Arguments of `synod eval`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvalArgs {
@@ -24,7 +27,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// Real agents: most model calls in flight at once (the server's parallel slots).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::numbers::whole(1, synod_agents::config::SLOTS_MAX as usize))]
     pub slots: usize,
     /// Run the standard grid for the suite instead of one cell (MBPP: 50 cells; others: 12).
     #[arg(long)]
@@ -36,16 +39,16 @@ pub struct EvalArgs {
     #[arg(long, value_delimiter = ',')]
     pub strategy: Option<Vec<String>>,
     /// Run the first N tasks only.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::numbers::whole(1, usize::MAX))]
     pub tasks: Option<usize>,
     /// Run these task ids only.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub task_ids: Option<Vec<String>>,
     /// Seed of the simulated agents, probes and differential inputs.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::numbers::whole(0, u64::MAX))]
     pub seed: u64,
-    /// Worker threads.
-    #[arg(long, default_value_t = 2)]
+    /// Worker threads (1 to 256).
+    #[arg(long, default_value_t = 2, value_parser = crate::numbers::whole(1usize, 256))]
     pub jobs: usize,
     /// Output directory (results.csv, summary.md, plots, caches). Re-running resumes.
     #[arg(long, default_value = "eval-out")]
@@ -56,7 +59,7 @@ pub struct EvalArgs {
     /// synod's resample budget: after a round that neither decides nor finds ambiguity,
     /// every agent is asked afresh (simulated agents draw their faults again), up to this many
     /// times. The extra calls are counted in calls/task. Keep it fixed within one --out.
-    #[arg(long, default_value_t = synod_eval::DEFAULT_RESAMPLES)]
+    #[arg(long, default_value_t = synod_eval::DEFAULT_RESAMPLES, value_parser = crate::numbers::whole(0, RESAMPLES_LIMIT))]
     pub resamples: u32,
 }
 

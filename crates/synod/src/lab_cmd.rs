@@ -17,11 +17,11 @@ const EXIT_USAGE: u8 = 2;
 #[derive(clap::Args, Debug, Clone)]
 pub struct GeneralsArgs {
     /// Number of generals, the commander included (2 to 7).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::numbers::whole(0, usize::MAX))]
     pub n: usize,
     /// Traitors tolerated: the m of OM(m)/SM(m) (0 to 2); every placement of up to m
     /// traitors is tried.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::numbers::whole(0, usize::MAX))]
     pub m: usize,
     /// Run SM(m) (signed messages) instead of OM(m) (oral messages).
     #[arg(long)]
@@ -39,28 +39,28 @@ pub struct GeneralsArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct FlpArgs {
     /// Adversary steps during which the protocol must stay bivalent (1 to 200).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::numbers::whole(0, usize::MAX))]
     pub steps: usize,
     /// Inputs of p0, p1, p2, such as 0,1,0 (default: the first bivalent input vector).
     #[arg(long)]
     pub inputs: Option<String>,
     /// Step from which the failure detector is accurate, in the detector run.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::numbers::whole(0, usize::MAX))]
     pub stabilize_at: usize,
     /// Crash a process in the detector run: P@STEP, such as 2@5.
     #[arg(long)]
     pub crash: Option<String>,
     /// Processes in the Ben-Or runs (3 to 15).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::numbers::whole(0, usize::MAX))]
     pub benor_n: usize,
     /// Seeded Ben-Or runs per row.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = crate::numbers::whole(0, u64::MAX))]
     pub runs: u64,
     /// Ben-Or round bound: a run not decided by then counts as undecided.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = crate::numbers::whole(0, u32::MAX))]
     pub rounds_max: u32,
     /// Seed of the Ben-Or runs.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::numbers::whole(0, u64::MAX))]
     pub seed: u64,
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
@@ -75,19 +75,19 @@ pub struct FlpArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ScalingArgs {
     /// Probability that one agent is faulty.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::numbers::fraction(0.0, 1.0))]
     pub p: f64,
     /// Probability that all agents share one fault draw (correlation).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::numbers::fraction(0.0, 1.0))]
     pub rho: f64,
     /// Sweep n = 1..=N (at most 64).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 15, value_parser = crate::numbers::whole(0, usize::MAX))]
     pub n_max: usize,
     /// Monte-Carlo trials per n.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = crate::numbers::whole(0, u64::MAX))]
     pub trials: u64,
     /// Seed of the Monte-Carlo draws.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::numbers::whole(0, u64::MAX))]
     pub seed: u64,
     /// Print the report as one JSON object on stdout.
     #[arg(long)]

@@ -17,6 +17,7 @@ mod agents_cmd;
 mod doctor_cmd;
 mod eval_cmd;
 mod lab_cmd;
+mod numbers;
 mod sim_cmd;
 
 const EXIT_OK: u8 = 0;
@@ -82,8 +83,9 @@ struct BuildArgs {
     /// Agents file (TOML). An example directory brings its own.
     #[arg(long)]
     agents: Option<PathBuf>,
-    /// Fault budget m (default: the agents file's `fault_budget`, else the largest m with n ≥ 2m+1).
-    #[arg(long)]
+    /// Fault budget m, 0 to 31 and n ≥ 2m+1 (default: the agents file's `fault_budget`, else
+    /// the largest m with n ≥ 2m+1).
+    #[arg(long, value_parser = numbers::whole(0, synod_agents::config::FAULT_BUDGET_MAX))]
     fault_budget: Option<usize>,
     /// Output directory; must be absent or empty.
     #[arg(long, default_value = "synod-out")]
@@ -92,10 +94,10 @@ struct BuildArgs {
     #[arg(long)]
     answers: Option<PathBuf>,
     /// Seed for probe variants and differential testing.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = numbers::whole(0, u64::MAX))]
     seed: u64,
     /// Stop cleanly, with a report, once the agents have spent this many tokens (in and out).
-    #[arg(long)]
+    #[arg(long, value_parser = numbers::whole(0, u64::MAX))]
     max_tokens_total: Option<u64>,
     /// Continue the build in --out (after a kill, or after it stopped with a question): the
     /// log is replayed, answered requests are not sent again. On a finished build: nothing

@@ -15,13 +15,13 @@ pub struct SimArgs {
     #[arg(long)]
     pub protocol: String,
     /// Number of nodes.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::numbers::whole(0, usize::MAX))]
     pub nodes: usize,
     /// Number of faulty nodes (also the protocol's fault budget).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::numbers::whole(0, usize::MAX))]
     pub faulty: usize,
     /// One seed: print the run in full.
-    #[arg(long, conflicts_with = "seeds", required_unless_present = "seeds")]
+    #[arg(long, conflicts_with = "seeds", required_unless_present = "seeds", value_parser = crate::numbers::whole(0, u64::MAX))]
     pub seed: Option<u64>,
     /// A range of seeds A..B (B excluded): run a sweep in parallel and summarize.
     #[arg(long)]
@@ -32,8 +32,8 @@ pub struct SimArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Worker threads for a sweep (default: available cores).
-    #[arg(long)]
+    /// Worker threads for a sweep, 1 to 256 (default: available cores).
+    #[arg(long, value_parser = crate::numbers::whole(1usize, 256))]
     pub jobs: Option<usize>,
 }
 

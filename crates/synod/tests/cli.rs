@@ -822,6 +822,111 @@ fn bad_input_fault_budget_the_rule_cannot_honour() {
     assert!(!out.exists());
 }
 
+/// `examples/rpn-calculator/agents.toml` with its transcripts reachable and `edit` applied.
+fn rpn_agents_edited(tmp: &TempDir, name: &str, edit: impl Fn(&str) -> String) -> PathBuf {
+    let text = read(&example("rpn-calculator/agents.toml")).replace(
+        "transcript = \"transcript/",
+        &format!(
+            "transcript = \"{}/",
+            example("rpn-calculator/transcript").display()
+        ),
+    );
+    let edited = edit(&text);
+    assert_ne!(edited, text, "the edit applies");
+    tmp.write(name, &edited)
+}
+
+/// Issue 11: these panicked (exit 101), and every `--resume` of the directory panicked again.
+#[test]
+fn bad_input_extreme_numbers_in_the_agents_file_are_refused_with_their_range() {
+    let tmp = TempDir::new("agents-extreme-numbers");
+    let max = u64::MAX.to_string();
+    let cases = [
+        (
+            "timeout.toml",
+            "timeout_ms = 3000".to_string(),
+            format!("timeout_ms = {max}"),
+            "a whole number from 1 to 86400000",
+        ),
+        (
+            "budget.toml",
+            "\nfault_budget = 2\n".to_string(),
+            format!("\nfault_budget = {max}\n"),
+            "a whole number from 0 to 31",
+        ),
+    ];
+    let prompt = example("rpn-calculator/prompt.md");
+    for (name, from, to, range) in cases {
+        let agents = rpn_agents_edited(&tmp, name, |t| t.replacen(&from, &to, 1));
+        let out = tmp.join(&format!("out-{name}"));
+        for resume in [false, true] {
+            let mut args: Vec<&dyn AsRef<OsStr>> =
+                vec![&"build", &prompt, &"--agents", &agents, &"--out", &out];
+            if resume {
+                args.push(&"--resume");
+            }
+            let run = synod(tmp.path(), &args);
+            run.expect_usage_error(&[&agents.display().to_string(), to.trim(), range]);
+            assert!(!out.exists(), "nothing is written for bad input");
+        }
+    }
+}
+
+#[test]
+fn bad_input_extreme_numbers_on_the_command_line_are_refused_with_their_range() {
+    let tmp = TempDir::new("cli-extreme-numbers");
+    let out = tmp.join("out");
+    let max = u64::MAX.to_string();
+    let beyond = "18446744073709551616";
+    for (flag, value, range) in [
+        ("--fault-budget", max.as_str(), "from 0 to 31"),
+        ("--seed", beyond, "from 0 to 18446744073709551615"),
+        (
+            "--max-tokens-total",
+            beyond,
+            "from 0 to 18446744073709551615",
+        ),
+        ("--ahead-by", max.as_str(), "0..=64"),
+    ] {
+        let run = synod(
+            tmp.path(),
+            &[
+                &"build",
+                &example("rpn-calculator"),
+                &flag,
+                &value,
+                &"--out",
+                &out,
+            ],
+        );
+        run.expect_code(2, flag);
+        let errors: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "one error line\n{run}");
+        assert!(
+            errors[0].contains(flag) && errors[0].contains(range),
+            "{run}"
+        );
+        assert!(!out.exists());
+    }
+    // In range for the flag, beyond what five agents tolerate: the tally says how far.
+    let run = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &example("rpn-calculator"),
+            &"--fault-budget",
+            &"31",
+            &"--out",
+            &out,
+        ],
+    );
+    run.expect_usage_error(&["at least 63 agents", "at most 2"]);
+}
+
 #[test]
 fn bad_input_new_prompt_without_agents() {
     let tmp = TempDir::new("no-agents");

@@ -220,7 +220,11 @@ impl Pipeline {
             },
             out,
         );
-        let spent: u64 = self.agents.iter().map(|a| a.usage.total()).sum();
+        // Usage is what the agents' servers say: saturate rather than overflow on absurd counts.
+        let spent = self
+            .agents
+            .iter()
+            .fold(0u64, |sum, a| sum.saturating_add(a.usage.total()));
         match self.cfg.tokens_max {
             Some(max) if spent > max && !matches!(stage, Stage::Done) => Some(format!(
                 "token budget exhausted: {spent} tokens spent, at most {max} allowed"

@@ -495,7 +495,9 @@ pub fn sweep(
 ) -> SweepReport {
     let started = std::time::Instant::now();
     let total = seeds.end.saturating_sub(seeds.start);
-    let next = AtomicU64::new(seeds.start);
+    // Workers claim offsets into the range, not seeds: an offset grows past `total` by at most
+    // one per worker, where a seed counter would wrap past u64::MAX and start again at 0.
+    let next = AtomicU64::new(0);
     let done = AtomicU64::new(0);
     let jobs = jobs.max(1);
     struct Acc {
@@ -520,10 +522,11 @@ pub fn sweep(
         for _ in 0..jobs {
             s.spawn(|| {
                 loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= seeds.end {
+                    let offset = next.fetch_add(1, Ordering::Relaxed);
+                    if offset >= total {
                         break;
                     }
+                    let seed = seeds.start + offset;
                     let r = run_seed(spec, seed);
                     {
                         let mut a = acc.lock().unwrap_or_else(|e| e.into_inner());
