@@ -301,6 +301,23 @@ fn kill_group(pgid: u32) {
 }
 
 /// A description of how the interpreter ended, for load errors.
+/// The name of the signal a run died of by itself (`SIGSEGV`, `SIGABRT`, `SIGBUS`, `SIGFPE`,
+/// `SIGILL`), if it did. Kills by synod or by a limit (wall clock, SIGKILL, SIGXCPU, SIGXFSZ)
+/// are not named here: those calls did not finish.
+pub(crate) fn fatal_signal(end: &End) -> Option<&'static str> {
+    let End::Exited(status) = end else {
+        return None;
+    };
+    match status.signal()? {
+        libc::SIGSEGV => Some("SIGSEGV"),
+        libc::SIGABRT => Some("SIGABRT"),
+        libc::SIGBUS => Some("SIGBUS"),
+        libc::SIGFPE => Some("SIGFPE"),
+        libc::SIGILL => Some("SIGILL"),
+        _ => None,
+    }
+}
+
 pub(crate) fn describe_end(end: &End, limits: &Limits) -> String {
     match end {
         End::WallClock => format!("killed after the wall-clock limit of {} ms", limits.wall_ms),

@@ -390,6 +390,9 @@ pub(crate) fn report(request: &CheckRequest, run: &Finished, limits: &Limits) ->
     }
     let mut outcomes = Vec::with_capacity(request.calls.len());
     let mut met = Vec::with_capacity(request.calls.len());
+    // The process died by a signal of its own (a segfault, an abort; not the wall-clock
+    // kill): the first call without a result is the one it died in, and it is named so.
+    let mut died_in = crate::process::fatal_signal(&run.end);
     for (call, line) in request.calls.iter().zip(transcript.calls) {
         let expected = call.expect.is_some();
         match line {
@@ -398,7 +401,10 @@ pub(crate) fn report(request: &CheckRequest, run: &Finished, limits: &Limits) ->
                 met.push(expected.then_some(line.met == Some(true)));
             }
             None => {
-                outcomes.push(Outcome::Timeout);
+                outcomes.push(match died_in.take() {
+                    Some(signal) => Outcome::Error(signal.to_string()),
+                    None => Outcome::Timeout,
+                });
                 met.push(expected.then_some(false));
             }
         }

@@ -655,6 +655,32 @@ fn dying_mid_run_leaves_later_calls_timed_out() {
     assert_eq!(report.met, vec![None, None, Some(false)]);
 }
 
+/// A segfault is named, not reported as "does not finish" (issue 11, item 8): the call it
+/// happened in gets the signal's name, the calls after it did not run.
+#[test]
+fn a_segfault_names_the_signal_in_the_call_it_happened() {
+    let source =
+        "import ctypes\n\ndef one():\n    return 1\n\ndef crash():\n    ctypes.string_at(0)\n";
+    let report = run(&request(
+        source,
+        &[("one", &[]), ("crash", &[])],
+        vec![
+            probe("one", vec![]),
+            probe("crash", vec![]),
+            returns("one", vec![], Value::Int(1)),
+        ],
+    ));
+    assert_eq!(report.load_error, None);
+    assert_eq!(
+        report.outcomes,
+        vec![
+            value("1"),
+            Outcome::Error("SIGSEGV".into()),
+            Outcome::Timeout
+        ]
+    );
+}
+
 #[test]
 fn dying_before_loading_reports_status_and_stderr() {
     let source = "import os, sys\nsys.__stderr__.write('about to go\\n')\nsys.__stderr__.flush()\nos._exit(7)\n";

@@ -12,6 +12,10 @@ use std::fmt;
 pub(super) fn outcome_phrase(o: &Outcome) -> String {
     match o {
         Outcome::Value(v) => format!("returns {v}"),
+        // The sandbox names a run that died of a signal by it (SIGSEGV, SIGABRT, ...).
+        Outcome::Error(k) if k.starts_with("SIG") && k.chars().all(|c| c.is_ascii_uppercase()) => {
+            format!("crashes with {k}")
+        }
         Outcome::Error(k) => format!("raises {k}"),
         Outcome::Timeout => "does not finish".into(),
     }
