@@ -528,6 +528,35 @@ impl Sandbox {
     }
 }
 
+/// Removes the scratch directories `<dir>/<prefix><pid>` whose process is gone: a build or
+/// verify killed with SIGKILL leaves its scratch (candidate code in directories owned by
+/// per-run uids) behind, and the next run removes it (issue 11, item 6). A directory whose pid
+/// is alive, or whose name has no pid, is left alone. Returns how many were removed.
+pub fn remove_stale_scratch(dir: &Path, prefix: &str) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && fs::remove_dir_all(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// The interpreter named by `SYNOD_PYTHON`, else `python3`.
 fn default_python() -> PathBuf {
     std::env::var_os(PYTHON_ENV)

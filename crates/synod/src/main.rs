@@ -109,6 +109,12 @@ struct BuildArgs {
     /// the network and your files. Recorded in the certificate and the report.
     #[arg(long)]
     unsafe_no_sandbox: bool,
+    /// Grant candidate programs a capability beyond pure computation: `files` (read and
+    /// write files under their working directory). Only you grant capabilities, never the
+    /// agents; network, processes, signals and native code are never granted. Recorded in the
+    /// certificate. Give the same value on --resume.
+    #[arg(long, value_delimiter = ',', value_parser = parse_capability)]
+    allow: Vec<synod_core::Capability>,
     /// Where LLM replies are cached (content-addressed), so repeated and resumed builds never
     /// pay twice. Default: $XDG_CACHE_HOME/synod/responses or ~/.cache/synod/responses.
     #[arg(long, conflicts_with = "no_cache")]
@@ -265,8 +271,11 @@ fn build(args: &BuildArgs) -> Result<u8> {
     let cache_dir = args.cache_dir();
     let agents = start_agents(&file, cache_dir.as_ref())?;
     let answers = answers(args.answers.as_deref(), args.json)?;
+    // Scratch of builds killed earlier (their pid is gone) is removed first.
+    synod_exec::remove_stale_scratch(&std::env::temp_dir(), "synod-build-");
     let scratch = std::env::temp_dir().join(format!("synod-build-{}", std::process::id()));
-    let sandbox = candidate_sandbox(&scratch, args.unsafe_no_sandbox)?;
+    let sandbox = candidate_sandbox(&scratch, args.unsafe_no_sandbox)?
+        .with_audit(synod_exec::Audit::granting(args.allow.iter().copied()));
     let opts = BuildOptions {
         prompt: Prompt::new(prompt),
         agents,
@@ -390,6 +399,17 @@ fn answers(path: Option<&Path>, json: bool) -> Result<Answers> {
             }))
         }
         None => Answers::None,
+    })
+}
+
+/// `--allow NAME`: a capability synod can grant.
+fn parse_capability(name: &str) -> std::result::Result<synod_core::Capability, String> {
+    synod_core::Capability::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = synod_core::Capability::ALL.iter().map(|(_, n)| *n).collect();
+        format!(
+            "{name:?} is not a capability synod grants (it grants: {}; network, processes, signals and native code are never granted)",
+            names.join(", ")
+        )
     })
 }
 
@@ -521,6 +541,7 @@ fn verify(dir: &Path, key: Option<&str>, json: bool) -> Result<u8> {
             );
         }
     }
+    synod_exec::remove_stale_scratch(&std::env::temp_dir(), "synod-verify-");
     let scratch = std::env::temp_dir().join(format!("synod-verify-{}", std::process::id()));
     let sandbox =
         Sandbox::new(&scratch, Limits::default()).context("the sandbox cannot run the program")?;

@@ -1228,3 +1228,42 @@ fn eval_humanevalcomm_asks_for_the_function_each_prompt_declares() {
     // The doctests of prompt1a call `candidate`, which every reading defines.
     assert_eq!(outcome("prompt1a", "synod"), "correct", "{csv}");
 }
+
+/// Contained is not rejected (issue 11): a correct candidate that also tries to write outside
+/// its directory, swallowing the error, is refused by the audit and rebuilt by another agent;
+/// the report names the operation, and the build verifies.
+#[test]
+fn agent_fault_implement_code_that_attempts_a_forbidden_write_is_reassigned() {
+    let (_, report, _) = build_with_fixture("implement-forbidden.toml");
+    assert_reassigned(&report, "kim", "capability set does not grant");
+    let agent = agent_row(&report, "kim");
+    assert!(
+        agent[4].contains("uses open") && agent[4].contains("module rpn_eval line"),
+        "the operation and where it is are named: {agent:?}"
+    );
+    assert!(
+        report.contains("Capabilities: pure computation."),
+        "the report states the capability set\n{report}"
+    );
+}
+
+#[test]
+fn bad_input_allow_names_no_capability() {
+    let tmp = TempDir::new("allow-network");
+    let run = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &example("rpn-calculator"),
+            &"--allow",
+            &"network",
+            &"--out",
+            &tmp.join("out"),
+        ],
+    );
+    run.expect_code(2, "--allow network");
+    assert!(
+        run.stderr.contains("never granted") && run.stderr.contains("files"),
+        "{run}"
+    );
+}
