@@ -98,11 +98,7 @@ impl ResponseCache {
     /// a miss (the call is made again and the entry rewritten).
     pub fn lookup(&self, key: &CacheKey<'_>) -> Option<AgentReply> {
         let path = self.path(&key.digest());
-        let meta = std::fs::metadata(&path).ok()?;
-        if meta.len() > ENTRY_BYTES_MAX {
-            return None;
-        }
-        let bytes = std::fs::read(&path).ok()?;
+        let bytes = synod_store::read_capped(&path, ENTRY_BYTES_MAX).ok()?;
         let e: Entry = serde_json::from_slice(&bytes).ok()?;
         Some(AgentReply {
             text: e.text,

@@ -145,6 +145,8 @@ pub const TIMEOUT_LIMIT_MS: u64 = 86_400_000;
 pub const FAULT_BUDGET_MAX: usize = (AGENTS_MAX - 1) / 2;
 /// The largest `max_tokens` a file may give.
 pub const MAX_TOKENS_LIMIT: u64 = 1_000_000;
+/// The largest agents file read: a file beyond it is refused unread.
+pub const AGENTS_FILE_BYTES_MAX: u64 = 1024 * 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,11 +250,19 @@ where
 }
 
 impl AgentsFile {
-    /// Reads and validates an agents file.
+    /// Reads and validates an agents file: a regular file of at most
+    /// [`AGENTS_FILE_BYTES_MAX`] bytes of UTF-8.
     pub fn load(path: &Path) -> Result<AgentsFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_error = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = synod_store::read_capped(path, AGENTS_FILE_BYTES_MAX).map_err(read_error)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8 text",
+            ))
         })?;
         // `agents.toml` has the parent "", which no process can be started in.
         let base_dir = path

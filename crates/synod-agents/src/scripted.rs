@@ -131,7 +131,9 @@ impl Agent for ScriptedAgent {
             None => {}
         }
         for path in self.candidates(request) {
-            match std::fs::read(&path) {
+            // A recorded reply is no longer than a reply may be; a transcript that is a FIFO
+            // or /dev/zero is refused, not read until memory runs out.
+            match synod_store::read_capped(&path, crate::reply::REPLY_BYTES_MAX as u64) {
                 Ok(bytes) => {
                     return String::from_utf8(bytes).map(AgentReply::text).map_err(|_| {
                         AgentError::Failed(format!("{} is not UTF-8", path.display()))

@@ -14,6 +14,9 @@ use synod_core::{Program, Spec};
 use synod_exec::Sandbox;
 use synod_store::{Entry, Signed, verify_log};
 
+/// The largest certificate read: its body is one log entry, pretty-printed and signed.
+const CERT_FILE_BYTES_MAX: u64 = 4 * synod_store::ENTRY_BODY_BYTES_MAX as u64;
+
 /// One named check and its result.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyCheck {
@@ -55,10 +58,10 @@ pub fn verify(dir: &Path, expected_key: Option<&str>, sandbox: &Sandbox) -> Veri
     };
     // 1. The certificate and its signature.
     let cert_path = dir.join(CERT_FILE);
-    let signed: Signed = match std::fs::read_to_string(&cert_path)
+    let signed: Signed = match synod_store::read_capped(&cert_path, CERT_FILE_BYTES_MAX)
         .map_err(|e| format!("cannot read {}: {e}", cert_path.display()))
         .and_then(|t| {
-            serde_json::from_str(&t)
+            serde_json::from_slice(&t)
                 .map_err(|e| format!("{} is not a certificate: {e}", cert_path.display()))
         }) {
         Ok(s) => s,
@@ -178,8 +181,13 @@ fn read_program(dir: &Path, spec: &Spec) -> Result<Program, String> {
             ));
         }
         let path = dir.join(PROGRAM_DIR).join(format!("{}.py", c.name));
-        let src = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        // A module is no longer than the reply that brought it.
+        let cap = synod_agents::reply::REPLY_BYTES_MAX as u64;
+        let src = synod_store::read_capped(&path, cap)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|b| {
+                String::from_utf8(b).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+            })?;
         p.modules.insert(c.name.clone(), src);
     }
     Ok(p)

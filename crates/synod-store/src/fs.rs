@@ -1,8 +1,8 @@
-//! Small file and encoding helpers: atomic writes, digests, hex.
+//! Small file and encoding helpers: atomic writes, capped reads of regular files, digests, hex.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,6 +52,54 @@ pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Res
         return Err(err);
     }
     sync_dir(&dir)
+}
+
+/// Opens `path` for reading if it is a regular file (after symlinks). A named pipe, a device,
+/// a socket or a directory is refused with an error that says which it is, without blocking:
+/// the file is opened non-blocking (a FIFO with no writer would otherwise hang `open`) and
+/// judged by what was opened, not by an earlier `stat` that a swap could outrun.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("not a regular file but {what}"),
+    ))
+}
+
+/// The bytes of the regular file `path`, refused (kind `FileTooLarge`) when it holds more than
+/// `max_bytes`: at most `max_bytes + 1` are ever read, whatever the file claims or becomes.
+pub fn read_capped(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_regular(path)?
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("larger than {max_bytes} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Syncs a directory so that renames and creations inside it are durable.
@@ -133,6 +181,40 @@ mod tests {
         // A multi-byte character must not make the decoder slice inside it.
         let err = hex_decode::<2>("aé1").unwrap_err();
         assert!(err.contains('é'), "{err}");
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_only_up_to_the_cap() {
+        let dir = std::env::temp_dir().join(format!("synod-store-read-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("text");
+        std::fs::write(&text, "0123456789").unwrap();
+        assert_eq!(read_capped(&text, 10).unwrap(), b"0123456789");
+        let e = read_capped(&text, 9).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(e.to_string(), "larger than 9 bytes");
+        let zero = dir.join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for (path, what) in [
+            (&zero, "a character device"),
+            (&fifo, "a named pipe (FIFO)"),
+            (&dir, "a directory"),
+        ] {
+            let e = read_capped(path, 1 << 20).unwrap_err();
+            assert_eq!(e.to_string(), format!("not a regular file but {what}"));
+        }
+        assert_eq!(
+            read_capped(&dir.join("missing"), 1).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

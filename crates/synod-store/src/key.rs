@@ -76,7 +76,7 @@ impl BuildKey {
             reason,
         };
         let mut bytes = Vec::new();
-        File::open(path)
+        crate::fs::open_regular(path)
             .and_then(|file| file.take(KEY_FILE_BYTES_MAX + 1).read_to_end(&mut bytes))
             .map_err(io_error)?;
         if bytes.len() as u64 > KEY_FILE_BYTES_MAX {

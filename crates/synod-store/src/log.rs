@@ -294,7 +294,7 @@ fn read_log_file(path: &Path) -> Result<Vec<u8>, VerifyError> {
         source,
     };
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
+    crate::fs::open_regular(path)
         .and_then(|file| file.take(LOG_FILE_BYTES_MAX + 1).read_to_end(&mut bytes))
         .map_err(read_error)?;
     let len = bytes.len() as u64;

@@ -26,6 +26,9 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_CLARIFY: u8 = 3;
 
 const PROMPT_BYTES_MAX: usize = 64 * 1024;
+/// The largest prompt or answers file read (a prompt is at most [`PROMPT_BYTES_MAX`] once
+/// trimmed): a larger one is refused unread, as is anything but a regular file.
+const INPUT_FILE_BYTES_MAX: u64 = 1024 * 1024;
 
 #[derive(Parser)]
 #[command(
@@ -211,7 +214,7 @@ struct Input {
 }
 
 fn read_prompt_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path)
+    let bytes = synod_store::read_capped(path, INPUT_FILE_BYTES_MAX)
         .with_context(|| format!("cannot read prompt file {}", path.display()))?;
     String::from_utf8(bytes)
         .map_err(|_| anyhow!("prompt file {} is not UTF-8 text", path.display()))
@@ -221,7 +224,8 @@ fn resolve_input(input: &str) -> Result<Input> {
     let path = Path::new(input);
     if path.is_dir() {
         let prompt_file = path.join("prompt.md");
-        if !prompt_file.is_file() {
+        // Anything by that name is read, so that a FIFO or a device is refused as such.
+        if !exists(&prompt_file) {
             bail!(
                 "{} is a directory without prompt.md: an example directory holds prompt.md, agents.toml and transcript/",
                 path.display()
@@ -230,11 +234,11 @@ fn resolve_input(input: &str) -> Result<Input> {
         let agents = path.join("agents.toml");
         return Ok(Input {
             prompt: read_prompt_file(&prompt_file)?,
-            agents: agents.is_file().then_some(agents),
+            agents: exists(&agents).then_some(agents),
             source: Some(prompt_file),
         });
     }
-    if path.is_file() {
+    if exists(path) {
         return Ok(Input {
             prompt: read_prompt_file(path)?,
             agents: None,
@@ -253,9 +257,16 @@ fn resolve_input(input: &str) -> Result<Input> {
     })
 }
 
+/// Is there anything at `path` (a dangling symlink counts, and is refused when read)?
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
 fn read_answers(path: &Path) -> Result<VecDeque<String>> {
-    let text = std::fs::read_to_string(path)
+    let bytes = synod_store::read_capped(path, INPUT_FILE_BYTES_MAX)
         .with_context(|| format!("cannot read answers file {}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow!("answers file {} is not UTF-8 text", path.display()))?;
     synod_runtime::answers::parse_answers(&text, path).map_err(|e| anyhow!(e))
 }
 

@@ -927,6 +927,62 @@ fn bad_input_extreme_numbers_on_the_command_line_are_refused_with_their_range() 
     run.expect_usage_error(&["at least 63 agents", "at most 2"]);
 }
 
+/// A named pipe at `path` (nobody ever writes to it).
+fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// A symlink at `path` to `/dev/zero`, which never ends.
+fn dev_zero(path: &Path) {
+    std::os::unix::fs::symlink("/dev/zero", path)
+        .unwrap_or_else(|e| panic!("symlink {}: {e}", path.display()));
+}
+
+/// Issue 11: inputs were read whole before any cap applied (a symlink to /dev/zero reads until
+/// memory runs out; a FIFO blocks the open for ever).
+#[test]
+fn bad_input_a_prompt_agents_or_answers_file_that_is_not_a_regular_file_is_refused() {
+    let tmp = TempDir::new("not-regular");
+    let out = tmp.join("out");
+    let zero = tmp.join("zero.md");
+    dev_zero(&zero);
+    let fifo = tmp.join("fifo.md");
+    mkfifo(&fifo);
+    let agents = example("rpn-calculator/agents.toml");
+    let prompt = example("rpn-calculator/prompt.md");
+    for (bad, what) in [(&zero, "a character device"), (&fifo, "a named pipe")] {
+        let shown = bad.display().to_string();
+        for (role, args) in [
+            (
+                "prompt",
+                [&"build" as &dyn AsRef<OsStr>, bad, &"--agents", &agents],
+            ),
+            ("agents", [&"build", &prompt, &"--agents", bad]),
+            (
+                "answers",
+                [&"build", &example("rpn-calculator"), &"--answers", bad],
+            ),
+        ] {
+            let mut args = args.to_vec();
+            args.extend([&"--out" as &dyn AsRef<OsStr>, &out]);
+            let run = synod(tmp.path(), &args);
+            run.expect_usage_error(&[role, &shown, "not a regular file", what]);
+            assert!(!out.exists(), "nothing is written for bad input");
+        }
+    }
+    // A prompt file past the read cap is refused unread.
+    let big = tmp.write("big.md", &"x".repeat(1024 * 1024 + 1));
+    let run = synod(
+        tmp.path(),
+        &[&"build", &big, &"--agents", &agents, &"--out", &out],
+    );
+    run.expect_usage_error(&[&big.display().to_string(), "larger than 1048576 bytes"]);
+}
+
 #[test]
 fn bad_input_new_prompt_without_agents() {
     let tmp = TempDir::new("no-agents");
@@ -1090,6 +1146,48 @@ fn agent_fault_implement_code_that_hangs_on_a_probe_is_reassigned() {
     assert!(
         row[3].contains("calculate('7 2 /')"),
         "the hanging input is named: {row:?}"
+    );
+}
+
+/// Issue 11: a scripted agent's transcript was read whole: one that is a symlink to /dev/zero
+/// read until memory ran out, a FIFO hung the agent's call for ever.
+#[test]
+fn agent_fault_a_transcript_that_is_not_a_regular_file_is_a_fault_not_a_hang() {
+    for (kind, make, what) in [
+        ("zero", dev_zero as fn(&Path), "a character device"),
+        ("fifo", mkfifo, "a named pipe"),
+    ] {
+        let tmp = TempDir::new(&format!("transcript-{kind}"));
+        let dir = tmp.join("rpn");
+        copy_dir(&example("rpn-calculator"), &dir);
+        let reply = dir.join("transcript/ada/interpret.md");
+        std::fs::remove_file(&reply).expect("remove ada's reply");
+        make(&reply);
+        let out = tmp.join("out");
+        let run = synod(tmp.path(), &[&"build", &dir, &"--out", &out]);
+        run.expect_code(0, "the other agents build it");
+        let ada = agent_row(&read(&out.join("REPORT.md")), "ada");
+        assert!(
+            ada[4].contains("not a regular file") && ada[4].contains(what),
+            "ada's fault names the file's kind: {ada:?}"
+        );
+    }
+}
+
+#[test]
+fn verify_refuses_a_program_file_that_is_not_a_regular_file() {
+    let b = BuildCopy::new("program-fifo");
+    let file = b.dir.join("program/rpn_eval.py");
+    std::fs::remove_file(&file).expect("remove rpn_eval.py");
+    mkfifo(&file);
+    let run = b.verify(None);
+    run.expect_code(1, "verify with a FIFO for program/rpn_eval.py");
+    let fail = run
+        .failure("program files match the certificate")
+        .unwrap_or_else(|| panic!("the program check should fail\n{run}"));
+    assert!(
+        fail.contains("rpn_eval.py") && fail.contains("not a regular file"),
+        "{run}"
     );
 }
 
