@@ -281,7 +281,8 @@ impl Kernel {
         let netns = if as_root {
             in_child(|| unshare(libc::CLONE_NEWNET))
         } else {
-            in_child(|| unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET))
+            // With the PID namespace each run gets on this path (see `Confinement::apply`).
+            in_child(|| unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWPID))
         };
         let uid_switch = if as_root {
             in_child(|| {
@@ -362,9 +363,13 @@ impl Kernel {
         };
         let detached = if self.uid_switch.is_ok() {
             Mechanism::on("every process of the run's uid is killed at the end")
+        } else if !self.as_root && self.netns.is_ok() {
+            Mechanism::on(
+                "each run's children live in a PID namespace of its own, killed whole at the end",
+            )
         } else {
             Mechanism::off(
-                "needs a uid per run (root): a child that calls setsid can outlive its run",
+                "needs a uid per run (root) or a user namespace: a child that calls setsid can outlive its run",
             )
         };
         Isolation {
@@ -484,19 +489,37 @@ impl Confinement {
         if unsafe { libc::setsid() } == -1 {
             return Err(io::Error::last_os_error());
         }
-        for (resource, soft, hard) in self.rlimits {
-            set_rlimit(resource, soft, hard)?;
-        }
         match &self.identity {
             Identity::UserNamespace(maps) => {
+                // Without a uid of its own, a child that calls setsid escapes the process-group
+                // kill. In a PID namespace of its own the candidate's first child is that
+                // namespace's init: when it exits, the kernel kills every process left in the
+                // namespace, so a double fork leaves nothing behind (seen as an unprivileged
+                // user: the grandchild outlived the run without it).
                 if self.new_network {
-                    unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET)?;
+                    unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWPID)?;
                 } else {
-                    unshare(libc::CLONE_NEWUSER)?;
+                    unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID)?;
                 }
                 write_file(c"/proc/self/setgroups", b"deny")?;
                 write_file(c"/proc/self/uid_map", &maps.uid_map)?;
                 write_file(c"/proc/self/gid_map", &maps.gid_map)?;
+                // The namespace's init is a process of ours that only waits, holding no file
+                // descriptor, in the run's process group: the group kill at the end of the run
+                // kills it, and with it the kernel kills everything left in the namespace, a
+                // child that called setsid included. From inside, init ignores even SIGKILL.
+                // SAFETY: fork in the pre-exec child; the new process makes only
+                // async-signal-safe calls (close_range, pause) and never returns.
+                match unsafe { libc::fork() } {
+                    -1 => return Err(io::Error::last_os_error()),
+                    0 => unsafe {
+                        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+                        loop {
+                            libc::pause();
+                        }
+                    },
+                    _ => {}
+                }
             }
             Identity::Switch { uid } => {
                 if self.new_network {
@@ -509,6 +532,11 @@ impl Confinement {
                     unshare(libc::CLONE_NEWNET)?;
                 }
             }
+        }
+        // After the namespaces and the namespace's init (above), so that the process limit
+        // applies to the candidate and not to the init synod starts for it.
+        for (resource, soft, hard) in self.rlimits {
+            set_rlimit(resource, soft, hard)?;
         }
         if self.landlock.is_some() || self.filter.is_some() {
             no_new_privs()?;
