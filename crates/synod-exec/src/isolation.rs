@@ -358,7 +358,9 @@ impl Kernel {
             Err(why) => Mechanism::off(format!("{why}: candidates run as synod's uid")),
         };
         let seccomp = match &self.seccomp {
-            Ok(()) => Mechanism::on("socket() only for AF_UNIX; no io_uring, no open_by_handle_at"),
+            Ok(()) => Mechanism::on(
+                "socket() only for AF_UNIX, and no connect, bind or addressed send (socket pairs only); no io_uring, no open_by_handle_at",
+            ),
             Err(why) => Mechanism::off(format!("the filter does not install: {why}")),
         };
         let detached = if self.uid_switch.is_ok() {
@@ -781,11 +783,25 @@ fn seccomp_filter() -> BpfProgram {
             libc::AF_UNIX as u64,
         )?])?;
         let mut rules = x32_too(libc::SYS_socket, vec![not_unix]);
+        // The AF_UNIX sockets left are for socket pairs: nothing may name an address, so no
+        // socket a host process listens on can be reached (connect, an addressed sendto,
+        // sendmsg, which may carry one) or made (bind).
+        let addressed = SeccompRule::new(vec![SeccompCondition::new(
+            4,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::Ne,
+            0,
+        )?])?;
+        rules.extend(x32_too(libc::SYS_sendto, vec![addressed]));
         for call in [
             libc::SYS_io_uring_setup,
             libc::SYS_io_uring_enter,
             libc::SYS_io_uring_register,
             libc::SYS_open_by_handle_at,
+            libc::SYS_connect,
+            libc::SYS_bind,
+            libc::SYS_sendmsg,
+            libc::SYS_sendmmsg,
         ] {
             rules.extend(x32_too(call, Vec::new()));
         }

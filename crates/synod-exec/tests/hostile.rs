@@ -387,6 +387,73 @@ def escape():
     wait_until_gone(|| processes_with_marker(&marker));
 }
 
+/// A Unix socket a host process listens on is out of reach (issue 11, item 2: a candidate
+/// once connected 80 times and its reply reached REPORT.md): no connect, bind or addressed send
+/// on `AF_UNIX`, while a socket pair still works.
+#[test]
+fn host_unix_sockets_are_unreachable_and_socketpairs_work() {
+    use std::os::unix::net::{UnixDatagram, UnixListener};
+    let attack = Attack::new("unix", small());
+    let dir = attack.outside("sockets");
+    let stream_path = dir.join("host.sock");
+    let listener = UnixListener::bind(&stream_path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    fs::set_permissions(&stream_path, fs::Permissions::from_mode(0o777)).unwrap();
+    let dgram_path = dir.join("host.dgram");
+    let dgram = UnixDatagram::bind(&dgram_path).unwrap();
+    dgram.set_nonblocking(true).unwrap();
+    fs::set_permissions(&dgram_path, fs::Permissions::from_mode(0o777)).unwrap();
+    let source = "\
+import socket
+
+def stream(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(b'hello')
+    return 'escaped'
+
+def datagram(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(b'hello', path)
+    return 'escaped'
+
+def listen(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path + '.mine')
+    return 'escaped'
+
+def pair():
+    a, b = socket.socketpair()
+    a.sendall(b'ok')
+    return b.recv(2).decode()
+";
+    let path = |p: &Path| vec![path_arg(p)];
+    let report = attack.run(&request(
+        source,
+        vec![
+            escaped("stream", path(&stream_path)),
+            escaped("datagram", path(&dgram_path)),
+            escaped("listen", path(&stream_path)),
+            call(
+                "pair",
+                vec![],
+                Some(Expectation::Returns(Value::Str("ok".into()))),
+            ),
+        ],
+    ));
+    assert_eq!(report.load_error, None);
+    assert_eq!(
+        report.met,
+        vec![Some(false), Some(false), Some(false), Some(true)],
+        "{:?}",
+        report.outcomes
+    );
+    assert!(listener.accept().is_err(), "a connection reached the host");
+    let mut buf = [0u8; 16];
+    assert!(dgram.recv(&mut buf).is_err(), "a datagram reached the host");
+    assert!(!dir.join("host.sock.mine").exists());
+}
+
 #[test]
 fn tcp_and_udp_to_the_host_fail() {
     let attack = Attack::new("tcp", small());
