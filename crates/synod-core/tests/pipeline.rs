@@ -578,6 +578,72 @@ fn pl_8_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_ro
 }
 
 #[test]
+fn pl_8_an_answer_that_looks_like_a_label_but_names_no_reading_is_refused_and_asked_again() {
+    // Issue 11: "C" with readings A and B was appended to the prompt as free text.
+    let mut d = Driver::new(
+        5,
+        1,
+        vec![
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("neg", "neg"),
+            Plays::Reads("neg", "neg"),
+        ],
+    );
+    d.run();
+    let q = d.question.take().expect("a question");
+    for wrong in ["C", "reading c", "AB", "z", "R7"] {
+        d.w.progress.clear();
+        d.v.push(Input::UserAnswered {
+            answer: wrong.into(),
+        });
+        d.run();
+        assert_eq!(d.question.take().as_ref(), Some(&q), "{wrong}: asked again");
+        let refused = d.progress.iter().any(|p| {
+            matches!(p, Progress::Stage { stage, detail } if stage == "clarify"
+                && detail.contains(&format!("{:?} names no reading", wrong))
+                && detail.contains("the readings are A and B"))
+        });
+        assert!(refused, "{wrong}: {:?}", d.progress);
+        assert!(
+            !d.persisted.contains(&"clarification".to_string()),
+            "{wrong}"
+        );
+    }
+    for a in 0..3 {
+        d.w.after_clarification.insert(a, "neg");
+    }
+    d.v.push(Input::UserAnswered {
+        answer: "reading b".into(),
+    });
+    d.run();
+    let b = d.built();
+    assert_eq!(b.prompt.clarifications.len(), 1);
+    assert!(
+        b.prompt.clarifications[0]
+            .text
+            .starts_with("Follow reading B")
+    );
+    // Labels, free text and the refused, read on their own.
+    for (answer, read) in [
+        ("A", Ok(Some(0))),
+        ("b", Ok(Some(1))),
+        (" Reading B ", Ok(Some(1))),
+        ("ok", Ok(None)),
+        ("B.", Ok(None)),
+        ("the empty list counts as zero", Ok(None)),
+        ("reading B is right", Ok(None)),
+    ] {
+        assert_eq!(read_answer(&q, answer), read, "{answer:?}");
+    }
+    assert!(
+        read_answer(&q, "OK").is_err(),
+        "two capitals look like a label"
+    );
+}
+
+#[test]
 fn pl_5_reading_contradicting_a_clarification_is_a_fault() {
     let mut d = Driver::new(
         5,

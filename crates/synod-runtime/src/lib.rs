@@ -23,7 +23,7 @@ pub use synod_core::pipeline::Knobs;
 use synod_core::pipeline::LOG_FORMAT;
 use synod_core::pipeline::{
     AgentInfo, AskId, CheckId, Finish, Input, Output, Pipeline, PipelineConfig, Progress, Question,
-    ReplyFault, Request,
+    ReplyFault, Request, read_answer,
 };
 use synod_core::{AgentId, CheckReport, CheckRequest, Prompt};
 use synod_exec::Sandbox;
@@ -73,7 +73,19 @@ pub enum RuntimeError {
     /// The build in the output directory cannot be resumed.
     #[error("cannot resume: {0}")]
     Resume(String),
+    /// An answer given in advance looks like a reading's label but names none of the readings
+    /// offered; the build stopped at the question, written to `question.json`.
+    #[error("{reason}; the question is in {}: answer it with --resume and --answers", question_file.display())]
+    Answer {
+        /// Why the answer was refused, with the labels that exist.
+        reason: String,
+        /// Where the question was written.
+        question_file: PathBuf,
+    },
 }
+
+/// How many times a person is asked one question again after an answer that names no reading.
+const ASK_AGAIN_MAX: usize = 3;
 
 /// Someone who can answer a question (a person at a terminal); `None` means they declined.
 pub type Asker = Box<dyn FnMut(&Question) -> Option<String>>;
@@ -82,9 +94,11 @@ pub type Asker = Box<dyn FnMut(&Question) -> Option<String>>;
 pub enum Answers {
     /// Nobody can answer: stop with the question.
     None,
-    /// Answers given in advance, used in order.
+    /// Answers given in advance, used in order. One that looks like a label but names no
+    /// reading offered stops the build at its question ([`RuntimeError::Answer`]).
     List(VecDeque<String>),
-    /// Ask someone (a terminal): `None` means they declined.
+    /// Ask someone (a terminal): `None` means they declined. An answer that names no reading
+    /// is refused (a progress line says why) and the question asked again, a few times.
     Ask(Asker),
 }
 
@@ -337,6 +351,13 @@ pub fn run_build(
             output::write_question(&out_dir, &question)?;
             return Ok(BuildResult::NeedsClarification { question, out_dir });
         }
+        Stop::Refused(question, reason) => {
+            output::write_question(&out_dir, &question)?;
+            return Err(RuntimeError::Answer {
+                reason,
+                question_file: out_dir.join(output::QUESTION_FILE),
+            });
+        }
     };
     let finished = match *finish {
         Finish::Built(outcome) => {
@@ -457,6 +478,8 @@ impl Clock {
 enum Stop {
     Finished(Box<Finish>),
     Asked(Box<Question>),
+    /// An answer given in advance names no reading: why.
+    Refused(Box<Question>, String),
 }
 
 /// A build directory whose log was never created: nothing was decided. Remove what the killed
@@ -677,8 +700,14 @@ impl Driver<'_> {
             if let Some(question) = self.question.take() {
                 let answer = match answers {
                     Answers::None => None,
-                    Answers::List(list) => list.pop_front(),
-                    Answers::Ask(f) => f(&question),
+                    Answers::List(list) => match list.pop_front() {
+                        Some(a) => match read_answer(&question, &a) {
+                            Ok(_) => Some(a),
+                            Err(why) => return Ok(Stop::Refused(question, why)),
+                        },
+                        None => None,
+                    },
+                    Answers::Ask(f) => self.ask_person(f, &question),
                 };
                 match answer {
                     Some(answer) => queue.push_back(Input::UserAnswered { answer }),
@@ -688,6 +717,22 @@ impl Driver<'_> {
             }
             queue.push_back(self.next_input(clock, rx)?);
         }
+    }
+
+    /// A person's answer to `question`, asked again (up to [`ASK_AGAIN_MAX`] times, saying why)
+    /// while it looks like a label but names no reading; `None` when they decline.
+    fn ask_person(&mut self, ask: &mut Asker, question: &Question) -> Option<String> {
+        for _ in 0..=ASK_AGAIN_MAX {
+            let answer = ask(question)?;
+            match read_answer(question, &answer) {
+                Ok(_) => return Some(answer),
+                Err(why) => (self.progress)(&Progress::Stage {
+                    stage: "clarify".into(),
+                    detail: why,
+                }),
+            }
+        }
+        None
     }
 
     /// Waits for the next event, or for the pipeline's next deadline to pass.

@@ -260,3 +260,43 @@ fn a_reading_that_misstates_its_own_examples_is_a_reading_not_a_fault() {
         other => panic!("expected a question: {other:?}"),
     }
 }
+
+/// Issue 11: a person's answer that looks like a label but names no reading is refused with
+/// the labels that exist and the question asked again (a few times), never taken as text.
+#[test]
+fn a_persons_answer_naming_no_reading_is_refused_and_the_question_asked_again() {
+    let root = TempDir::new("ask-again");
+    let t = root.0.join("t");
+    let agents: Vec<Box<dyn Agent>> = vec![
+        Box::new(ScriptedAgent::new("a", agent_dir(&t, "a", ABS))),
+        Box::new(ScriptedAgent::new("b", agent_dir(&t, "b", ABS_BY_HAND))),
+        Box::new(ScriptedAgent::new("c", agent_dir(&t, "c", "    return -x"))),
+    ];
+    let (mut opts, out) = options(&root, agents, 0, 10_000);
+    let asked = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counter = std::rc::Rc::clone(&asked);
+    opts.answers = Answers::Ask(Box::new(move |_| {
+        counter.set(counter.get() + 1);
+        Some("C".to_string())
+    }));
+    let mut refusals = Vec::new();
+    let result = run_build(opts, &mut |p| {
+        if let synod_core::pipeline::Progress::Stage { stage, detail } = p
+            && stage == "clarify"
+        {
+            refusals.push(detail.clone());
+        }
+    })
+    .unwrap();
+    assert!(
+        matches!(result, BuildResult::NeedsClarification { .. }),
+        "{result:?}"
+    );
+    assert_eq!(asked.get(), 4, "asked, then again three times");
+    assert_eq!(refusals.len(), 4, "{refusals:?}");
+    assert!(
+        refusals[0].contains("\"C\" names no reading: the readings are A and B"),
+        "{refusals:?}"
+    );
+    assert!(out.join("question.json").is_file());
+}

@@ -716,6 +716,48 @@ fn rounding_example_asks_then_completes_with_answers() {
     assert!(clarifications.contains("reading B"), "{report}");
 }
 
+/// Issue 11: an answer that looks like a label but names no reading was taken as free text.
+#[test]
+fn rounding_example_refuses_an_answer_naming_no_reading_then_resumes_with_a_good_one() {
+    let tmp = TempDir::new("rounding-no-such-reading");
+    let rounding = example("rounding");
+    let out = tmp.join("out");
+    let wrong = tmp.write("wrong.toml", "answers = [\"C\"]\n");
+    let run = synod(
+        tmp.path(),
+        &[&"build", &rounding, &"--out", &out, &"--answers", &wrong],
+    );
+    run.expect_usage_error(&[
+        "\"C\" names no reading",
+        "the readings are A and B",
+        "question.json",
+        "--resume",
+    ]);
+    assert!(out.join("question.json").is_file(), "the question is kept");
+    assert!(!out.join("REPORT.md").exists(), "nothing was built\n{run}");
+    // Free text stays free text; the good answer finishes the same build.
+    let resumed = synod(
+        tmp.path(),
+        &[
+            &"build",
+            &rounding,
+            &"--out",
+            &out,
+            &"--resume",
+            &"--answers",
+            &rounding.join("answers.toml"),
+        ],
+    );
+    resumed.expect_code(0, "--resume with a label that exists");
+    let report = read(&out.join("REPORT.md"));
+    assert!(report.contains("reading B"), "{report}");
+    assert!(
+        !report.contains("\"C\""),
+        "the refused answer is not a clarification\n{report}"
+    );
+    synod(tmp.path(), &[&"verify", &out]).expect_code(0, "verify the resumed build");
+}
+
 // ---- bad input -------------------------------------------------------------------------------
 
 /// `examples/rpn-calculator/agents.toml` with `extra` added to the first `[[agent]]` table (and

@@ -52,16 +52,29 @@ impl Pipeline {
         Stage::Clarify(it, Box::new(question))
     }
 
-    /// The user answered `question`: a reading's letter, or free text.
+    /// The user answered `question`: a reading's letter, or free text. An answer that looks
+    /// like a label but names no reading ([`read_answer`]) is refused and the question asked
+    /// again; nothing is decided.
     pub(super) fn on_answer(
         &mut self,
-        it: &Interp,
-        question: &Question,
+        it: Box<Interp>,
+        question: Box<Question>,
         answer: &str,
         out: &mut Vec<Output>,
     ) -> Stage {
         let trimmed = answer.trim();
-        let clarification = clarification(question, trimmed);
+        let chosen = match read_answer(&question, trimmed) {
+            Ok(chosen) => chosen,
+            Err(why) => {
+                out.push(Output::Progress(Progress::Stage {
+                    stage: "clarify".into(),
+                    detail: why,
+                }));
+                out.push(Output::AskUser(question.clone()));
+                return Stage::Clarify(it, question);
+            }
+        };
+        let clarification = clarification(&question, trimmed, chosen);
         self.persist(
             Decision::Clarification {
                 answer: cap_text(trimmed, 2000),
@@ -77,21 +90,56 @@ impl Pipeline {
     }
 }
 
-/// What an answer adds to the prompt: a chosen reading's outcomes on the differing probes, as
-/// text and as examples; free text as it is.
-fn clarification(question: &Question, answer: &str) -> Clarification {
-    let letter = answer
-        .strip_prefix("reading ")
-        .or_else(|| answer.strip_prefix("Reading "))
-        .unwrap_or(answer)
-        .trim()
-        .to_uppercase();
-    let Some(k) = question.readings.iter().position(|r| r.label == letter) else {
+/// What an answer to `question` chooses: `Ok(Some(k))` for the label of reading k (`B`, `b`,
+/// `reading B`), `Ok(None)` for free text, which is appended as it is (ADR 0002). An answer
+/// that looks like a label (one or two letters, or `R` and digits, alone or after `reading`)
+/// but names none of the readings offered is refused with the labels that exist: taken as text
+/// it would tell the agents nothing, and the user meant a reading.
+pub fn read_answer(question: &Question, answer: &str) -> Result<Option<usize>, String> {
+    let answer = answer.trim();
+    let (prefixed, rest) = match answer.get(..8) {
+        Some(p) if p.eq_ignore_ascii_case("reading ") => (true, answer[8..].trim()),
+        _ => (false, answer),
+    };
+    let label = rest.to_ascii_uppercase();
+    if let Some(k) = question.readings.iter().position(|r| r.label == label) {
+        return Ok(Some(k));
+    }
+    let letters = rest.chars().all(|c| c.is_ascii_alphabetic());
+    let numbered = rest.len() > 1
+        && rest.starts_with(['R', 'r'])
+        && rest[1..].chars().all(|c| c.is_ascii_digit());
+    let like_a_label = numbered
+        || match rest.len() {
+            1 => letters,
+            2 => letters && (prefixed || rest.chars().all(|c| c.is_ascii_uppercase())),
+            _ => false,
+        };
+    if !like_a_label {
+        return Ok(None);
+    }
+    let labels: Vec<&str> = question.readings.iter().map(|r| r.label.as_str()).collect();
+    let listed = match labels.split_last() {
+        None => "none".to_string(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    };
+    Err(format!(
+        "answer {answer:?} names no reading: the readings are {listed}; answer with one of \
+         these labels, or in words"
+    ))
+}
+
+/// What an answer adds to the prompt: the chosen reading's outcomes on the differing probes,
+/// as text and as examples; free text as it is.
+fn clarification(question: &Question, answer: &str, chosen: Option<usize>) -> Clarification {
+    let Some(k) = chosen else {
         return Clarification {
             text: cap_text(answer, 2000),
             examples: Vec::new(),
         };
     };
+    let letter = &question.readings[k].label;
     let examples: Vec<ContractExample> = question
         .differing
         .iter()

@@ -30,6 +30,7 @@ mod interpret;
 mod refinement;
 mod types;
 
+pub use clarify::read_answer;
 pub use decision::{DECISION_KINDS, Decision, Fault, FaultKind, FaultStage, LOG_FORMAT};
 pub use interpret::{
     DEFAULT_MODULE, drop_unusable_calls, resolve_qualified_names, validate_interpretation,
@@ -324,7 +325,7 @@ impl Pipeline {
                 }
             }
             (Stage::Clarify(it, question), Input::UserAnswered { answer }) => {
-                self.on_answer(&it, &question, &answer, out)
+                self.on_answer(it, question, &answer, out)
             }
             (stage, Input::UserAnswered { .. }) => {
                 self.stray.answers += 1;
