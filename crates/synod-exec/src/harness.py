@@ -47,6 +47,9 @@ FUNCTIONS_MAX = 256
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
+# Where this file (and the audit layer beside it) is, before `main` changes directory.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
 
 class _Timeout(BaseException):
     """Raised by the SIGALRM handler when a guarded step runs out of time."""
@@ -367,7 +370,7 @@ def _load_audit():
     """The audit layer, loaded from beside this file (not registered in sys.modules)."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "synod_audit.py")
+    path = os.path.join(_HERE, "synod_audit.py")
     spec = importlib.util.spec_from_file_location("synod_audit", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -514,6 +517,12 @@ def main():
     def emit(record):
         line = "SYNOD " + nonce + " " + json.dumps(record, ensure_ascii=True) + "\n"
         _write_all(result_fd, line.encode("ascii"))
+
+    # The candidate works in `work/` (a tmpfs of the run's quota where the kernel allows it;
+    # the only place it may write); the program's modules stay where they are, read-only.
+    request["modules_dir"] = os.path.abspath(request["modules_dir"])
+    if os.path.isdir("work"):
+        os.chdir("work")
 
     # The audit layer (synod_audit.py beside this file), before any candidate code: the static
     # allow-list first; a program it rejects is never imported. Then the audit hook, whose

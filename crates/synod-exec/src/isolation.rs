@@ -154,6 +154,9 @@ pub struct Isolation {
     pub seccomp: Mechanism,
     /// Whether processes a candidate detached with `setsid` are killed at the end of a run.
     pub detached_processes_killed: Mechanism,
+    /// Whether a run's writes are bounded in all (a tmpfs of fixed size and inodes as its
+    /// working directory), not only per file.
+    pub scratch_quota: Mechanism,
 }
 
 impl Isolation {
@@ -190,7 +193,7 @@ impl Isolation {
     }
 
     /// The mechanisms, in the order reports list them, with their names.
-    pub fn mechanisms(&self) -> [(&'static str, &Mechanism); 8] {
+    pub fn mechanisms(&self) -> [(&'static str, &Mechanism); 9] {
         [
             ("network namespace", &self.network_namespace),
             ("user namespace", &self.user_namespace),
@@ -200,6 +203,7 @@ impl Isolation {
             ("unprivileged uid", &self.unprivileged_uid),
             ("seccomp", &self.seccomp),
             ("detached processes killed", &self.detached_processes_killed),
+            ("scratch quota", &self.scratch_quota),
         ]
     }
 
@@ -224,6 +228,7 @@ impl Isolation {
             unprivileged_uid: off(),
             seccomp: off(),
             detached_processes_killed: off(),
+            scratch_quota: off(),
         }
     }
 }
@@ -268,6 +273,8 @@ pub(crate) struct Kernel {
     netns: Result<(), String>,
     /// Root can switch to another uid keeping `CAP_DAC_READ_SEARCH` as ambient capability.
     uid_switch: Result<(), String>,
+    /// A mount namespace with a size-limited tmpfs can be made (the scratch quota).
+    tmpfs: Result<(), String>,
     /// The seccomp filter installs.
     seccomp: Result<(), String>,
     /// The compiled seccomp filter.
@@ -284,6 +291,7 @@ impl Kernel {
             // With the PID namespace each run gets on this path (see `Confinement::apply`).
             in_child(|| unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWPID))
         };
+        let tmpfs = detect_tmpfs(as_root);
         let uid_switch = if as_root {
             in_child(|| {
                 let id = SANDBOX_UID_BASE;
@@ -307,6 +315,7 @@ impl Kernel {
             as_root,
             netns,
             uid_switch,
+            tmpfs,
             seccomp,
             filter,
         }
@@ -386,6 +395,14 @@ impl Kernel {
             unprivileged_uid: uid,
             seccomp,
             detached_processes_killed: detached,
+            scratch_quota: match &self.tmpfs {
+                Ok(()) => Mechanism::on(
+                    "each run writes only in a tmpfs of its own (Limits::scratch_bytes, scratch_files), gone with the run",
+                ),
+                Err(why) => Mechanism::off(format!(
+                    "no tmpfs in a mount namespace ({why}): only single files are capped"
+                )),
+            },
         }
     }
 
@@ -412,8 +429,42 @@ impl Kernel {
         } else {
             Identity::UserNamespace(IdMaps::new(current_uid(), current_gid()))
         };
+        let work = scratch.join(crate::WORK_DIR);
+        if let Identity::Switch { uid } = identity {
+            std::os::unix::fs::chown(&work, Some(uid), Some(uid)).map_err(|source| {
+                ExecError::Scratch {
+                    path: work.clone(),
+                    source,
+                }
+            })?;
+        }
+        // With the tmpfs, the working directory's rule is added in the child after the mount:
+        // landlock ignores a rule on a directory that a mount hides.
+        let with_tmpfs = self.tmpfs.is_ok();
         let landlock = if self.landlock_abi >= 1 {
-            Some(landlock_ruleset(self.landlock_abi, scratch, read_roots).map_err(confine_error)?)
+            let work_rule = (!with_tmpfs).then_some(work.as_path());
+            Some(
+                landlock_ruleset(self.landlock_abi, scratch, work_rule, read_roots)
+                    .map_err(confine_error)?,
+            )
+        } else {
+            None
+        };
+        let work_access = AccessFs::from_all(ABI::from(self.landlock_abi)).bits();
+        let tmpfs = if self.tmpfs.is_ok() {
+            let owner = match identity {
+                Identity::Switch { uid } => format!(",uid={uid},gid={uid}"),
+                _ => String::new(),
+            };
+            let target = std::ffi::CString::new(work.as_os_str().as_encoded_bytes())
+                .map_err(|_| confine_error("the scratch path holds a NUL byte".into()))?;
+            let options = std::ffi::CString::new(format!(
+                "size={},nr_inodes={},mode=0700{owner}",
+                limits.scratch_bytes.max(4096),
+                limits.scratch_files.max(16)
+            ))
+            .expect("no NUL in numbers");
+            Some((target, options))
         } else {
             None
         };
@@ -423,6 +474,8 @@ impl Kernel {
             identity,
             landlock,
             filter: self.seccomp.is_ok().then(|| Arc::clone(&self.filter)),
+            tmpfs,
+            work_access,
         })
     }
 
@@ -467,6 +520,10 @@ pub(crate) struct Confinement {
     /// The landlock ruleset, built and filled in the parent.
     landlock: Option<OwnedFd>,
     filter: Option<Arc<BpfProgram>>,
+    /// The working directory to mount a tmpfs on, and the mount's options (the quota).
+    tmpfs: Option<(std::ffi::CString, std::ffi::CString)>,
+    /// The landlock rights on the working directory (added after its tmpfs is mounted).
+    work_access: u64,
 }
 
 impl Confinement {
@@ -478,6 +535,8 @@ impl Confinement {
             identity: Identity::Keep,
             landlock: None,
             filter: None,
+            tmpfs: None,
+            work_access: 0,
         }
     }
 
@@ -498,14 +557,18 @@ impl Confinement {
                 // namespace's init: when it exits, the kernel kills every process left in the
                 // namespace, so a double fork leaves nothing behind (seen as an unprivileged
                 // user: the grandchild outlived the run without it).
+                let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWPID;
                 if self.new_network {
-                    unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWPID)?;
-                } else {
-                    unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID)?;
+                    flags |= libc::CLONE_NEWNET;
                 }
+                if self.tmpfs.is_some() {
+                    flags |= libc::CLONE_NEWNS;
+                }
+                unshare(flags)?;
                 write_file(c"/proc/self/setgroups", b"deny")?;
                 write_file(c"/proc/self/uid_map", &maps.uid_map)?;
                 write_file(c"/proc/self/gid_map", &maps.gid_map)?;
+                self.mount_work()?;
                 // The namespace's init is a process of ours that only waits, holding no file
                 // descriptor, in the run's process group: the group kill at the end of the run
                 // kills it, and with it the kernel kills everything left in the namespace, a
@@ -527,11 +590,19 @@ impl Confinement {
                 if self.new_network {
                     unshare(libc::CLONE_NEWNET)?;
                 }
+                if self.tmpfs.is_some() {
+                    unshare(libc::CLONE_NEWNS)?;
+                    self.mount_work()?;
+                }
                 drop_to_uid(*uid, *uid)?;
             }
             Identity::Keep => {
                 if self.new_network {
                     unshare(libc::CLONE_NEWNET)?;
+                }
+                if self.tmpfs.is_some() {
+                    unshare(libc::CLONE_NEWNS)?;
+                    self.mount_work()?;
                 }
             }
         }
@@ -563,6 +634,108 @@ impl Confinement {
         }
         Ok(())
     }
+}
+
+impl Confinement {
+    /// In the run's own mount namespace: nothing propagates back to the host, and the working
+    /// directory becomes a tmpfs of the run's size and inode limits (gone when the run's last
+    /// process is).
+    #[allow(unsafe_code)]
+    fn mount_work(&self) -> io::Result<()> {
+        let Some((target, options)) = &self.tmpfs else {
+            return Ok(());
+        };
+        // SAFETY: mount takes C strings that live in `self` and null pointers where allowed.
+        unsafe {
+            if libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if let Some(ruleset) = &self.landlock {
+            /// `struct landlock_path_beneath_attr` (packed in the kernel's header).
+            #[repr(C, packed)]
+            struct PathBeneath {
+                allowed_access: u64,
+                parent_fd: i32,
+            }
+            const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+            // SAFETY: open, landlock_add_rule and close take a C string, integers and a
+            // pointer to a struct on this stack frame.
+            unsafe {
+                let fd = libc::open(target.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let attr = PathBeneath {
+                    allowed_access: self.work_access,
+                    parent_fd: fd,
+                };
+                let rc = libc::syscall(
+                    libc::SYS_landlock_add_rule,
+                    ruleset.as_raw_fd(),
+                    LANDLOCK_RULE_PATH_BENEATH,
+                    &attr as *const PathBeneath,
+                    0 as libc::c_uint,
+                );
+                libc::close(fd);
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Can a child make a mount namespace and mount a size-limited tmpfs in it (with a user
+/// namespace first when not root)? Tried on `/tmp` inside the child's own namespace.
+#[allow(unsafe_code)]
+fn detect_tmpfs(as_root: bool) -> Result<(), String> {
+    in_child(move || {
+        if as_root {
+            unshare(libc::CLONE_NEWNS)?;
+        } else {
+            unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)?;
+        }
+        // SAFETY: as in `Confinement::mount_work`.
+        unsafe {
+            if libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+                || libc::mount(
+                    c"tmpfs".as_ptr(),
+                    c"/tmp".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    c"size=1m,nr_inodes=16".as_ptr().cast(),
+                ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    })
 }
 
 /// The resource limits of a run. CPU gets a second of slack on the hard limit so that the soft
@@ -731,7 +904,12 @@ fn landlock_abi() -> i32 {
 /// Builds the run's landlock ruleset: everything the kernel can restrict is restricted, then
 /// reading is allowed beneath `read_roots` and the system paths, and everything beneath
 /// `scratch`.
-fn landlock_ruleset(abi: i32, scratch: &Path, read_roots: &[PathBuf]) -> Result<OwnedFd, String> {
+fn landlock_ruleset(
+    abi: i32,
+    scratch: &Path,
+    work: Option<&Path>,
+    read_roots: &[PathBuf],
+) -> Result<OwnedFd, String> {
     let abi = ABI::from(abi);
     let text = |e: landlock::RulesetError| e.to_string();
     let mut ruleset = Ruleset::default()
@@ -761,7 +939,11 @@ fn landlock_ruleset(abi: i32, scratch: &Path, read_roots: &[PathBuf]) -> Result<
             AccessFs::from_read(abi) | AccessFs::WriteFile,
         ))
         .map_err(text)?
-        .add_rules(path_beneath_rules([scratch], AccessFs::from_all(abi)))
+        // The harness, the audit layer and the program are read-only; only the working
+        // directory (the run's tmpfs, where the kernel allows it) is writable.
+        .add_rules(path_beneath_rules([scratch], AccessFs::from_read(abi)))
+        .map_err(text)?
+        .add_rules(path_beneath_rules(work, AccessFs::from_all(abi)))
         .map_err(text)?;
     Option::<OwnedFd>::from(created)
         .ok_or_else(|| "landlock returned no ruleset descriptor".to_string())

@@ -182,6 +182,10 @@ pub struct Limits {
     pub open_files: u64,
     /// Processes of the user (`RLIMIT_NPROC`; not enforced for root).
     pub processes: u64,
+    /// Bytes a run may write in all (its working directory is a tmpfs of this size).
+    pub scratch_bytes: u64,
+    /// Files and directories a run may create (the tmpfs's inodes).
+    pub scratch_files: u64,
 }
 
 impl Default for Limits {
@@ -195,6 +199,8 @@ impl Default for Limits {
             file_bytes: 16 << 20,
             open_files: 64,
             processes: 64,
+            scratch_bytes: 64 << 20,
+            scratch_files: 1024,
         }
     }
 }
@@ -549,8 +555,7 @@ pub fn remove_stale_scratch(dir: &Path, prefix: &str) -> usize {
         if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        if entry.file_type().is_ok_and(|t| t.is_dir()) && fs::remove_dir_all(entry.path()).is_ok()
-        {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && fs::remove_dir_all(entry.path()).is_ok() {
             removed += 1;
         }
     }
@@ -690,6 +695,10 @@ struct Scratch {
 /// Directory under the scratch directory holding the candidate's modules.
 const MODULES_DIR: &str = "prog";
 
+/// The run's working directory under the scratch directory: the only place it may write, a
+/// tmpfs of `Limits::scratch_bytes` and `scratch_files` when the kernel allows the mount.
+pub(crate) const WORK_DIR: &str = "work";
+
 /// File name of the harness in the scratch directory.
 const HARNESS_FILE: &str = "harness.py";
 
@@ -733,6 +742,11 @@ impl Scratch {
         let modules = self.path.join(MODULES_DIR);
         fs::create_dir(&modules).map_err(|source| ExecError::Scratch {
             path: modules.clone(),
+            source,
+        })?;
+        let work = self.path.join(WORK_DIR);
+        fs::create_dir(&work).map_err(|source| ExecError::Scratch {
+            path: work.clone(),
             source,
         })?;
         for (name, source) in &request.program.modules {

@@ -45,6 +45,8 @@ fn small() -> Limits {
         file_bytes: 1 << 20,
         open_files: 64,
         processes: 16,
+        scratch_bytes: 8 << 20,
+        scratch_files: 256,
     }
 }
 
@@ -452,6 +454,78 @@ def pair():
     let mut buf = [0u8; 16];
     assert!(dgram.recv(&mut buf).is_err(), "a datagram reached the host");
     assert!(!dir.join("host.sock.mine").exists());
+}
+
+/// A run's writes are bounded in all, not only per file (issue 11, item 3: one candidate once
+/// wrote 1.97 GiB and 20,000 files into scratch): its working directory is a tmpfs of
+/// `scratch_bytes` (8 MiB here) and `scratch_files` (256) inodes, and above it nothing is
+/// writable.
+#[test]
+fn a_disk_flood_stops_at_the_scratch_quota() {
+    let attack = Attack::new("flood", small());
+    assert!(
+        attack.sandbox.isolation().scratch_quota.active,
+        "{}",
+        attack.sandbox.isolation()
+    );
+    let source = "\
+import os
+
+def many_files():
+    n = 0
+    try:
+        while n < 100000:
+            with open('f%d' % n, 'w') as fh:
+                fh.write('x')
+            n += 1
+    except OSError:
+        pass
+    return n
+
+def many_bytes():
+    total = 0
+    block = b'x' * (256 * 1024)
+    k = 0
+    try:
+        while total < (1 << 30):
+            with open('big%d' % k, 'wb') as fh:
+                for _ in range(3):
+                    fh.write(block)
+                    fh.flush()
+                    total += len(block)
+            k += 1
+    except OSError:
+        pass
+    for j in range(k + 1):
+        if os.path.exists('big%d' % j):
+            os.remove('big%d' % j)
+    return total
+
+def above():
+    try:
+        with open('../outside', 'w') as fh:
+            fh.write('x')
+        return 'escaped'
+    except OSError:
+        return 'refused'
+";
+    let report = attack.run(&request(
+        source,
+        vec![
+            call("many_bytes", vec![], None),
+            call("many_files", vec![], None),
+            call("above", vec![], None),
+        ],
+    ));
+    let number = |o: &Outcome| match o {
+        Outcome::Value(v) => v.parse::<u64>().unwrap_or(u64::MAX),
+        other => panic!("{other:?} {:?}", report.load_error),
+    };
+    let bytes = number(&report.outcomes[0]);
+    let files = number(&report.outcomes[1]);
+    assert!(files > 0 && files <= 256, "files created: {files}");
+    assert!(bytes > 0 && bytes <= 8 << 20, "bytes written: {bytes}");
+    assert_eq!(report.outcomes[2], Outcome::Value("'refused'".into()));
 }
 
 #[test]

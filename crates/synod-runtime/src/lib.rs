@@ -297,6 +297,15 @@ pub fn run_build(
             .map(|c| c.name())
             .collect();
         info.insert("capabilities".into(), serde_json::json!(names));
+        let limits = sandbox.limits();
+        info.insert(
+            "scratch_limits".into(),
+            serde_json::json!({
+                "bytes": limits.scratch_bytes,
+                "files": limits.scratch_files,
+                "file_bytes": limits.file_bytes,
+            }),
+        );
     }
     let run_info = Record::Run(RunRecord {
         sandbox: sandbox_info.clone(),
