@@ -1,5 +1,11 @@
 //! `synod eval`: compare ways of using several agents on a benchmark suite.
 
+// Declared here rather than in main.rs: crates/synod-eval/examples/eval.rs compiles this file
+// alone, and its options are read by the same parsers (the example uses only some of them).
+#[path = "numbers.rs"]
+#[allow(dead_code)]
+pub mod numbers;
+
 use std::path::PathBuf;
 use synod_eval::sim::SimSpec;
 use synod_eval::suite::SuiteKind;
@@ -27,7 +33,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// Real agents: most model calls in flight at once (the server's parallel slots).
-    #[arg(long, default_value_t = 2, value_parser = crate::numbers::whole(1, synod_agents::config::SLOTS_MAX as usize))]
+    #[arg(long, default_value_t = 2, value_parser = numbers::whole(1, synod_agents::config::SLOTS_MAX as usize))]
     pub slots: usize,
     /// Run the standard grid for the suite instead of one cell (MBPP: 50 cells; others: 12).
     #[arg(long)]
@@ -39,16 +45,16 @@ pub struct EvalArgs {
     #[arg(long, value_delimiter = ',')]
     pub strategy: Option<Vec<String>>,
     /// Run the first N tasks only.
-    #[arg(long, value_parser = crate::numbers::whole(1, usize::MAX))]
+    #[arg(long, value_parser = numbers::whole(1, usize::MAX))]
     pub tasks: Option<usize>,
     /// Run these task ids only.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub task_ids: Option<Vec<String>>,
     /// Seed of the simulated agents, probes and differential inputs.
-    #[arg(long, default_value_t = 1, value_parser = crate::numbers::whole(0, u64::MAX))]
+    #[arg(long, default_value_t = 1, value_parser = numbers::whole(0, u64::MAX))]
     pub seed: u64,
     /// Worker threads (1 to 256).
-    #[arg(long, default_value_t = 2, value_parser = crate::numbers::whole(1usize, 256))]
+    #[arg(long, default_value_t = 2, value_parser = numbers::whole(1usize, 256))]
     pub jobs: usize,
     /// Output directory (results.csv, summary.md, plots, caches). Re-running resumes.
     #[arg(long, default_value = "eval-out")]
@@ -59,7 +65,7 @@ pub struct EvalArgs {
     /// synod's resample budget: after a round that neither decides nor finds ambiguity,
     /// every agent is asked afresh (simulated agents draw their faults again), up to this many
     /// times. The extra calls are counted in calls/task. Keep it fixed within one --out.
-    #[arg(long, default_value_t = synod_eval::DEFAULT_RESAMPLES, value_parser = crate::numbers::whole(0, RESAMPLES_LIMIT))]
+    #[arg(long, default_value_t = synod_eval::DEFAULT_RESAMPLES, value_parser = numbers::whole(0, RESAMPLES_LIMIT))]
     pub resamples: u32,
 }
 

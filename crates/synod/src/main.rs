@@ -17,8 +17,8 @@ mod agents_cmd;
 mod doctor_cmd;
 mod eval_cmd;
 mod lab_cmd;
-mod numbers;
 mod sim_cmd;
+use eval_cmd::numbers;
 
 const EXIT_OK: u8 = 0;
 const EXIT_NEGATIVE: u8 = 1;
