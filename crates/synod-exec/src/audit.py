@@ -45,6 +45,10 @@ string struct sys textwrap threading time typing unicodedata zlib base64 binasci
 # Modules the `files` capability adds.
 FILES_IMPORTS = frozenset("os os.path pathlib csv io glob fnmatch shutil tempfile".split())
 
+# Modules a program may import inside its `if __name__ == "__main__":` block only: the test
+# runners models end a module with (`doctest.testmod()`), which never run when it is imported.
+MAIN_IMPORTS = frozenset("doctest unittest".split())
+
 # Builtins a program may not call (or name) in any capability set.
 FORBIDDEN_CALLS = frozenset("exec eval compile __import__ breakpoint input".split())
 
@@ -139,6 +143,8 @@ class _Checker(ast.NodeVisitor):
         self.module_names = set()
         # Names the program binds itself (parameters, assignments): the builtin is shadowed.
         self.shadowed = set()
+        # Inside `if __name__ == "__main__":`.
+        self.in_main = False
 
     def collect_bindings(self, tree):
         for node in ast.walk(tree):
@@ -159,10 +165,31 @@ class _Checker(ast.NodeVisitor):
         top = name.split(".")[0]
         if top in self.program_modules:
             return
+        if self.in_main and top in MAIN_IMPORTS:
+            return
         if not _allowed_import(name, self.capabilities):
             self.add(node, "import " + name, "imports " + name
                      + (" (it needs the files capability)" if name in FILES_IMPORTS
                         or top in FILES_IMPORTS else ", which is not on the allow-list"))
+
+    def visit_If(self, node):
+        t = node.test
+        is_main = (
+            isinstance(t, ast.Compare) and isinstance(t.left, ast.Name)
+            and t.left.id == "__name__" and len(t.comparators) == 1
+            and isinstance(t.comparators[0], ast.Constant)
+            and t.comparators[0].value == "__main__"
+        )
+        if not is_main or self.in_main:
+            self.generic_visit(node)
+            return
+        self.visit(node.test)
+        self.in_main = True
+        for child in node.body:
+            self.visit(child)
+        self.in_main = False
+        for child in node.orelse:
+            self.visit(child)
 
     def visit_Import(self, node):
         for alias in node.names:
@@ -194,7 +221,9 @@ class _Checker(ast.NodeVisitor):
         if node.attr in FORBIDDEN_ATTRIBUTES:
             self.add(node, "." + node.attr, "reaches ." + node.attr)
         elif node.attr in SYS_ATTRIBUTES and isinstance(node.value, ast.Name) \
-                and node.value.id == "sys":
+                and node.value.id == "sys" \
+                and not (self.in_main and node.attr == "modules"):
+            # (`doctest.testmod(sys.modules[__name__])` is how a __main__ block runs doctests.)
             self.add(node, "sys." + node.attr, "reaches sys." + node.attr)
         if isinstance(node.ctx, (ast.Store, ast.Del)) and isinstance(node.value, ast.Name) \
                 and node.value.id in self.module_names:

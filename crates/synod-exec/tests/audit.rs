@@ -222,6 +222,8 @@ fn harmless_programs_pass_both_layers() {
         "import re\nfrom collections import Counter, defaultdict\nfrom typing import List\n\ndef f(x: int) -> int:\n    # count the digits, then double\n    c = Counter(re.findall(r'\\d', str(x)))\n    return sum(c.values()) * 0 + x * 2\n\nif __name__ == '__main__':\n    print(f(3))\n    assert f(2) == 4\n",
         "import sys\nsys.setrecursionlimit(10000)\nimport heapq, itertools, bisect\n\ndef f(x):\n    h = [x, x]\n    heapq.heapify(h)\n    return sum(itertools.islice(h, 2))\n",
         "from dataclasses import dataclass\nimport json\n\n@dataclass\nclass P:\n    v: int\n\ndef f(x):\n    return json.loads(json.dumps({'v': P(x).v * 2}))['v']\n",
+        // What Qwen writes at the end of a HumanEval module (seen in real replies).
+        "def f(x):\n    \"\"\"\n    >>> f(2)\n    4\n    \"\"\"\n    return x * 2\n\nif __name__ == '__main__':\n    import doctest, sys\n    doctest.testmod(sys.modules[__name__])\n",
         "import random\nimport string\n\ndef f(x):\n    rng = random.Random(0)\n    _ = ''.join(rng.choice(string.ascii_letters) for _ in range(3))\n    return getattr(x, 'real') * 2\n",
     ];
     for src in programs {
