@@ -1788,3 +1788,61 @@ fn pl_22_an_agents_distinguishing_input_splits_a_class_the_random_search_did_not
             .all(|a| a.faults.iter().all(|f| f.kind != FaultKind::InvalidReply))
     );
 }
+
+#[test]
+fn pl_24_readings_that_break_the_prompts_own_example_alike_ask_whether_the_example_or_the_text_holds()
+ {
+    // The text asks for the negation, its example for the identity (HumanEvalComm's
+    // "inconsistent" prompts): every agent reads the text, so every reading breaks the example.
+    let mut d = Driver::with_prompt(
+        4,
+        1,
+        vec![Plays::FromCode("neg", None); 4],
+        "Write `f(x)`, the negation of x.\nassert f(4) == 4",
+    );
+    d.run();
+    let q = d.question.clone().expect("a question, not a failure");
+    let ex = q.contradicts.clone().expect("about the prompt's example");
+    assert_eq!(ex.call, call(4));
+    assert_eq!(q.readings[0].label, "A");
+    assert!(q.readings[0].summary.contains("f(4) == 4"), "{q:?}");
+    assert!(
+        q.readings[1].agents.len() > 1,
+        "more than m agents read the text: {q:?}"
+    );
+    assert_eq!(q.differing[0].outcomes[1], Outcome::Value("-4".into()));
+    assert!(q.to_string().contains("contradicts itself"), "{q}");
+    // The user says the text holds: the clarification replaces the example on f(4), and the
+    // next round decides the negation.
+    d.v.push(Input::UserAnswered { answer: "B".into() });
+    d.run();
+    let b = d.built();
+    assert_eq!(b.class.len(), 3, "{:?}", b.agents);
+    assert!(
+        b.spec
+            .contract
+            .iter()
+            .all(|c| c.expect != Expectation::Returns(Value::Int(4))),
+        "the prompt's example no longer holds: {:?}",
+        b.spec.contract
+    );
+}
+
+#[test]
+fn pl_24_a_reading_or_two_that_break_the_example_are_faults_not_a_question() {
+    // One agent in four misreads: within the fault budget, no question.
+    let mut d = Driver::with_prompt(
+        4,
+        1,
+        vec![
+            Plays::FromCode("neg", None),
+            Plays::FromCode("abs", None),
+            Plays::FromCode("abs", None),
+            Plays::FromCode("abs", None),
+        ],
+        "Write `f(x)`, the magnitude of x.\nassert f(4) == 4",
+    );
+    d.run();
+    assert!(d.question.is_none());
+    assert_eq!(d.built().class.len(), 3);
+}

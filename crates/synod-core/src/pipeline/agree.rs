@@ -112,8 +112,20 @@ impl Pipeline {
     /// The examples whose violation is a fault (PL-16): the prompt's literal examples (calls
     /// written `module.f` name `f`), then the clarified ones.
     pub(super) fn checked_examples(&self) -> Vec<ContractExample> {
-        let mut checked: Vec<ContractExample> = self
-            .facts
+        let mut checked = self.prompt_examples();
+        for c in self.clarified_examples() {
+            if !checked.contains(&c) {
+                checked.push(c);
+            }
+        }
+        checked
+    }
+
+    /// The prompt's literal examples still in force: one whose call a clarification fixed
+    /// otherwise is the user's correction of the prompt (PL-24), and the clarification holds.
+    pub(super) fn prompt_examples(&self) -> Vec<ContractExample> {
+        let clarified = self.clarified_examples();
+        self.facts
             .examples
             .iter()
             .map(|e| {
@@ -123,13 +135,8 @@ impl Pipeline {
                 }
                 e
             })
-            .collect();
-        for c in self.clarified_examples() {
-            if !checked.contains(&c) {
-                checked.push(c);
-            }
-        }
-        checked
+            .filter(|e| !clarified.iter().any(|c| c.call == e.call))
+            .collect()
     }
 
     /// A reference ran on the checked examples, its stated ones and the pool: a reference that
@@ -151,6 +158,32 @@ impl Pipeline {
         });
         match problem {
             Some(problem) => {
+                // PL-24: a reading that runs and breaks one of the prompt's own examples is
+                // kept as evidence that the prompt may contradict itself.
+                if problem.kind == FaultKind::BreaksContract
+                    && let Some(i) = it.valid.get(&agent)
+                {
+                    let prompt = self.prompt_examples();
+                    if let Some((example, outcome)) =
+                        prompt.iter().enumerate().find_map(|(k, e)| {
+                            (report.met.get(k).copied().flatten() != Some(true)).then(|| {
+                                let o = report.outcomes.get(k).cloned().unwrap_or(Outcome::Timeout);
+                                (e.clone(), o)
+                            })
+                        })
+                    {
+                        let summary = i.spec.summary.clone();
+                        self.contradictions
+                            .retain(|c| !(c.round == it.round && c.agent == agent));
+                        self.contradictions.push(Contradiction {
+                            round: it.round,
+                            agent,
+                            example,
+                            outcome,
+                            summary,
+                        });
+                    }
+                }
                 it.valid.remove(&agent);
                 it.faulted.insert(agent);
                 it.replaced += 1;
@@ -457,6 +490,105 @@ impl Pipeline {
         format!("; readings {}{example}", groups.join(" | "))
     }
 
+    /// PL-24: the round ends without a decision, and more agents than the fault budget explains,
+    /// and no fewer than hold readings that meet the examples, read the prompt's text against
+    /// one of its own examples the same way (the same outcome on it): the prompt may contradict
+    /// itself, so the user is asked which holds, the example
+    /// (reading A) or the text as they read it (B, C, …), instead of giving up.
+    fn ask_about_contradiction(&mut self, it: &Interp, out: &mut Vec<Output>) -> Option<Stage> {
+        if it.round >= self.cfg.clarifications_max {
+            return None;
+        }
+        let mut groups: Vec<(ContractExample, Outcome, Vec<AgentId>, String)> = Vec::new();
+        for c in self.contradictions.iter().filter(|c| c.round == it.round) {
+            match groups
+                .iter_mut()
+                .find(|g| g.0 == c.example && g.1 == c.outcome)
+            {
+                Some(g) => {
+                    if !g.2.contains(&c.agent) {
+                        g.2.push(c.agent);
+                    }
+                }
+                None => groups.push((
+                    c.example.clone(),
+                    c.outcome.clone(),
+                    vec![c.agent],
+                    c.summary.clone(),
+                )),
+            }
+        }
+        // The largest group (ties: the first seen) on one example, and the others on it.
+        let best = groups
+            .iter()
+            .enumerate()
+            .max_by(|(i, a), (j, b)| a.2.len().cmp(&b.2.len()).then(j.cmp(i)))?
+            .1
+            .clone();
+        // More than the fault budget explains, and no fewer than the readings that meet the
+        // example: otherwise the example stands and the contradicting readings are faults.
+        let meeting: BTreeSet<AgentId> = it
+            .valid
+            .keys()
+            .copied()
+            .chain(it.carried.iter().map(|c| c.agent))
+            .collect();
+        if best.2.len() <= self.cfg.fault_budget || best.2.len() < meeting.len() {
+            return None;
+        }
+        let example = best.0.clone();
+        let mut on_it: Vec<_> = groups.into_iter().filter(|g| g.0 == example).collect();
+        on_it.sort_by_key(|g| std::cmp::Reverse(g.2.len()));
+        let keep: Vec<String> = meeting.iter().map(|a| self.name(*a)).collect();
+        let mut readings = vec![Reading {
+            label: "A".into(),
+            agents: keep,
+            summary: format!("as the prompt's example says: {}", example_text(&example)),
+        }];
+        let mut outcomes = vec![match &example.expect {
+            Expectation::Returns(v) => Outcome::Value(v.python()),
+            Expectation::Raises(e) => Outcome::Error(e.clone()),
+            Expectation::Same(o) => o.clone(),
+        }];
+        for (k, g) in on_it.iter().enumerate() {
+            // A reading from code often has no summary: say what it does where it matters.
+            let summary = if g.3.trim().is_empty() {
+                format!(
+                    "as these agents read the text: {} {}",
+                    example.call,
+                    super::refinement::outcome_phrase(&g.1)
+                )
+            } else {
+                g.3.clone()
+            };
+            readings.push(Reading {
+                label: super::clarify::label(k + 1),
+                agents: g.2.iter().map(|a| self.name(*a)).collect(),
+                summary,
+            });
+            outcomes.push(g.1.clone());
+        }
+        let question = Question {
+            round: it.round,
+            prompt: self.prompt.full_text(),
+            readings,
+            differing: vec![DifferingProbe {
+                call: example.call.clone(),
+                outcomes,
+            }],
+            outside_domain: false,
+            contradicts: Some(example),
+        };
+        self.persist(
+            Decision::Ambiguity {
+                question: question.clone(),
+            },
+            out,
+        );
+        out.push(Output::AskUser(Box::new(question.clone())));
+        Some(Stage::Clarify(Box::new(it.clone()), Box::new(question)))
+    }
+
     /// Nobody left to ask: resample every agent once, then give up with the evidence.
     pub(super) fn no_decision(&mut self, it: &Interp, why: &str, out: &mut Vec<Output>) -> Stage {
         let (round, sample) = (it.round, it.sample);
@@ -483,6 +615,8 @@ impl Pipeline {
             }
             let (calls, asked) = (it.calls, it.distinguish_asked);
             self.start_sample(round, sample + 1, carried, (calls, asked), out)
+        } else if let Some(stage) = self.ask_about_contradiction(it, out) {
+            stage
         } else {
             let spent = if it.calls >= budget {
                 format!(" ({} interpret calls, the round's budget)", it.calls)
@@ -741,4 +875,17 @@ pub(super) fn in_domain<'a>(it: &Interp, b: &'a Behaviour) -> Vec<&'a Outcome> {
         .filter(|(_, d)| **d)
         .map(|(o, _)| o)
         .collect()
+}
+
+/// A reading that broke one of the prompt's own examples (PL-24).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Contradiction {
+    pub(super) round: u32,
+    pub(super) agent: AgentId,
+    /// The example it broke (the first, in the prompt's order).
+    pub(super) example: ContractExample,
+    /// What its reference gave there.
+    pub(super) outcome: Outcome,
+    /// Its summary.
+    pub(super) summary: String,
 }

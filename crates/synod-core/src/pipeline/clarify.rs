@@ -41,6 +41,7 @@ impl Pipeline {
             readings,
             differing,
             outside_domain,
+            contradicts: None,
         };
         self.persist(
             Decision::Ambiguity {
@@ -139,6 +140,13 @@ fn clarification(question: &Question, answer: &str, chosen: Option<usize>) -> Cl
             examples: Vec::new(),
         };
     };
+    if let (Some(ex), 0) = (&question.contradicts, k) {
+        // PL-24: the prompt's example stands; it is checked already.
+        return Clarification {
+            text: format!("Follow the prompt's example: {}.", example_text(ex)),
+            examples: Vec::new(),
+        };
+    }
     let letter = &question.readings[k].label;
     let examples: Vec<ContractExample> = question
         .differing
@@ -164,7 +172,7 @@ fn clarification(question: &Question, answer: &str, chosen: Option<usize>) -> Cl
     }
 }
 
-fn label(k: usize) -> String {
+pub(super) fn label(k: usize) -> String {
     let letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     if k < letters.len() {
         (letters[k] as char).to_string()

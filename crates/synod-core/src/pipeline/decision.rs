@@ -345,6 +345,7 @@ mod tests {
                     readings: vec![],
                     differing: vec![],
                     outside_domain: false,
+                    contradicts: None,
                 },
             },
             Decision::Clarification {

@@ -123,6 +123,8 @@ pub struct Pipeline {
     /// Whether a [`Output::Finish`] was emitted (exactly when the stage is `Done`).
     finished: bool,
     stray: StrayInputs,
+    /// Readings that broke one of the prompt's own examples, by round (PL-24).
+    contradictions: Vec<agree::Contradiction>,
 }
 
 impl Pipeline {
@@ -147,6 +149,7 @@ impl Pipeline {
             stage: Stage::Idle,
             finished: false,
             stray: StrayInputs::default(),
+            contradictions: Vec::new(),
         })
     }
 

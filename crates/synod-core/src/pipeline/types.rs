@@ -454,6 +454,10 @@ pub struct Question {
     /// outside that domain (PL-19).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub outside_domain: bool,
+    /// PL-24: the prompt's own example that more agents than the fault budget explains read
+    /// the text against. Reading A keeps the example; the others follow the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contradicts: Option<ContractExample>,
 }
 
 /// One reading in a question.
@@ -502,9 +506,29 @@ pub struct DifferingProbe {
     pub outcomes: Vec<Outcome>,
 }
 
+/// A checked example as a person reads it: `f(2) == 4`, `f(0) raises ValueError`.
+pub fn example_text(ex: &ContractExample) -> String {
+    match &ex.expect {
+        Expectation::Returns(v) => format!("{} == {}", ex.call, v.python()),
+        Expectation::Raises(e) => format!("{} raises {e}", ex.call),
+        Expectation::Same(o) => format!("{} gives {o}", ex.call),
+    }
+}
+
 impl fmt::Display for Question {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.outside_domain {
+        if let Some(ex) = &self.contradicts {
+            writeln!(
+                f,
+                "The prompt contradicts itself: its example `{}` is not what {} of the agents read from its text:",
+                example_text(ex),
+                self.readings
+                    .iter()
+                    .skip(1)
+                    .map(|r| r.agents.len())
+                    .sum::<usize>()
+            )?;
+        } else if self.outside_domain {
             writeln!(
                 f,
                 "The agents agree on every input shaped like the examples, but their programs differ outside that domain in {} ways, each held by more agents than the fault budget explains:",
