@@ -74,11 +74,13 @@ class _CappedBinary(io.RawIOBase):
 
     def write(self, data):
         data = bytes(data)
-        seen = self._tail + data
-        if b"SYNOD " in seen and _ON_FORGERY[0] is not None:
+        # Without copying a large write: the write itself, and its start after the last bytes.
+        if _ON_FORGERY[0] is not None and (
+            b"SYNOD " in data or b"SYNOD " in self._tail + data[:5]
+        ):
             report, _ON_FORGERY[0] = _ON_FORGERY[0], None
             report()
-        self._tail = seen[-5:]
+        self._tail = (self._tail + data[-5:])[-5:]
         room = self._budget[0]
         if room > 0:
             kept = data[:room]
