@@ -42,6 +42,10 @@ pub struct CacheKey<'a> {
     /// The JSON schema the reply was constrained to, by name (`None`: free text).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<&'a str>,
+    /// The client-side stop rule the reply was read under (`None`: read to its end), so a cut
+    /// reply never stands in for a whole one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<&'a str>,
 }
 
 impl CacheKey<'_> {
@@ -156,6 +160,7 @@ mod tests {
             sample,
             seed: None,
             schema: None,
+            cut: None,
         }
     }
 

@@ -310,6 +310,7 @@ impl Agent for CommandAgent {
             sample: request.sample,
             seed: None,
             schema: None,
+            cut: None,
         };
         if let Some(cache) = &self.cache
             && let Some(hit) = cache.lookup(&key)
