@@ -245,7 +245,19 @@ impl<'a> RealCell<'a> {
             Ok(r) => {
                 let (interpretation, unusable) =
                     match synod_agents::reply::parse_reply(Role::Interpret, &r.text) {
-                        Ok(Reply::Interpretation(i)) => (Some(i), None),
+                        Ok(Reply::Interpretation(mut i)) => {
+                            // Every strategy runs a reply's program in the prompt's context, as
+                            // synod's pipeline does (PL-23): with the import lines the prompt's
+                            // code shows, where the program uses them. Without this, `single`
+                            // and the other baselines lose HumanEval tasks to a missing
+                            // `from typing import List` that synod adds.
+                            let facts = synod_core::facts::prompt_facts(&self.prompt);
+                            i.reference = synod_core::facts::with_prompt_imports(
+                                &i.reference,
+                                &facts.imports,
+                            );
+                            (Some(i), None)
+                        }
                         Ok(Reply::Implementation(_) | Reply::Inputs(_)) => {
                             (None, Some("not a reading".into()))
                         }
