@@ -362,17 +362,11 @@ impl CheckCache {
     }
 
     fn remember(&self, key: String, report: &CheckReport) -> Result<(), EvalError> {
-        let line = serde_json::to_string(&CheckLine {
+        let line = CheckLine {
             key: key.clone(),
             report: report.clone(),
-        })
-        .expect("serializable");
-        writeln!(self.checks_file.lock().expect("lock"), "{line}").map_err(|source| {
-            EvalError::Io {
-                what: "append checks.jsonl".into(),
-                source,
-            }
-        })?;
+        };
+        append_line(&self.checks_file, "checks.jsonl", &line)?;
         self.checks
             .lock()
             .expect("lock")
@@ -432,21 +426,34 @@ impl CheckCache {
                 .map(|o| *o == Outcome::Value("True".into()))
                 .collect()
         };
-        let line = serde_json::to_string(&VerdictLine {
+        let line = VerdictLine {
             key: key.clone(),
             passed: passed.clone(),
-        })
-        .expect("serializable");
-        writeln!(self.verdicts_file.lock().expect("lock"), "{line}").map_err(|source| {
-            EvalError::Io {
-                what: "append verdicts.jsonl".into(),
-                source,
-            }
-        })?;
+        };
+        append_line(&self.verdicts_file, "verdicts.jsonl", &line)?;
         let ok = !passed.is_empty() && passed.iter().all(|b| *b);
         self.verdicts.lock().expect("lock").insert(key, passed);
         Ok(ok)
     }
+}
+
+/// Appends `line` as one JSON line to a cache file (`what` names it in the error).
+fn append_line(
+    file: &Mutex<File>,
+    what: &str,
+    line: &impl serde::Serialize,
+) -> Result<(), EvalError> {
+    let text = serde_json::to_string(line).map_err(|e| EvalError::Io {
+        what: format!("encode a line of {what}"),
+        source: std::io::Error::other(e),
+    })?;
+    let mut file = file
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    writeln!(file, "{text}").map_err(|source| EvalError::Io {
+        what: format!("append {what}"),
+        source,
+    })
 }
 
 /// A module that runs hidden test `i` in a namespace made of the candidate module's globals.

@@ -463,7 +463,7 @@ impl Kernel {
                 limits.scratch_bytes.max(4096),
                 limits.scratch_files.max(16)
             ))
-            .expect("no NUL in numbers");
+            .map_err(|_| confine_error("the tmpfs options hold a NUL byte".into()))?;
             Some((target, options))
         } else {
             None
@@ -645,29 +645,7 @@ impl Confinement {
         let Some((target, options)) = &self.tmpfs else {
             return Ok(());
         };
-        // SAFETY: mount takes C strings that live in `self` and null pointers where allowed.
-        unsafe {
-            if libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                options.as_ptr().cast(),
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-        }
+        mount_private_tmpfs(target, options)?;
         if let Some(ruleset) = &self.landlock {
             /// `struct landlock_path_beneath_attr` (packed in the kernel's header).
             #[repr(C, packed)]
@@ -704,9 +682,35 @@ impl Confinement {
     }
 }
 
+/// In a mount namespace of the caller's own: makes every mount private (nothing propagates
+/// back to the host), then mounts a tmpfs with `options` on `target`. Async-signal-safe.
+#[allow(unsafe_code)]
+fn mount_private_tmpfs(target: &std::ffi::CStr, options: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: mount takes C strings that outlive the calls and null pointers where allowed.
+    unsafe {
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+            || libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Can a child make a mount namespace and mount a size-limited tmpfs in it (with a user
 /// namespace first when not root)? Tried on `/tmp` inside the child's own namespace.
-#[allow(unsafe_code)]
 fn detect_tmpfs(as_root: bool) -> Result<(), String> {
     in_child(move || {
         if as_root {
@@ -714,26 +718,7 @@ fn detect_tmpfs(as_root: bool) -> Result<(), String> {
         } else {
             unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)?;
         }
-        // SAFETY: as in `Confinement::mount_work`.
-        unsafe {
-            if libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) != 0
-                || libc::mount(
-                    c"tmpfs".as_ptr(),
-                    c"/tmp".as_ptr(),
-                    c"tmpfs".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV,
-                    c"size=1m,nr_inodes=16".as_ptr().cast(),
-                ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-        }
+        mount_private_tmpfs(c"/tmp", c"size=1m,nr_inodes=16")?;
         Ok(())
     })
 }
