@@ -184,7 +184,10 @@ impl CheckCache {
     }
 
     fn sandbox_for(&self, call_ms: u64) -> Result<std::sync::Arc<Sandbox>, EvalError> {
-        let mut map = self.budgeted.lock().expect("lock");
+        let mut map = self
+            .budgeted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(s) = map.get(&call_ms) {
             return Ok(s.clone());
         }
@@ -230,7 +233,12 @@ impl CheckCache {
         call_ms: u64,
     ) -> Result<CheckReport, EvalError> {
         let key = Self::budget_key(request, call_ms);
-        if let Some(r) = self.checks.lock().expect("lock").get(&key) {
+        if let Some(r) = self
+            .checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(r.clone());
         }
@@ -344,7 +352,12 @@ impl CheckCache {
     /// Runs `request` without the audit (the baselines' behaviour), or answers from the cache.
     fn run_scoring(&self, request: &CheckRequest) -> Result<CheckReport, EvalError> {
         let key = format!("{}:u", Self::key(request));
-        if let Some(r) = self.checks.lock().expect("lock").get(&key) {
+        if let Some(r) = self
+            .checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(r.clone());
         }
@@ -369,7 +382,7 @@ impl CheckCache {
         append_line(&self.checks_file, "checks.jsonl", &line)?;
         self.checks
             .lock()
-            .expect("lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key, report.clone());
         Ok(())
     }
@@ -385,7 +398,12 @@ impl CheckCache {
         hidden: &[String],
     ) -> Result<bool, EvalError> {
         let key = format!("{task_key}:{}", program.digest());
-        if let Some(v) = self.verdicts.lock().expect("lock").get(&key) {
+        if let Some(v) = self
+            .verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(!v.is_empty() && v.iter().all(|b| *b));
         }
@@ -432,7 +450,10 @@ impl CheckCache {
         };
         append_line(&self.verdicts_file, "verdicts.jsonl", &line)?;
         let ok = !passed.is_empty() && passed.iter().all(|b| *b);
-        self.verdicts.lock().expect("lock").insert(key, passed);
+        self.verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, passed);
         Ok(ok)
     }
 }
