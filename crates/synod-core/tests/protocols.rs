@@ -28,8 +28,11 @@ fn bft_node(id: u16, n: usize, f: usize) -> BftNode {
         signing_key(SEED, NodeId(id)),
         keys,
         v(&format!("ok:{id}")),
-        Box::new(|x: &Value| x.0.starts_with(b"ok:")),
     )
+}
+
+fn ok_value(x: &Value) -> bool {
+    x.0.starts_with(b"ok:")
 }
 
 fn signed(from: u16, payload: Payload) -> SignedMessage {
@@ -68,14 +71,14 @@ fn precommit(from: u16, round: u32, value: Option<&str>) -> SignedMessage {
 
 fn feed(node: &mut BftNode, now: u64, input: BftInput) -> Vec<BftOutput> {
     let mut out = Vec::new();
-    node.step(now, input, &mut out);
+    node.step_with(now, input, &ok_value, &mut out);
     out
 }
 
 fn msgs(node: &mut BftNode, now: u64, ms: Vec<SignedMessage>) -> Vec<BftOutput> {
     let mut out = Vec::new();
     for m in ms {
-        node.step(now, BftInput::Message(m), &mut out);
+        node.step_with(now, BftInput::Message(m), &ok_value, &mut out);
     }
     out
 }
@@ -788,4 +791,195 @@ fn fd_6_heartbeats_from_unknown_peers_are_counted_and_dropped() {
     assert!(fd(&mut b, 1, DetectorInput::Heartbeat(NodeId(7))).is_empty());
     assert_eq!(a.counters().unknown_peer, 1);
     assert_eq!(b.counters().unknown_peer, 1);
+}
+
+// ---- BFT: the sans-IO seams of issue 12 (validity, persistence, heights) ----
+
+#[test]
+fn bft_15_validity_is_asked_once_and_the_prevote_waits_for_the_verdict() {
+    let mut n = bft_node(1, 4, 1);
+    let mut out = Vec::new();
+    n.step(0, BftInput::Start, &mut out);
+    out.clear();
+    n.step(5, BftInput::Message(proposal(0, 0, "ok:0", None)), &mut out);
+    assert_eq!(out, vec![BftOutput::Validate(v("ok:0"))]);
+    // A repeat asks nothing more, and nothing is voted before the verdict.
+    out.clear();
+    n.step(6, BftInput::Message(prevote(2, 0, Some("ok:0"))), &mut out);
+    assert!(!out.iter().any(|o| matches!(o, BftOutput::Validate(_))));
+    assert_eq!(sent_vote(&out, VoteKind::Prevote), None);
+    // A verdict nobody asked for is ignored.
+    out.clear();
+    n.step(
+        7,
+        BftInput::Validated {
+            value: v("ok:9"),
+            valid: true,
+        },
+        &mut out,
+    );
+    assert!(out.is_empty());
+    n.step(
+        8,
+        BftInput::Validated {
+            value: v("ok:0"),
+            valid: false,
+        },
+        &mut out,
+    );
+    assert_eq!(sent_vote(&out, VoteKind::Prevote), Some(None));
+    assert_eq!(n.counters().invalid_value, 1);
+}
+
+#[test]
+fn bft_15_an_answer_given_at_once_gives_the_synchronous_outputs() {
+    // step_with answers each Validate in place: the node prevotes the valid proposal in the
+    // same step that brought it.
+    let mut n = bft_node(1, 4, 1);
+    feed(&mut n, 0, BftInput::Start);
+    let out = msgs(&mut n, 5, vec![proposal(0, 0, "ok:0", None)]);
+    assert_eq!(sent_vote(&out, VoteKind::Prevote), Some(Some(v("ok:0"))));
+}
+
+#[test]
+fn bft_16_every_signed_message_is_persisted_before_it_is_sent() {
+    let mut p = bft_node(0, 4, 1);
+    let out = feed(&mut p, 0, BftInput::Start);
+    let persist = out
+        .iter()
+        .position(|o| matches!(o, BftOutput::Persist(_)))
+        .expect("the proposal is persisted");
+    let send = out
+        .iter()
+        .position(|o| matches!(o, BftOutput::Broadcast(_)))
+        .expect("and sent");
+    assert!(persist < send);
+    match (&out[persist], &out[send]) {
+        (BftOutput::Persist(a), BftOutput::Broadcast(b)) => assert_eq!(a, b),
+        _ => unreachable!(),
+    }
+}
+
+fn persisted(out: &[BftOutput]) -> Vec<SignedMessage> {
+    out.iter()
+        .filter_map(|o| match o {
+            BftOutput::Persist(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn restored(id: u16, own: &[SignedMessage]) -> BftNode {
+    let keys = (0..4u16)
+        .map(|i| signing_key(SEED, NodeId(i)).verifying_key())
+        .collect();
+    BftNode::restore(
+        NodeId(id),
+        BftConfig::new(4, 1),
+        signing_key(SEED, NodeId(id)),
+        keys,
+        v(&format!("ok:{id}")),
+        own,
+    )
+}
+
+#[test]
+fn bft_16_a_restored_node_keeps_its_lock_and_never_signs_a_second_vote() {
+    // Node 2 locks on ok:0 in round 0, is killed, and comes back from its records.
+    let mut n = bft_node(2, 4, 1);
+    let mut records = persisted(&feed(&mut n, 0, BftInput::Start));
+    records.extend(persisted(&msgs(
+        &mut n,
+        10,
+        vec![
+            proposal(0, 0, "ok:0", None),
+            prevote(0, 0, Some("ok:0")),
+            prevote(1, 0, Some("ok:0")),
+        ],
+    )));
+    assert_eq!(records.len(), 2, "its prevote and its precommit");
+    let mut r = restored(2, &records);
+    assert_eq!(r.locked(), Some(&(v("ok:0"), Round(0))));
+    assert_eq!(r.step_kind(), Step::Precommit);
+    let out = feed(&mut r, 100, BftInput::Start);
+    // It re-sends what it signed, and signs nothing new.
+    assert!(persisted(&out).is_empty());
+    let resent: std::collections::BTreeSet<SignedMessage> = out
+        .iter()
+        .filter_map(|o| match o {
+            BftOutput::Broadcast(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resent, records.iter().cloned().collect());
+    // Round 0 ends without a decision; round 1's proposal of another value gets a nil
+    // prevote: the lock survived the restart.
+    msgs(
+        &mut r,
+        110,
+        vec![
+            precommit(0, 0, None),
+            precommit(1, 0, None),
+            precommit(3, 0, None),
+        ],
+    );
+    feed(
+        &mut r,
+        10_000,
+        BftInput::Timeout(Timeout::Precommit(Round(0))),
+    );
+    let out = msgs(&mut r, 10_010, vec![proposal(1, 1, "ok:1", None)]);
+    assert_eq!(r.round(), Round(1));
+    assert_eq!(sent_vote(&out, VoteKind::Prevote), Some(None));
+}
+
+#[test]
+fn bft_16_a_restored_proposer_resends_its_proposal_instead_of_a_new_one() {
+    let mut p = bft_node(0, 4, 1);
+    let records = persisted(&feed(&mut p, 0, BftInput::Start));
+    // Restarted with another input: it must not propose that one in round 0.
+    let keys = (0..4u16)
+        .map(|i| signing_key(SEED, NodeId(i)).verifying_key())
+        .collect();
+    let mut r = BftNode::restore(
+        NodeId(0),
+        BftConfig::new(4, 1),
+        signing_key(SEED, NodeId(0)),
+        keys,
+        v("ok:other"),
+        &records,
+    );
+    let out = feed(&mut r, 50, BftInput::Start);
+    assert!(persisted(&out).is_empty());
+    assert!(sent(&out).contains(&records[0].payload));
+    assert!(!sent(&out).iter().any(|p| matches!(
+        p,
+        Payload::Proposal { value, .. } if *value == v("ok:other")
+    )));
+}
+
+#[test]
+fn bft_14_messages_of_another_height_or_chain_are_not_counted() {
+    let mut n = bft_node(1, 4, 1);
+    feed(&mut n, 0, BftInput::Start);
+    let key = signing_key(SEED, NodeId(0));
+    let payload = Payload::Proposal {
+        round: Round(0),
+        value: v("ok:0"),
+        valid_round: None,
+    };
+    let later = SignedMessage::sign_in(&key, &[0; 32], 1, NodeId(0), payload.clone());
+    let elsewhere = SignedMessage::sign_in(&key, &[7; 32], 0, NodeId(0), payload);
+    let out = msgs(&mut n, 5, vec![later, elsewhere]);
+    assert_eq!(sent_vote(&out, VoteKind::Prevote), None);
+    assert_eq!(n.counters().other_height, 1);
+    assert_eq!(n.counters().bad_signature, 1);
+}
+
+#[test]
+fn bft_1_consecutive_heights_start_with_consecutive_proposers() {
+    let c = BftConfig::new(4, 1);
+    assert_eq!(c.proposer(Round(0)), NodeId(0));
+    assert_eq!(c.at_height(1).proposer(Round(0)), NodeId(1));
+    assert_eq!(c.at_height(5).proposer(Round(3)), NodeId(0));
 }

@@ -14,17 +14,25 @@
 //! predicate is the caller's (synod: "this batch of signed interpretations tallies to this
 //! decision").
 //!
-//! Heights, block gossip and persistence are the runtime's: a node here keeps all its state in
-//! memory, and the simulator models a crash-recovery as the state surviving (everything was
-//! persisted before the crash).
+//! The core is sans-IO in all three of its dealings with the outside (issue 12):
+//! - **validity** is an output/input pair: the node asks [`BftOutput::Validate`] once per value
+//!   and waits for [`BftInput::Validated`] (synod's runtime runs the batch's references in its
+//!   sandbox meanwhile); until the verdict arrives no rule that needs it fires, and no later
+//!   rule is tried either, so an answer given at once ([`BftNode::step_with`]) yields exactly
+//!   the outputs of a synchronous predicate;
+//! - **persistence**: every message the node signs is first handed out as
+//!   [`BftOutput::Persist`], before its [`BftOutput::Broadcast`]; [`BftNode::restore`] rebuilds
+//!   a node from those records (its lock is its latest precommit for a value), and a restored
+//!   node re-sends what it signed instead of signing anything new for a slot it already
+//!   filled, so a node killed and restarted never equivocates (BFT-16);
+//! - **heights**: one node decides one height; every message carries its height and is signed
+//!   over it and the instance's chain id ([`BftConfig::chain`]), so a vote for one height or
+//!   one instance is never counted in another. The runtime runs the heights in sequence.
 
 use super::{NodeId, Round, Value};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-
-/// The external validity predicate: `valid(v)` of the paper.
-pub type ValidityPredicate = Box<dyn Fn(&Value) -> bool + Send>;
 
 /// Settings of one consensus instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +57,11 @@ pub struct BftConfig {
     pub rounds_ahead_max: u32,
     /// Evidence kept; more is counted only.
     pub evidence_max: usize,
+    /// The height this instance decides (0, 1, …); signed into every message.
+    pub height: u64,
+    /// The instance's identity, signed into every message (synod: a digest of the peer list
+    /// and the prompt), so that no message is valid in another instance.
+    pub chain: [u8; 32],
 }
 
 impl BftConfig {
@@ -66,6 +79,16 @@ impl BftConfig {
             rounds_max: 200,
             rounds_ahead_max: 8,
             evidence_max: 64,
+            height: 0,
+            chain: [0; 32],
+        }
+    }
+
+    /// The same settings for another height.
+    pub fn at_height(&self, height: u64) -> BftConfig {
+        BftConfig {
+            height,
+            ..self.clone()
         }
     }
 
@@ -74,9 +97,11 @@ impl BftConfig {
         self.n - self.f.min(self.n)
     }
 
-    /// The proposer of `round`: round robin (BFT-1).
+    /// The proposer of `round`: round robin, starting at node `height mod n` (BFT-1), so
+    /// consecutive heights start with consecutive proposers.
     pub fn proposer(&self, round: Round) -> NodeId {
-        NodeId((round.0 as usize % self.n.max(1)) as u16)
+        let n = self.n.max(1) as u64;
+        NodeId(((u64::from(round.0) + self.height % n) % n) as u16)
     }
 
     fn timeout_ms(&self, base_ms: u64, round: Round) -> u64 {
@@ -139,6 +164,8 @@ impl Payload {
 /// A payload with its sender and the sender's ed25519 signature over [`signing_bytes`].
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SignedMessage {
+    /// The height the message belongs to.
+    pub height: u64,
     /// Claimed sender.
     pub from: NodeId,
     /// Content.
@@ -149,14 +176,17 @@ pub struct SignedMessage {
 
 impl fmt::Debug for SignedMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{:?}", self.from, self.payload)
+        write!(f, "{}@h{}:{:?}", self.from, self.height, self.payload)
     }
 }
 
-/// The canonical bytes a signature covers: a domain tag, the sender and the payload.
-pub fn signing_bytes(from: NodeId, payload: &Payload) -> Vec<u8> {
-    let mut b = Vec::with_capacity(64);
-    b.extend_from_slice(b"synod-bft-v1");
+/// The canonical bytes a signature covers: a domain tag, the instance's chain id, the height,
+/// the sender and the payload.
+pub fn signing_bytes(chain: &[u8; 32], height: u64, from: NodeId, payload: &Payload) -> Vec<u8> {
+    let mut b = Vec::with_capacity(112);
+    b.extend_from_slice(b"synod-bft-v2");
+    b.extend_from_slice(chain);
+    b.extend_from_slice(&height.to_le_bytes());
     b.extend_from_slice(&from.0.to_le_bytes());
     let put_value = |b: &mut Vec<u8>, v: &Value| {
         b.extend_from_slice(&(v.0.len() as u32).to_le_bytes());
@@ -198,24 +228,48 @@ pub fn signing_bytes(from: NodeId, payload: &Payload) -> Vec<u8> {
 }
 
 impl SignedMessage {
-    /// Signs `payload` as `from` with `key`.
+    /// Signs `payload` as `from` with `key`, at height 0 of the all-zero chain (tests and the
+    /// simulator).
     pub fn sign(key: &SigningKey, from: NodeId, payload: Payload) -> SignedMessage {
-        let signature = key.sign(&signing_bytes(from, &payload)).to_bytes();
+        SignedMessage::sign_in(key, &[0; 32], 0, from, payload)
+    }
+
+    /// Signs `payload` as `from` with `key`, at `height` of `chain`.
+    pub fn sign_in(
+        key: &SigningKey,
+        chain: &[u8; 32],
+        height: u64,
+        from: NodeId,
+        payload: Payload,
+    ) -> SignedMessage {
+        let signature = key
+            .sign(&signing_bytes(chain, height, from, &payload))
+            .to_bytes();
         SignedMessage {
+            height,
             from,
             payload,
             signature,
         }
     }
 
-    /// Whether the signature is `from`'s, given every node's public key.
+    /// Whether the signature is `from`'s over this message in the all-zero chain, given every
+    /// node's public key.
     pub fn verify(&self, keys: &[VerifyingKey]) -> bool {
+        self.verify_in(&[0; 32], keys)
+    }
+
+    /// Whether the signature is `from`'s over this message in `chain`.
+    pub fn verify_in(&self, chain: &[u8; 32], keys: &[VerifyingKey]) -> bool {
         let Some(key) = keys.get(self.from.index()) else {
             return false;
         };
         let sig = Signature::from_bytes(&self.signature);
-        key.verify(&signing_bytes(self.from, &self.payload), &sig)
-            .is_ok()
+        key.verify(
+            &signing_bytes(chain, self.height, self.from, &self.payload),
+            &sig,
+        )
+        .is_ok()
     }
 }
 
@@ -263,13 +317,26 @@ pub enum BftInput {
     Message(SignedMessage),
     /// A timer set earlier fired.
     Timeout(Timeout),
+    /// The verdict on a value the node asked about with [`BftOutput::Validate`].
+    Validated {
+        /// The value.
+        value: Value,
+        /// Whether it is valid.
+        valid: bool,
+    },
 }
 
 /// What a node asks its driver to do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BftOutput {
+    /// Store this message the node signed durably before carrying out any later output
+    /// (BFT-16): [`BftNode::restore`] takes these records back.
+    Persist(SignedMessage),
     /// Send to every other node.
     Broadcast(SignedMessage),
+    /// Decide whether this value is valid and answer with [`BftInput::Validated`]; asked once
+    /// per value (BFT-15).
+    Validate(Value),
     /// Feed `Timeout(timeout)` back at `at_ms`.
     SetTimer {
         /// When.
@@ -305,6 +372,8 @@ pub struct BftCounters {
     pub equivocation: u64,
     /// Proposals whose value the validity predicate rejected.
     pub invalid_value: u64,
+    /// Messages of another height.
+    pub other_height: u64,
 }
 
 /// Distinct messages kept per round, step and sender; an equivocator's further messages are
@@ -324,12 +393,19 @@ pub struct BftNode {
     config: BftConfig,
     key: SigningKey,
     keys: Vec<VerifyingKey>,
-    valid: ValidityPredicate,
+    /// Verdicts of [`BftInput::Validated`], by value.
+    verdicts: BTreeMap<Value, bool>,
+    /// Values asked about and not yet answered.
+    validating: BTreeSet<Value>,
+    /// A rule is waiting for a verdict: no later rule is tried this step.
+    blocked: bool,
     /// getValue(): what this node proposes when it has no valid value.
     input: Value,
     round: Round,
     step: Step,
     started: bool,
+    /// Rebuilt by [`BftNode::restore`] from messages it had signed.
+    restored: bool,
     locked: Option<(Value, Round)>,
     valid_value: Option<(Value, Round)>,
     decision: Option<(Value, Round)>,
@@ -360,15 +436,15 @@ impl fmt::Debug for BftNode {
 }
 
 impl BftNode {
-    /// Node `id` with its signing key, every node's public key (indexed by id), the value it
-    /// proposes when it has none from an earlier round, and the validity predicate.
+    /// Node `id` with its signing key, every node's public key (indexed by id) and the value
+    /// it proposes when it has none from an earlier round. Validity is asked with
+    /// [`BftOutput::Validate`].
     pub fn new(
         id: NodeId,
         config: BftConfig,
         key: SigningKey,
         keys: Vec<VerifyingKey>,
         input: Value,
-        valid: ValidityPredicate,
     ) -> BftNode {
         assert_eq!(keys.len(), config.n, "one public key per node");
         BftNode {
@@ -376,11 +452,14 @@ impl BftNode {
             config,
             key,
             keys,
-            valid,
+            verdicts: BTreeMap::new(),
+            validating: BTreeSet::new(),
+            blocked: false,
             input,
             round: Round(0),
             step: Step::Propose,
             started: false,
+            restored: false,
             locked: None,
             valid_value: None,
             decision: None,
@@ -433,8 +512,63 @@ impl BftNode {
         &self.config
     }
 
+    /// A node rebuilt from the messages it signed before a crash ([`BftOutput::Persist`]
+    /// records, any order; records of another sender or height are ignored). It resumes in
+    /// the latest round it signed in, at the step its messages there show, locked on its
+    /// latest precommit for a value, and re-sends what it signed instead of signing anew.
+    /// Feed it [`BftInput::Start`] like a fresh node.
+    pub fn restore(
+        id: NodeId,
+        config: BftConfig,
+        key: SigningKey,
+        keys: Vec<VerifyingKey>,
+        input: Value,
+        own: &[SignedMessage],
+    ) -> BftNode {
+        let mut node = BftNode::new(id, config, key, keys, input);
+        let height = node.config.height;
+        let mut sink = Vec::new();
+        for m in own.iter().filter(|m| m.from == id && m.height == height) {
+            node.record(m.clone(), &mut sink);
+        }
+        let mine: Vec<&SignedMessage> = node
+            .log
+            .iter()
+            .filter(|((_, _, from), _)| *from == id)
+            .flat_map(|(_, ms)| ms.iter())
+            .collect();
+        let mut lock: Option<(Value, Round)> = None;
+        let mut round = Round(0);
+        for m in &mine {
+            round = round.max(m.payload.round());
+            if let Payload::Vote {
+                kind: VoteKind::Precommit,
+                round: r,
+                value: Some(v),
+            } = &m.payload
+                && lock.as_ref().is_none_or(|(_, lr)| lr < r)
+            {
+                lock = Some((v.clone(), *r));
+            }
+        }
+        let signed = |slot: Slot| node.log.contains_key(&(round, slot, id));
+        node.step = if signed(Slot::Precommit) {
+            Step::Precommit
+        } else if signed(Slot::Prevote) {
+            Step::Prevote
+        } else {
+            Step::Propose
+        };
+        node.round = round;
+        node.valid_value = lock.clone();
+        node.locked = lock;
+        node.restored = !mine.is_empty();
+        node
+    }
+
     /// The single entry point: one input at `now_ms`, outputs appended to `out`.
     pub fn step(&mut self, now_ms: u64, input: BftInput, out: &mut Vec<BftOutput>) {
+        self.blocked = false;
         match input {
             BftInput::Start => {
                 if self.started {
@@ -445,7 +579,21 @@ impl BftNode {
                     at_ms: now_ms + self.config.rebroadcast_ms,
                     timeout: Timeout::Rebroadcast,
                 });
-                self.start_round(now_ms, Round(0), out); // L10
+                if self.restored && self.step != Step::Propose {
+                    // BFT-16: resume where the persisted messages left off; re-send them.
+                    self.gossip(out);
+                } else {
+                    self.start_round(now_ms, self.round, out); // L10
+                }
+            }
+            BftInput::Validated { value, valid } => {
+                if !self.validating.remove(&value) {
+                    return; // not asked (or answered already): ignored
+                }
+                self.verdicts.insert(value, valid);
+                if !self.started {
+                    return;
+                }
             }
             BftInput::Message(m) => {
                 if !self.accept(m, out) || !self.started {
@@ -460,6 +608,36 @@ impl BftNode {
             }
         }
         self.apply_rules(now_ms, out);
+    }
+
+    /// [`BftNode::step`], answering every [`BftOutput::Validate`] at once with `valid` (the
+    /// simulator's and the tests' synchronous predicate). The `Validate` outputs stay in `out`.
+    pub fn step_with(
+        &mut self,
+        now_ms: u64,
+        input: BftInput,
+        valid: &dyn Fn(&Value) -> bool,
+        out: &mut Vec<BftOutput>,
+    ) {
+        let mut from = out.len();
+        self.step(now_ms, input, out);
+        loop {
+            let asked: Vec<Value> = out[from..]
+                .iter()
+                .filter_map(|o| match o {
+                    BftOutput::Validate(v) => Some(v.clone()),
+                    _ => None,
+                })
+                .collect();
+            if asked.is_empty() {
+                return;
+            }
+            from = out.len();
+            for value in asked {
+                let ok = valid(&value);
+                self.step(now_ms, BftInput::Validated { value, valid: ok }, out);
+            }
+        }
     }
 
     fn start_round(&mut self, now_ms: u64, round: Round, out: &mut Vec<BftOutput>) {
@@ -554,8 +732,23 @@ impl BftNode {
         }
     }
 
+    /// Signs, persists, records and sends `payload`, unless this node already signed a
+    /// message for that round and step (after a restore): then that one is sent again, and
+    /// nothing new is signed (BFT-16).
     fn broadcast(&mut self, payload: Payload, out: &mut Vec<BftOutput>) {
-        let m = SignedMessage::sign(&self.key, self.id, payload);
+        let m = SignedMessage::sign_in(
+            &self.key,
+            &self.config.chain,
+            self.config.height,
+            self.id,
+            payload,
+        );
+        if let Some(first) = self.log.get(&Self::slot_key(&m)).and_then(|ms| ms.first()) {
+            let again = first.clone();
+            out.push(BftOutput::Broadcast(again));
+            return;
+        }
+        out.push(BftOutput::Persist(m.clone()));
         self.record(m.clone(), out);
         out.push(BftOutput::Broadcast(m));
     }
@@ -567,6 +760,10 @@ impl BftNode {
 
     /// Checks a message from the network and stores it; false if dropped.
     fn accept(&mut self, m: SignedMessage, out: &mut Vec<BftOutput>) -> bool {
+        if m.height != self.config.height {
+            self.counters.other_height += 1;
+            return false;
+        }
         if m.from.index() >= self.config.n {
             self.counters.unknown_sender += 1;
             return false;
@@ -591,7 +788,7 @@ impl BftNode {
             self.counters.duplicate += 1;
             return false;
         }
-        if !m.verify(&self.keys) {
+        if !m.verify_in(&self.config.chain, &self.keys) {
             self.counters.bad_signature += 1; // BFT-14
             return false;
         }
@@ -680,12 +877,25 @@ impl BftNode {
             .count()
     }
 
-    fn is_valid(&mut self, v: &Value) -> bool {
-        let ok = (self.valid)(v);
-        if !ok {
-            self.counters.invalid_value += 1;
+    /// The verdict on `v`, if known. Unknown: asks for it once ([`BftOutput::Validate`]) and
+    /// blocks the rest of this step's scan, so the rules fire in the same order whenever the
+    /// answer comes.
+    fn is_valid(&mut self, v: &Value, out: &mut Vec<BftOutput>) -> Option<bool> {
+        match self.verdicts.get(v) {
+            Some(ok) => {
+                if !ok {
+                    self.counters.invalid_value += 1;
+                }
+                Some(*ok)
+            }
+            None => {
+                if self.validating.insert(v.clone()) {
+                    out.push(BftOutput::Validate(v.clone()));
+                }
+                self.blocked = true;
+                None
+            }
         }
-        ok
     }
 
     /// Fires every enabled upon-rule until none is; each rule changes the state, so this
@@ -693,16 +903,16 @@ impl BftNode {
     /// tried in this order, and after one fires the scan starts again from the first.
     fn apply_rules(&mut self, now_ms: u64, out: &mut Vec<BftOutput>) {
         for _ in 0..(4 * self.config.rounds_max as usize + 16) {
-            if self.decision.is_some() {
+            if self.decision.is_some() || self.blocked {
                 return;
             }
             let fired = self.upon_precommit_quorum(out)
-                || self.upon_later_round(now_ms, out)
-                || self.upon_proposal(out)
-                || self.upon_prevote_quorum_any(now_ms, out)
-                || self.upon_prevote_quorum_for_value(out)
-                || self.upon_prevote_quorum_nil(out)
-                || self.upon_precommit_quorum_any(now_ms, out);
+                || (!self.blocked && self.upon_later_round(now_ms, out))
+                || (!self.blocked && self.upon_proposal(out))
+                || (!self.blocked && self.upon_prevote_quorum_any(now_ms, out))
+                || (!self.blocked && self.upon_prevote_quorum_for_value(out))
+                || (!self.blocked && self.upon_prevote_quorum_nil(out))
+                || (!self.blocked && self.upon_precommit_quorum_any(now_ms, out));
             if !fired {
                 return;
             }
@@ -712,7 +922,7 @@ impl BftNode {
     /// BFT-7 (L49-L54): decide on a proposal with a quorum of precommits, in any round.
     fn upon_precommit_quorum(&mut self, out: &mut Vec<BftOutput>) -> bool {
         match self.precommitted_proposal() {
-            Some((v, pr)) if self.is_valid(&v) => {
+            Some((v, pr)) if self.is_valid(&v, out) == Some(true) => {
                 self.decide(v, pr, out);
                 true
             }
@@ -793,23 +1003,22 @@ impl BftNode {
         let Some((v, vr)) = self.proposal(r).map(|(v, vr)| (v.clone(), vr)) else {
             return false;
         };
-        let ok = match vr {
+        let lock_allows = match vr {
             // L22-L27
-            None => {
-                self.is_valid(&v)
-                    && (self.locked.is_none()
-                        || self.locked.as_ref().is_some_and(|(lv, _)| *lv == v))
-            }
+            None => self.locked.is_none() || self.locked.as_ref().is_some_and(|(lv, _)| *lv == v),
             // L28-L33
             Some(vr)
                 if vr < r && self.count(vr, Slot::Prevote, Some(&v)) >= self.config.quorum() =>
             {
-                self.is_valid(&v)
-                    && (self.locked.as_ref().is_none_or(|(_, lr)| *lr <= vr)
-                        || self.locked.as_ref().is_some_and(|(lv, _)| *lv == v))
+                self.locked.as_ref().is_none_or(|(_, lr)| *lr <= vr)
+                    || self.locked.as_ref().is_some_and(|(lv, _)| *lv == v)
             }
             _ => return false,
         };
+        let Some(valid) = self.is_valid(&v, out) else {
+            return false; // waiting for the verdict
+        };
+        let ok = valid && lock_allows;
         self.vote(VoteKind::Prevote, ok.then_some(v), out);
         self.step = Step::Prevote;
         true
@@ -848,7 +1057,7 @@ impl BftNode {
         let Some(v) = l36 else {
             return false;
         };
-        if !self.is_valid(&v) {
+        if self.is_valid(&v, out) != Some(true) {
             return false;
         }
         self.fired.insert((r, 36));

@@ -110,14 +110,7 @@ impl BftActor {
         let keys = (0..config.n as u16)
             .map(|i| signing_key(seed, NodeId(i)).verifying_key())
             .collect();
-        let node = BftNode::new(
-            id,
-            config,
-            signing_key(seed, id),
-            keys,
-            input,
-            Box::new(sim_valid),
-        );
+        let node = BftNode::new(id, config, signing_key(seed, id), keys, input);
         BftActor {
             node,
             out: Vec::new(),
@@ -150,7 +143,9 @@ impl BftActor {
 
     fn run(&mut self, now_ms: u64, input: BftInput, fx: &mut Vec<Effect>) {
         self.out.clear();
-        self.node.step(now_ms, input, &mut self.out);
+        // Validity is answered at once; persistence is the memory that survives a crash.
+        self.node
+            .step_with(now_ms, input, &sim_valid, &mut self.out);
         for o in self.out.drain(..) {
             fx.push(match o {
                 BftOutput::Broadcast(m) => Effect::Broadcast(Wire::Bft(m)),
@@ -160,6 +155,7 @@ impl BftActor {
                 },
                 BftOutput::Decide { value, .. } => Effect::Decide(value),
                 BftOutput::Evidence(_) => Effect::Evidence,
+                BftOutput::Persist(_) | BftOutput::Validate(_) => continue,
             });
         }
     }
