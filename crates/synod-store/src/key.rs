@@ -91,6 +91,12 @@ impl BuildKey {
         Ok(BuildKey::from_secret_bytes(&secret))
     }
 
+    /// The ed25519 key itself, for protocols that sign their own messages (`synod node`'s
+    /// BFT votes).
+    pub fn ed25519(&self) -> &SigningKey {
+        &self.signing
+    }
+
     /// The public half of this key.
     pub fn public(&self) -> PublicKey {
         PublicKey(hex_encode(self.signing.verifying_key().as_bytes()))
@@ -144,7 +150,7 @@ impl PublicKey {
     }
 
     /// Parses the hex into a dalek key; the error is in words.
-    pub(crate) fn verifying_key(&self) -> Result<VerifyingKey, InvalidPublicKey> {
+    pub fn verifying_key(&self) -> Result<VerifyingKey, InvalidPublicKey> {
         let invalid = |reason| InvalidPublicKey {
             key: self.0.clone(),
             reason,

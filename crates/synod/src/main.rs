@@ -17,6 +17,7 @@ mod agents_cmd;
 mod doctor_cmd;
 mod eval_cmd;
 mod lab_cmd;
+mod node_cmd;
 mod sim_cmd;
 use eval_cmd::numbers;
 
@@ -61,7 +62,15 @@ enum Command {
         /// Print the result as one JSON object on stdout.
         #[arg(long)]
         json: bool,
+        /// Verify a `synod node` peer's directory against this peer list (its public keys,
+        /// f and the pinned python): quorum certificates, offers, the tally and refinement
+        /// re-run.
+        #[arg(long)]
+        peers: Option<PathBuf>,
     },
+    /// One peer of a decentralized build: peers that trust no tally agree over TCP with the
+    /// BFT protocol (quorum n - f, n >= 3f + 1), then build and check; see examples/peers/.
+    Node(node_cmd::NodeArgs),
     /// Can candidate programs run safely here? Shows python3 and each isolation mechanism.
     Doctor(doctor_cmd::DoctorArgs),
     /// Agents: check that each configured endpoint answers.
@@ -185,7 +194,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build(&args),
-        Command::Verify { dir, key, json } => verify(&dir, key.as_deref(), json),
+        Command::Verify {
+            dir,
+            key,
+            json,
+            peers: Some(peers),
+        } if key.is_none() => node_cmd::verify_node(&dir, &peers, json),
+        Command::Verify { peers: Some(_), .. } => Err(anyhow::anyhow!(
+            "--peers verifies a node directory by its peers' keys; --key is for build directories"
+        )),
+        Command::Verify { dir, key, json, .. } => verify(&dir, key.as_deref(), json),
+        Command::Node(args) => node_cmd::run_node(&args),
         Command::Doctor(args) => doctor_cmd::run_doctor(&args),
         Command::Agents(AgentsCommand::Check(args)) => agents_cmd::run_agents_check(&args),
         Command::Sim(args) => sim_cmd::run_sim(&args),
