@@ -584,6 +584,17 @@ struct Run {
     last_beat: Instant,
     outcome: Option<NodeOutcome>,
     byzantine_done: bool,
+    /// Peers that said they have finished.
+    done_peers: BTreeSet<u16>,
+    /// Per decided height: when its instance started and decided (ms since start), how long
+    /// this peer's validation checks took, and how many BFT messages it sent.
+    timings: Vec<serde_json::Value>,
+    height_started_ms: Option<u64>,
+    validate_ms: u64,
+    validate_since: BTreeMap<Value, Instant>,
+    bft_sent: u64,
+    /// When a peer last needed a decision from this one.
+    last_help: Option<Instant>,
     log: Box<dyn FnMut(&str) + Send>,
 }
 
@@ -755,6 +766,13 @@ pub fn run_node(
         last_beat: start,
         outcome: None,
         byzantine_done: false,
+        done_peers: BTreeSet::new(),
+        timings: Vec::new(),
+        height_started_ms: None,
+        validate_ms: 0,
+        validate_since: BTreeMap::new(),
+        bft_sent: 0,
+        last_help: None,
         log,
     };
     run.restore(records)?;
@@ -862,8 +880,14 @@ impl Run {
                     ));
                 }
             }
+            // A finished peer stays while others may still need its decisions: until every
+            // peer has said it finished, or for linger_ms after it finished and after the last
+            // peer it helped catch up.
+            let linger = Duration::from_millis(linger_ms);
+            let everyone_done = self.done_peers.len() + 1 >= self.ctx.n;
+            let quiet = self.last_help.is_none_or(|t| t.elapsed() >= linger);
             if let Some(t) = done_at
-                && t.elapsed() >= Duration::from_millis(linger_ms)
+                && (everyone_done || (t.elapsed() >= linger && quiet))
             {
                 let o = self.outcome.clone().expect("set");
                 // Let queued frames (the last decision proofs) go out.
@@ -902,7 +926,10 @@ impl Run {
         }
         if self.last_beat.elapsed() >= Duration::from_millis(HEARTBEAT_MS) {
             self.last_beat = Instant::now();
-            self.broadcast(Frame::Heartbeat);
+            self.broadcast(Frame::Heartbeat {
+                height: self.height,
+                done: self.outcome.is_some(),
+            });
             if let Some(o) = self.offers.get(&self.id).cloned()
                 && matches!(self.phase, Phase::Reading { .. })
                 && self.outcome.is_none()
@@ -1027,6 +1054,7 @@ impl Run {
     }
 
     fn start_instance(&mut self, content: Content) -> Result<(), NodeError> {
+        self.height_started_ms = Some(self.now_ms());
         let value = content.digest();
         self.contents.insert(value.clone(), content);
         self.own_input = Some(value.clone());
@@ -1146,7 +1174,8 @@ impl Run {
             }
             return Ok(());
         };
-        if self.byzantine_done {
+        if self.byzantine_done || self.awaiting_evaluation.is_some() {
+            // Decided already (waiting only for its own evaluation of the value).
             return Ok(());
         }
         let now = self.start.elapsed().as_millis() as u64;
@@ -1167,6 +1196,7 @@ impl Run {
                     if self.test.byzantine == Some(Byzantine::Forge) {
                         self.forge(&m);
                     }
+                    self.bft_sent += self.ctx.n as u64 - 1;
                     self.broadcast(Frame::Bft {
                         message: WireMessage::from(&m),
                         content,
@@ -1195,6 +1225,7 @@ impl Run {
                         proof,
                     };
                     self.note(format!("decided {} in round {}", &d.value[..12], round.0));
+                    self.record_timing(round.0, "decided");
                     self.wal.append(&WalRecord::Decided(Box::new(d.clone())))?;
                     self.advance(d, value, true)?;
                     return Ok(());
@@ -1211,6 +1242,22 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    fn record_timing(&mut self, round: u32, how: &str) {
+        let now = self.now_ms();
+        self.timings.push(serde_json::json!({
+            "height": self.height,
+            "round": round,
+            "how": how,
+            "started_ms": self.height_started_ms,
+            "decided_ms": now,
+            "validate_ms": self.validate_ms,
+            "bft_messages_sent": self.bft_sent,
+        }));
+        self.validate_ms = 0;
+        self.bft_sent = 0;
+        self.height_started_ms = None;
     }
 
     /// Byzantine, test only: a copy of each vote claiming another sender, signed with its own
@@ -1282,6 +1329,7 @@ impl Run {
                 });
             }
         };
+        self.validate_since.insert(v_key(&job), Instant::now());
         let _ = self.checker_jobs.send(job);
         Ok(())
     }
@@ -1351,6 +1399,9 @@ impl Run {
                 value,
                 result,
             } if height == self.height => {
+                if let Some(t) = self.validate_since.remove(&value) {
+                    self.validate_ms += t.elapsed().as_millis() as u64;
+                }
                 let (valid, why, evaluation) =
                     result.map_err(|e| err(format!("the sandbox failed: {e}")))?;
                 if !valid {
@@ -1395,7 +1446,15 @@ impl Run {
             self.on_detector(fd)?;
         }
         match frame {
-            Frame::Hello { .. } | Frame::Heartbeat => {}
+            Frame::Hello { .. } => {}
+            Frame::Heartbeat { height, done } => {
+                if height < self.height {
+                    self.help_catch_up(from, height);
+                }
+                if done && usize::from(from) < self.ctx.n {
+                    self.done_peers.insert(from);
+                }
+            }
             Frame::Offer(o) => {
                 if o.height < self.height {
                     self.help_catch_up(from, o.height);
@@ -1464,7 +1523,10 @@ impl Run {
                 content,
                 proof,
             } => {
-                if height == self.height && self.outcome.is_none() {
+                if height == self.height
+                    && self.outcome.is_none()
+                    && self.awaiting_evaluation.is_none()
+                {
                     self.adopt(height, *content, proof)?;
                 } else if height > self.height && self.future.len() < FUTURE_MAX {
                     self.future.push((
@@ -1495,6 +1557,7 @@ impl Run {
             return;
         }
         self.catch_up_sent.insert((peer, height), Instant::now());
+        self.last_help = Some(Instant::now());
         let frame = Frame::Decided {
             height,
             content: Box::new(d.content.clone()),
@@ -1532,6 +1595,7 @@ impl Run {
             content,
             proof,
         };
+        self.record_timing(round, "adopted");
         self.note(format!(
             "adopts the decision {} of round {round} from a peer's proof",
             &d.value[..12]
@@ -1722,6 +1786,7 @@ impl Run {
             "suspected": self.suspected,
             "dropped": self.counters,
             "test_switches": self.test.describe(),
+            "timings": self.timings,
             "messages": { "sent": self.net.sent.load(std::sync::atomic::Ordering::Relaxed), "received": self.net.received.load(std::sync::atomic::Ordering::Relaxed) },
         });
         let signed = Signed::sign(body, &self.key);
@@ -1767,6 +1832,13 @@ impl Run {
             self.suspected.len()
         ));
         s
+    }
+}
+
+fn v_key(job: &Job) -> Value {
+    match job {
+        Job::ValidateReading { value, .. } | Job::ValidateComponent { value, .. } => value.clone(),
+        _ => Value(Vec::new()),
     }
 }
 

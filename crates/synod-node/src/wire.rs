@@ -69,8 +69,15 @@ pub enum Frame {
         /// The chain id, hex.
         chain: String,
     },
-    /// A sign of life for the failure detector.
-    Heartbeat,
+    /// A sign of life for the failure detector, with the height the sender is at and whether
+    /// it has finished (unsigned: a lie about either only changes whom a peer helps catch up
+    /// and when a finished peer stops lingering, never what anyone decides).
+    Heartbeat {
+        /// The sender's current height.
+        height: u64,
+        /// It has finished.
+        done: bool,
+    },
     /// A peer's signed interpretation for a reading height.
     Offer(Box<Offer>),
     /// A BFT message; a proposal carries the content its value is the digest of.
