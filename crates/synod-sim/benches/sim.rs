@@ -5,13 +5,54 @@
 //!   Chandra–Toueg (no signatures) is the baseline for the cost of the event loop itself;
 //!   `ed25519/verify` is the unit cost that dominates BFT.
 //! - Before timing, a table of messages per decision and latency in message delays for the
-//!   fault-free case is printed beside the theory (Tendermint: 3 message delays).
+//!   fault-free case is printed beside the theory (Tendermint: 3 message delays), and the
+//!   sweep's BFT throughput with signature verdicts shared between nodes and without (the same
+//!   seeds, the same run; the traces are equal, `shared_verification_changes_no_trace`).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use synod_core::protocols::NodeId;
 use synod_core::protocols::bft::{Payload, SignedMessage, VoteKind, signing_key};
 use synod_sim::simulator::sim::{ProtocolKind, SimConfig, Simulation};
+use synod_sim::simulator::sweep::{RunSpec, Scenario, run_seed_with};
+
+/// Sweep throughput, shared verdicts against each node verifying alone.
+fn sweep_table() {
+    eprintln!("sweep throughput (BFT, 300 seeds each, events/s)");
+    eprintln!(
+        "{:<10} {:>3} {:>14} {:>14} {:>8}",
+        "scenario", "n", "alone", "shared", "speedup"
+    );
+    for (scenario, n) in [
+        (Scenario::Random, 4),
+        (Scenario::Byzantine, 4),
+        (Scenario::Random, 7),
+        (Scenario::Random, 10),
+    ] {
+        let spec = RunSpec {
+            protocol: ProtocolKind::Bft,
+            n,
+            f: (n - 1) / 3,
+            scenario,
+        };
+        let rate = |share: bool| {
+            let t = std::time::Instant::now();
+            let events: u64 = (0..300)
+                .map(|seed| run_seed_with(&spec, seed, share).stats.events)
+                .sum();
+            events as f64 / t.elapsed().as_secs_f64()
+        };
+        let (alone, shared) = (rate(false), rate(true));
+        eprintln!(
+            "{:<10} {:>3} {:>14.0} {:>14.0} {:>7.1}x",
+            scenario.name(),
+            n,
+            alone,
+            shared,
+            shared / alone
+        );
+    }
+}
 
 const SIZES: [usize; 5] = [4, 8, 16, 32, 64];
 
@@ -56,6 +97,7 @@ fn good_case_table() {
 
 fn throughput(c: &mut Criterion) {
     good_case_table();
+    sweep_table();
     let mut g = c.benchmark_group("throughput");
     g.sample_size(10)
         .warm_up_time(std::time::Duration::from_secs(1))

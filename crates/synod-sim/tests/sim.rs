@@ -4,7 +4,7 @@ use synod_core::protocols::Value;
 use synod_sim::simulator::actors::Strategy;
 use synod_sim::simulator::network::{Delay, NetworkConfig};
 use synod_sim::simulator::sim::{Property, ProtocolKind, SimConfig, Simulation};
-use synod_sim::simulator::sweep::{RunSpec, Scenario, run_seed, sweep};
+use synod_sim::simulator::sweep::{RunSpec, Scenario, run_seed, run_seed_with, sweep};
 
 fn bft(n: usize, f: usize, seed: u64) -> Simulation {
     Simulation::new(SimConfig::new(ProtocolKind::Bft, n, f), seed)
@@ -188,6 +188,35 @@ fn same_seed_same_trace() {
         assert_eq!(a.trace_digest, b.trace_digest);
         assert_eq!(format!("{a}"), format!("{b}"));
         assert_ne!(a.trace_digest, run_seed(&spec, 43).trace_digest);
+    }
+}
+
+#[test]
+fn shared_verification_changes_no_trace() {
+    // Issue 12: the simulator's nodes share signature verdicts (a pure function of key,
+    // message and signature). Every seed's trace, byte for byte, and report must be the same
+    // with and without sharing, at and below the bound, with Byzantine nodes.
+    for (n, scenario) in [
+        (4, Scenario::Random),
+        (4, Scenario::Byzantine),
+        (3, Scenario::Byzantine),
+        (4, Scenario::Partition),
+    ] {
+        let spec = RunSpec {
+            protocol: ProtocolKind::Bft,
+            n,
+            f: 1,
+            scenario,
+        };
+        for seed in 0..25 {
+            let shared = run_seed_with(&spec, seed, true);
+            let alone = run_seed_with(&spec, seed, false);
+            assert_eq!(
+                shared.trace_digest, alone.trace_digest,
+                "{spec:?} seed {seed}"
+            );
+            assert_eq!(format!("{shared}"), format!("{alone}"));
+        }
     }
 }
 

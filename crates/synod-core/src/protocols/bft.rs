@@ -33,6 +33,56 @@ use super::{NodeId, Round, Value};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// Signature verdicts shared by the nodes of one process (the simulator's): whether a signature
+/// verifies is a pure function of the key, the signed bytes and the signature, so a message
+/// broadcast to n − 1 nodes needs one ed25519 verification, not n − 1. Keyed by blake3 of all
+/// three; bounded (cleared when full). Sharing changes no verdict, so no output and no trace.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyCache(Arc<Mutex<BTreeMap<[u8; 32], bool>>>);
+
+/// Verdicts a [`VerifyCache`] keeps before it starts afresh.
+pub const VERIFY_CACHE_MAX: usize = 1 << 20;
+
+impl VerifyCache {
+    /// An empty cache.
+    pub fn new() -> VerifyCache {
+        VerifyCache::default()
+    }
+
+    fn verify(&self, m: &SignedMessage, chain: &[u8; 32], keys: &[VerifyingKey]) -> bool {
+        let Some(key) = keys.get(m.from.index()) else {
+            return false;
+        };
+        let mut h = blake3::Hasher::new();
+        h.update(key.as_bytes());
+        h.update(&signing_bytes(chain, m.height, m.from, &m.payload));
+        h.update(&m.signature);
+        let id = *h.finalize().as_bytes();
+        if let Some(ok) = self.0.lock().ok().and_then(|c| c.get(&id).copied()) {
+            return ok;
+        }
+        let ok = m.verify_in(chain, keys);
+        if let Ok(mut c) = self.0.lock() {
+            if c.len() >= VERIFY_CACHE_MAX {
+                c.clear();
+            }
+            c.insert(id, ok);
+        }
+        ok
+    }
+
+    /// Verdicts held.
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// Settings of one consensus instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,7 +171,10 @@ pub enum Step {
 }
 
 /// The two kinds of vote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum VoteKind {
     /// First voting step.
     Prevote,
@@ -130,7 +183,10 @@ pub enum VoteKind {
 }
 
 /// What a message says.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Payload {
     /// PROPOSAL(h, round, v, validRound).
     Proposal {
@@ -393,6 +449,8 @@ pub struct BftNode {
     config: BftConfig,
     key: SigningKey,
     keys: Vec<VerifyingKey>,
+    /// Shared signature verdicts, if any ([`BftNode::with_verify_cache`]).
+    verify_cache: Option<VerifyCache>,
     /// Verdicts of [`BftInput::Validated`], by value.
     verdicts: BTreeMap<Value, bool>,
     /// Values asked about and not yet answered.
@@ -452,6 +510,7 @@ impl BftNode {
             config,
             key,
             keys,
+            verify_cache: None,
             verdicts: BTreeMap::new(),
             validating: BTreeSet::new(),
             blocked: false,
@@ -469,6 +528,13 @@ impl BftNode {
             evidence: Vec::new(),
             counters: BftCounters::default(),
         }
+    }
+
+    /// Shares signature verdicts with other nodes through `cache` (the simulator's nodes share
+    /// one).
+    pub fn with_verify_cache(mut self, cache: VerifyCache) -> BftNode {
+        self.verify_cache = Some(cache);
+        self
     }
 
     /// This node's id.
@@ -788,7 +854,11 @@ impl BftNode {
             self.counters.duplicate += 1;
             return false;
         }
-        if !m.verify_in(&self.config.chain, &self.keys) {
+        let valid = match &self.verify_cache {
+            Some(c) => c.verify(&m, &self.config.chain, &self.keys),
+            None => m.verify_in(&self.config.chain, &self.keys),
+        };
+        if !valid {
             self.counters.bad_signature += 1; // BFT-14
             return false;
         }

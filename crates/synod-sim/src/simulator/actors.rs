@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use synod_core::protocols::bft::{
-    BftConfig, BftInput, BftNode, BftOutput, Payload, SignedMessage, Timeout, VoteKind, signing_key,
+    BftConfig, BftInput, BftNode, BftOutput, Payload, SignedMessage, Timeout, VerifyCache,
+    VoteKind, signing_key,
 };
 use synod_core::protocols::ct::{CtConfig, CtInput, CtMessage, CtNode, CtOutput};
 use synod_core::protocols::detector::{
@@ -98,6 +99,27 @@ pub fn sim_input(id: NodeId) -> Value {
     Value(format!("ok:{}", id.0).into_bytes())
 }
 
+/// What the BFT nodes of one simulation share: public keys and signature verdicts.
+#[derive(Clone, Debug)]
+pub struct SharedKeys {
+    /// Every node's public key, by id.
+    pub keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// Signature verdicts.
+    pub cache: VerifyCache,
+}
+
+impl SharedKeys {
+    /// The keys of an `n`-node instance keyed by `seed`.
+    pub fn new(n: usize, seed: u64) -> SharedKeys {
+        SharedKeys {
+            keys: (0..n as u16)
+                .map(|i| signing_key(seed, NodeId(i)).verifying_key())
+                .collect(),
+            cache: VerifyCache::new(),
+        }
+    }
+}
+
 /// A correct (or value-faulty) Tendermint node.
 pub struct BftActor {
     node: BftNode,
@@ -111,6 +133,29 @@ impl BftActor {
             .map(|i| signing_key(seed, NodeId(i)).verifying_key())
             .collect();
         let node = BftNode::new(id, config, signing_key(seed, id), keys, input);
+        BftActor {
+            node,
+            out: Vec::new(),
+        }
+    }
+
+    /// The same node, with every node's public key derived once per simulation and signature
+    /// verdicts shared between the simulation's nodes (pure functions: no trace changes).
+    pub fn shared(
+        id: NodeId,
+        config: BftConfig,
+        seed: u64,
+        input: Value,
+        shared: &SharedKeys,
+    ) -> BftActor {
+        let node = BftNode::new(
+            id,
+            config,
+            signing_key(seed, id),
+            shared.keys.clone(),
+            input,
+        )
+        .with_verify_cache(shared.cache.clone());
         BftActor {
             node,
             out: Vec::new(),

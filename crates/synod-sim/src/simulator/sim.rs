@@ -2,7 +2,9 @@
 //! nodes that may crash, recover, run slow or be Byzantine, and safety checkers that watch
 //! every decision from outside the nodes.
 
-use super::actors::{BftActor, ByzantineActor, CtActor, Effect, SimActor, Strategy, Wire};
+use super::actors::{
+    BftActor, ByzantineActor, CtActor, Effect, SharedKeys, SimActor, Strategy, Wire,
+};
 use super::actors::{sim_input, sim_valid};
 use super::network::NetworkConfig;
 use serde::{Deserialize, Serialize};
@@ -155,6 +157,8 @@ enum Event {
 pub struct Simulation {
     config: SimConfig,
     seed: u64,
+    /// Public keys and signature verdicts the BFT nodes share (None for CT).
+    shared: Option<SharedKeys>,
     now_ms: u64,
     seq: u64,
     queue: BTreeMap<(u64, u64), Event>,
@@ -214,9 +218,16 @@ impl NodeHandle<'_> {
         );
         let cfg = sim.bft_config();
         let actor: Box<dyn SimActor> = match strategy {
-            Strategy::WrongValue => {
-                Box::new(BftActor::new(id, cfg, sim.seed, Value(b"not-ok".to_vec())))
-            }
+            Strategy::WrongValue => match &sim.shared {
+                Some(shared) => Box::new(BftActor::shared(
+                    id,
+                    cfg,
+                    sim.seed,
+                    Value(b"not-ok".to_vec()),
+                    shared,
+                )),
+                None => Box::new(BftActor::new(id, cfg, sim.seed, Value(b"not-ok".to_vec()))),
+            },
             s => Box::new(ByzantineActor::new(id, cfg, sim.seed, s)),
         };
         let slot = &mut sim.nodes[id.index()];
@@ -233,8 +244,20 @@ impl NodeHandle<'_> {
 }
 
 impl Simulation {
-    /// n correct nodes running `config.protocol`, all starting at time 0.
+    /// n correct nodes running `config.protocol`, all starting at time 0. BFT nodes share
+    /// public keys and signature verdicts ([`SharedKeys`]).
     pub fn new(config: SimConfig, seed: u64) -> Simulation {
+        Simulation::build(config, seed, true)
+    }
+
+    /// The same simulation with every node deriving its own keys and verifying every message
+    /// itself, as before the verdicts were shared: the baseline the benchmark compares with,
+    /// and the proof (`shared_verification_changes_no_trace`) that sharing changes nothing.
+    pub fn new_unshared(config: SimConfig, seed: u64) -> Simulation {
+        Simulation::build(config, seed, false)
+    }
+
+    fn build(config: SimConfig, seed: u64, share: bool) -> Simulation {
         let inputs: Vec<Value> = (0..config.n as u16).map(|i| sim_input(NodeId(i))).collect();
         let mut sim = Simulation {
             network: config.network,
@@ -246,6 +269,8 @@ impl Simulation {
             rng: SeededRng::derive(seed, "network"),
             synchronous: false,
             partition: None,
+            shared: (share && config.protocol == ProtocolKind::Bft)
+                .then(|| SharedKeys::new(config.n, seed)),
             inputs,
             violations: Vec::new(),
             stats: SimStats::default(),
@@ -256,12 +281,21 @@ impl Simulation {
         for i in 0..sim.config.n as u16 {
             let id = NodeId(i);
             let actor: Box<dyn SimActor> = match sim.config.protocol {
-                ProtocolKind::Bft => Box::new(BftActor::new(
-                    id,
-                    sim.bft_config(),
-                    seed,
-                    sim.inputs[id.index()].clone(),
-                )),
+                ProtocolKind::Bft => match &sim.shared {
+                    Some(shared) => Box::new(BftActor::shared(
+                        id,
+                        sim.bft_config(),
+                        seed,
+                        sim.inputs[id.index()].clone(),
+                        shared,
+                    )),
+                    None => Box::new(BftActor::new(
+                        id,
+                        sim.bft_config(),
+                        seed,
+                        sim.inputs[id.index()].clone(),
+                    )),
+                },
                 ProtocolKind::Ct => Box::new(CtActor::new(
                     id,
                     sim.config.n,

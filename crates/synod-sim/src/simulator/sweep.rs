@@ -208,6 +208,12 @@ fn shuffled(n: usize, rng: &mut SeededRng) -> Vec<u16> {
 
 /// Runs one seed of `spec`. Panics only on a bug in synod (an assertion).
 pub fn run_seed(spec: &RunSpec, seed: u64) -> RunReport {
+    run_seed_with(spec, seed, true)
+}
+
+/// [`run_seed`], with BFT signature verdicts shared between nodes or not
+/// ([`Simulation::new_unshared`]): the two give the same report and trace, at different speeds.
+pub fn run_seed_with(spec: &RunSpec, seed: u64, share: bool) -> RunReport {
     let mut rng = SeededRng::derive(seed, "scenario");
     let bft = spec.protocol == ProtocolKind::Bft;
     let network = match spec.scenario {
@@ -257,7 +263,11 @@ pub fn run_seed(spec: &RunSpec, seed: u64) -> RunReport {
 
     let mut config = SimConfig::new(spec.protocol, spec.n, spec.f);
     config.network = network;
-    let mut sim = Simulation::new(config, seed);
+    let mut sim = if share {
+        Simulation::new(config, seed)
+    } else {
+        Simulation::new_unshared(config, seed)
+    };
     // Timed scenario actions, in time order.
     let mut actions: Vec<(u64, u16, Fault)> = Vec::new();
     for &(i, fault) in &faults {
