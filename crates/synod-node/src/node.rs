@@ -55,7 +55,8 @@ pub enum Byzantine {
     Equivocate,
     /// Also sends votes and offers signed with a key that is not the claimed sender's.
     Forge,
-    /// Proposes a verdict its batch does not tally to, and a component that does not refine.
+    /// Offers a wrong reading (its functions return None), proposes a verdict its batch does
+    /// not tally to, and a component that does not refine.
     Wrong,
     /// Sends nothing at all.
     Silent,
@@ -1337,7 +1338,22 @@ impl Run {
     fn on_work(&mut self, w: WorkResult) -> Result<(), NodeError> {
         match w {
             WorkResult::Offer { height, result } if height == self.height => match result {
-                Ok(reading) => {
+                Ok(mut reading) => {
+                    if self.test.byzantine == Some(Byzantine::Wrong) {
+                        // A wrong reading: every function it defines returns None.
+                        let names: Vec<String> = reading
+                            .reference
+                            .lines()
+                            .filter_map(|l| l.strip_prefix("def "))
+                            .filter_map(|l| l.split('(').next())
+                            .map(str::to_string)
+                            .collect();
+                        for name in names {
+                            reading.reference.push_str(&format!(
+                                "\n\ndef {name}(*args, **kwargs):\n    return None\n"
+                            ));
+                        }
+                    }
                     let o = Offer::sign(&self.key, &self.ctx.chain, height, self.id, reading);
                     self.wal.append(&WalRecord::Offer(Box::new(o.clone())))?;
                     self.note("offers its reading".into());

@@ -35,6 +35,7 @@ fn examples() -> PathBuf {
 struct Cluster {
     dir: TempDir,
     n: usize,
+    prompt: PathBuf,
     /// `--linger-ms` of every peer started.
     linger_ms: u64,
     children: BTreeMap<usize, Child>,
@@ -68,6 +69,24 @@ impl Cluster {
     /// n peers with f, keys made by `synod node keygen`, the example's agents (peer i uses
     /// examples/peers/agents-(i mod 4)).
     fn new(name: &str, n: usize, f: usize) -> Cluster {
+        let agents = (0..n)
+            .map(|i| examples().join(format!("agents-{}.toml", i % 4)))
+            .collect();
+        Cluster::with(name, f, agents, examples().join("prompt.md"))
+    }
+
+    /// n peers whose agents all read the prompt right (examples/peers' peers 0-2, in turn):
+    /// the fault budget is then the Byzantine peer's alone.
+    fn all_reading_right(name: &str, n: usize, f: usize) -> Cluster {
+        let agents = (0..n)
+            .map(|i| examples().join(format!("agents-{}.toml", i % 3)))
+            .collect();
+        Cluster::with(name, f, agents, examples().join("prompt.md"))
+    }
+
+    /// One peer per agents file, with this prompt.
+    fn with(name: &str, f: usize, agents: Vec<PathBuf>, prompt: PathBuf) -> Cluster {
+        let n = agents.len();
         let dir = TempDir::new(name);
         let ports = free_ports(n);
         let mut peers = format!("f = {f}\npython = \"{}\"\n", python_version());
@@ -87,7 +106,7 @@ impl Cluster {
                 dir.0.join(format!("peer{i}.toml")),
                 format!(
                     "id = {i}\nkey = \"peer{i}.key\"\npeers = \"peers.toml\"\nagents = \"{}\"\ntimeout_propose_ms = 800\n",
-                    examples().join(format!("agents-{}.toml", i % 4)).display()
+                    agents[i].display()
                 ),
             )
             .unwrap();
@@ -96,6 +115,7 @@ impl Cluster {
         Cluster {
             dir,
             n,
+            prompt,
             linger_ms: 1500,
             children: BTreeMap::new(),
         }
@@ -116,7 +136,7 @@ impl Cluster {
             .arg("--config")
             .arg(self.dir.0.join(format!("peer{i}.toml")))
             .arg("--prompt")
-            .arg(examples().join("prompt.md"))
+            .arg(&self.prompt)
             .arg("--out")
             .arg(self.out(i))
             .args(["--linger-ms", &self.linger_ms.to_string()])
@@ -374,7 +394,7 @@ fn all_correct(seed: u64) {
 }
 
 fn byzantine(mode: &str, seed: u64) {
-    let mut c = Cluster::new("node-byzantine", 4, 1);
+    let mut c = Cluster::all_reading_right("node-byzantine", 4, 1);
     let bad = if mode == "equivocate" {
         0
     } else {
@@ -485,6 +505,52 @@ fn jepsen_killed_and_restarted_20_seeds() {
 #[test]
 fn jepsen_partitioned_and_healed_20_seeds() {
     (0..seeds()).for_each(partitioned_and_healed);
+}
+
+#[test]
+fn an_ambiguous_prompt_stops_every_peer_with_the_same_question() {
+    // examples/rounding: two readings of "round to the nearest whole unit" (half to even,
+    // half away from zero), two peers each: both classes hold more than f = 1 readings.
+    let c_dir = TempDir::new("node-ambiguous-agents");
+    let rounding = common::root().join("examples/rounding");
+    let agents: Vec<PathBuf> = ["ivy", "jon", "lou", "max"]
+        .iter()
+        .map(|name| {
+            let p = c_dir.0.join(format!("{name}.toml"));
+            std::fs::write(
+                &p,
+                format!(
+                    "[[agent]]\nname = \"{name}\"\nbackend = \"scripted\"\nmodel = \"recorded\"\ntimeout_ms = 3000\ntranscript = \"{}\"\n",
+                    rounding.join("transcript").join(name).display()
+                ),
+            )
+            .unwrap();
+            p
+        })
+        .collect();
+    let mut c = Cluster::with("node-ambiguous", 1, agents, rounding.join("prompt.md"));
+    for i in 0..4 {
+        c.start(i, &[]);
+    }
+    let codes = c.wait(&[0, 1, 2, 3], Duration::from_secs(60));
+    let first = c.digests(0);
+    for i in 0..4 {
+        assert_eq!(
+            codes[&i],
+            Some(3),
+            "peer {i}: exit 3, a question:\n{}",
+            c.logs()
+        );
+        assert!(c.out(i).join("question.json").is_file());
+        assert_eq!(
+            c.digests(i),
+            first,
+            "the same ambiguous verdict at every peer"
+        );
+        let (ok, out) = c.verify(i);
+        assert!(ok && out.contains("ambiguous"), "{out}");
+    }
+    assert_eq!(first.len(), 1, "the reading height only");
 }
 
 #[test]
