@@ -264,3 +264,96 @@ pub fn resolve(text: &str) -> Result<SocketAddr, String> {
         .next()
         .ok_or_else(|| format!("address {text:?} resolves to nothing"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    const KEY_B: &str = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
+
+    fn peers(body: &str) -> Result<PeersFile, ConfigError> {
+        PeersFile::parse(body, Path::new("peers.toml"))
+    }
+
+    fn two(f: usize, key_b: &str, id_b: u16, addr_b: &str) -> String {
+        format!(
+            "f = {f}\npython = \"3.11.2\"\n[[peer]]\nid = 0\naddr = \"127.0.0.1:1\"\npublic_key = \"{KEY_A}\"\n[[peer]]\nid = {id_b}\naddr = \"{addr_b}\"\npublic_key = \"{key_b}\"\n"
+        )
+    }
+
+    #[test]
+    fn a_good_peer_list_parses_and_its_canonical_text_leaves_out_addresses() {
+        let p = peers(&two(0, KEY_B, 1, "127.0.0.1:2")).unwrap();
+        assert_eq!(p.n(), 2);
+        let moved = peers(&two(0, KEY_B, 1, "127.0.0.1:9")).unwrap();
+        assert_eq!(p.canonical(), moved.canonical());
+    }
+
+    #[test]
+    fn bad_peer_lists_get_a_reason() {
+        let cases = [
+            (two(0, KEY_B, 2, "127.0.0.1:2"), "in order"),
+            (two(0, KEY_A, 1, "127.0.0.1:2"), "same public key"),
+            (two(0, KEY_B, 1, "127.0.0.1:1"), "same address"),
+            (two(2, KEY_B, 1, "127.0.0.1:2"), "smaller than n"),
+            (two(0, "zz", 1, "127.0.0.1:2"), "peer 1"),
+            (
+                "f = 0\npython = \"3.11.2\"\npeer = []\n".to_string(),
+                "no [[peer]]",
+            ),
+            (
+                "f = 0\npython = \"3.11.2\"\nextra = 1\n".to_string(),
+                "unknown field",
+            ),
+            ("f = -1\n".to_string(), "peers.toml"),
+        ];
+        for (text, want) in cases {
+            let e = peers(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+    }
+
+    #[test]
+    fn the_bound_is_refused_with_the_reason() {
+        assert!(bound_refusal(4, 1).is_none());
+        assert!(bound_refusal(1, 0).is_none());
+        let why = bound_refusal(3, 1).unwrap();
+        assert!(
+            why.contains("3f + 1 = 4") && why.contains("Lamport"),
+            "{why}"
+        );
+        // Absurd numbers do not overflow.
+        assert!(bound_refusal(64, usize::MAX).is_some());
+    }
+
+    #[test]
+    fn node_settings_have_bounds() {
+        let dir = std::env::temp_dir().join(format!("synod-node-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("peer.toml");
+        for (body, want) in [
+            (
+                "id = 0\nkey = \"k\"\npeers = \"p\"\nagents = \"a\"\ntimeout_propose_ms = 5\n",
+                "timeout_propose_ms",
+            ),
+            (
+                "id = 0\nkey = \"k\"\npeers = \"p\"\nagents = \"a\"\nreading_heights_max = 999\n",
+                "reading_heights_max",
+            ),
+            ("id = 0\nkey = \"k\"\n", "missing field"),
+        ] {
+            std::fs::write(&path, body).unwrap();
+            let e = NodeConfig::load(&path).unwrap_err().to_string();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        std::fs::write(
+            &path,
+            "id = 0\nkey = \"k\"\npeers = \"p\"\nagents = \"a\"\n",
+        )
+        .unwrap();
+        let c = NodeConfig::load(&path).unwrap();
+        assert_eq!(c.key, dir.join("k"), "relative to the file");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

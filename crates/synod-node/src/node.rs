@@ -1905,3 +1905,69 @@ pub fn quorum_round(
         .find(|(_, s)| s.len() >= quorum)
         .map(|(r, _)| r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synod_core::protocols::bft::signing_key;
+
+    #[test]
+    fn quorum_round_counts_valid_distinct_signers_only() {
+        let chain = [3u8; 32];
+        let keys: Vec<_> = (0..4u16)
+            .map(|i| signing_key(9, NodeId(i)).verifying_key())
+            .collect();
+        let v = Value(vec![1; 32]);
+        let pc = |from: u16, height: u64, round: u32| {
+            SignedMessage::sign_in(
+                &signing_key(9, NodeId(from)),
+                &chain,
+                height,
+                NodeId(from),
+                Payload::Vote {
+                    kind: VoteKind::Precommit,
+                    round: Round(round),
+                    value: Some(v.clone()),
+                },
+            )
+        };
+        let good = vec![pc(0, 5, 2), pc(1, 5, 2), pc(2, 5, 2)];
+        assert_eq!(quorum_round(&good, &v, 5, &chain, &keys, 3), Some(2));
+        // One signer twice is one signer.
+        let twice = vec![pc(0, 5, 2), pc(0, 5, 2), pc(1, 5, 2)];
+        assert_eq!(quorum_round(&twice, &v, 5, &chain, &keys, 3), None);
+        // A flipped signature, a precommit of another height or round, another chain: not counted.
+        let mut forged = pc(2, 5, 2);
+        forged.signature[0] ^= 1;
+        let mixed = vec![pc(0, 5, 2), pc(1, 5, 2), forged, pc(3, 4, 2), pc(3, 5, 1)];
+        assert_eq!(quorum_round(&mixed, &v, 5, &chain, &keys, 3), None);
+        assert_eq!(quorum_round(&good, &v, 5, &[4u8; 32], &keys, 3), None);
+        // A sender claiming another's id with its own signature is not that peer.
+        let mut claimed = pc(3, 5, 2);
+        claimed.from = NodeId(2);
+        let stolen = vec![pc(0, 5, 2), pc(1, 5, 2), claimed];
+        assert_eq!(quorum_round(&stolen, &v, 5, &chain, &keys, 3), None);
+    }
+
+    #[test]
+    fn the_chain_id_covers_the_prompt_and_the_peer_keys() {
+        let text = |key: &str| {
+            format!(
+                "f = 0\npython = \"3.11.2\"\n[[peer]]\nid = 0\naddr = \"127.0.0.1:1\"\npublic_key = \"{key}\"\n"
+            )
+        };
+        let a = PeersFile::parse(
+            &text("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"),
+            Path::new("p"),
+        )
+        .unwrap();
+        let b = PeersFile::parse(
+            &text("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"),
+            Path::new("p"),
+        )
+        .unwrap();
+        assert_ne!(chain_id(&a, "x"), chain_id(&a, "y"));
+        assert_ne!(chain_id(&a, "x"), chain_id(&b, "x"));
+        assert_eq!(chain_id(&a, "x"), chain_id(&a, "x"));
+    }
+}

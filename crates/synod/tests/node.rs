@@ -554,6 +554,86 @@ fn an_ambiguous_prompt_stops_every_peer_with_the_same_question() {
 }
 
 #[test]
+fn garbage_on_the_wire_is_dropped_and_the_peers_still_build() {
+    use std::io::Write;
+    let mut c = Cluster::new("node-garbage", 4, 1);
+    let peers = std::fs::read_to_string(c.dir.0.join("peers.toml")).unwrap();
+    let addrs: Vec<String> = peers
+        .lines()
+        .filter_map(|l| l.strip_prefix("addr = \""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .collect();
+    for i in 0..4 {
+        c.start(i, &[]);
+    }
+    // A stranger connects to every peer: an oversized frame, a frame that is not JSON, a
+    // hello claiming to be peer 1 followed by a forged vote and junk.
+    for addr in &addrs {
+        for payload in [
+            u32::MAX.to_be_bytes().to_vec(),
+            [5u32.to_be_bytes().to_vec(), b"nope!".to_vec()].concat(),
+            {
+                let hello = br#"{"hello":{"from":1,"chain":"00"}}"#;
+                let vote = br#"{"bft":{"message":{"height":0,"from":1,"payload":{"vote":{"kind":"precommit","round":0,"value":null}},"signature":"00"},"content":null}}"#;
+                let mut b = (hello.len() as u32).to_be_bytes().to_vec();
+                b.extend_from_slice(hello);
+                b.extend_from_slice(&(vote.len() as u32).to_be_bytes());
+                b.extend_from_slice(vote);
+                b.extend_from_slice(&[0xff; 64]);
+                b
+            },
+        ] {
+            for _ in 0..100 {
+                if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+                    let _ = s.write_all(&payload);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    let codes = c.wait(&[0, 1, 2, 3], Duration::from_secs(60));
+    c.assert_agreement(&[0, 1, 2, 3], &codes, "garbage on the wire");
+
+    // Tampering is caught offline: a changed program, a changed certificate, a changed
+    // quorum certificate (one precommit signature flipped, so fewer than n - f are valid).
+    let program = c.out(0).join("program/solution.py");
+    let original = std::fs::read_to_string(&program).unwrap();
+    std::fs::write(&program, original.replace("aeiou", "aeio")).unwrap();
+    let (ok, out) = c.verify(0);
+    assert!(!ok && out.contains("not the decided component"), "{out}");
+    std::fs::write(&program, &original).unwrap();
+    let cert_path = c.out(1).join("certificate.json");
+    let cert = std::fs::read_to_string(&cert_path).unwrap();
+    std::fs::write(&cert_path, cert.replacen("\"round\": 0", "\"round\": 1", 1)).unwrap();
+    let (ok, out) = c.verify(1);
+    assert!(!ok && out.contains("not signed by peer 1"), "{out}");
+    let mut v: serde_json::Value = serde_json::from_str(&cert).unwrap();
+    let proof = v["body"]["heights"][0]["proof"].as_array_mut().unwrap();
+    let mut flipped = 0;
+    for m in proof.iter_mut() {
+        if m["payload"].get("vote").is_some() && flipped < 2 {
+            let s = m["signature"].as_str().unwrap().to_string();
+            let c0 = if s.starts_with('0') { "1" } else { "0" };
+            m["signature"] = serde_json::Value::String(format!("{c0}{}", &s[1..]));
+            flipped += 1;
+        }
+    }
+    std::fs::write(
+        c.out(2).join("certificate.json"),
+        serde_json::to_string(&v).unwrap(),
+    )
+    .unwrap();
+    let (ok, out) = c.verify(2);
+    assert!(
+        !ok,
+        "another peer's altered certificate must not verify: {out}"
+    );
+    // (The quorum count itself, with forged, repeated and other-height precommits, is
+    // tested in synod-node: quorum_round_counts_valid_distinct_signers_only.)
+}
+
+#[test]
 fn node_refuses_n_below_3f_plus_1_with_the_reason() {
     let c = Cluster::new("node-bound", 3, 1);
     let out = Command::new(synod())
@@ -569,4 +649,25 @@ fn node_refuses_n_below_3f_plus_1_with_the_reason() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("3f + 1") && err.contains("Lamport"), "{err}");
+    // Missing flags, a missing prompt file, a config that is not TOML: clear errors, exit 2.
+    for (args, want) in [
+        (vec!["node"], "needs --config"),
+        (
+            vec![
+                "node",
+                "--config",
+                "/nonexistent.toml",
+                "--prompt",
+                "/x",
+                "--out",
+                "/tmp/x",
+            ],
+            "cannot read",
+        ),
+    ] {
+        let out = Command::new(synod()).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
 }
