@@ -1,7 +1,7 @@
 //! What runs on a simulated node: a correct BFT or CT node, or a Byzantine one.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use synod_core::protocols::bft::{
     BftConfig, BftInput, BftNode, BftOutput, Payload, SignedMessage, Timeout, VerifyCache,
     VoteKind, signing_key,
@@ -416,7 +416,14 @@ pub struct ByzantineActor {
     seen: Vec<SignedMessage>,
     group_a: Vec<NodeId>,
     group_b: Vec<NodeId>,
+    /// Signatures it made, by payload: ed25519 signing is deterministic (RFC 8032), so a
+    /// payload signed again gets the same bytes, and a flood repeats payloads often.
+    signed: std::cell::RefCell<BTreeMap<Payload, SignedMessage>>,
+    reuse: bool,
 }
+
+/// Signatures a Byzantine actor keeps for re-use.
+const SIGNED_KEEP: usize = 4096;
 
 impl ByzantineActor {
     /// Node `id` of an instance keyed by `seed`, misbehaving by `strategy`.
@@ -444,11 +451,31 @@ impl ByzantineActor {
             seen: Vec::new(),
             group_a: others,
             group_b,
+            signed: std::cell::RefCell::new(BTreeMap::new()),
+            reuse: false,
         }
     }
 
+    /// Keeps the signatures it makes for re-use (the simulator's shared mode; a pure
+    /// function, so no trace changes).
+    pub fn reusing_signatures(mut self) -> ByzantineActor {
+        self.reuse = true;
+        self
+    }
+
     fn sign(&self, payload: Payload) -> SignedMessage {
-        SignedMessage::sign(&self.key, self.id, payload)
+        if !self.reuse {
+            return SignedMessage::sign(&self.key, self.id, payload);
+        }
+        if let Some(m) = self.signed.borrow().get(&payload) {
+            return m.clone();
+        }
+        let m = SignedMessage::sign(&self.key, self.id, payload.clone());
+        let mut cache = self.signed.borrow_mut();
+        if cache.len() < SIGNED_KEEP {
+            cache.insert(payload, m.clone());
+        }
+        m
     }
 
     fn value(tag: &str) -> Value {

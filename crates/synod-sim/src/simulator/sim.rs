@@ -228,6 +228,9 @@ impl NodeHandle<'_> {
                 )),
                 None => Box::new(BftActor::new(id, cfg, sim.seed, Value(b"not-ok".to_vec()))),
             },
+            s if sim.shared.is_some() => {
+                Box::new(ByzantineActor::new(id, cfg, sim.seed, s).reusing_signatures())
+            }
             s => Box::new(ByzantineActor::new(id, cfg, sim.seed, s)),
         };
         let slot = &mut sim.nodes[id.index()];
