@@ -205,15 +205,28 @@ struct Wal {
 impl Wal {
     fn open(path: &Path) -> Result<(Wal, Vec<WalRecord>), NodeError> {
         let mut records = Vec::new();
+        // Bytes of whole, parsed lines: a torn tail after them is cut off before appending,
+        // so that what is appended next is not hidden behind it.
+        let mut good = 0u64;
         if path.exists() {
             let f = File::open(path)
                 .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
-            for line in BufReader::new(f).lines() {
-                let Ok(line) = line else { break };
-                match serde_json::from_str::<WalRecord>(&line) {
+            let mut reader = BufReader::new(f);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if line.last() != Some(&b'\n') {
+                    break; // a torn last line
+                }
+                match serde_json::from_slice::<WalRecord>(&line) {
                     Ok(r) => records.push(r),
                     Err(_) => break, // a torn tail: everything before it stands
                 }
+                good += line.len() as u64;
             }
         }
         let file = OpenOptions::new()
@@ -221,6 +234,14 @@ impl Wal {
             .append(true)
             .open(path)
             .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+        file.set_len(good)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| {
+                err(format!(
+                    "cannot cut the torn tail of {}: {e}",
+                    path.display()
+                ))
+            })?;
         Ok((Wal { file }, records))
     }
 
@@ -840,6 +861,13 @@ impl Run {
                     d.height, self.height
                 )));
             }
+            if hex(&d.content.digest()) != d.value {
+                return Err(err(format!(
+                    "the node log is damaged: height {} records a content that is not its digest; move {} aside to start afresh",
+                    d.height,
+                    self.out.join(".synod").join("node.wal").display()
+                )));
+            }
             // Replays the decision without logging it again.
             let value = Value(
                 hex_bytes(&d.value).ok_or_else(|| err("a decided value in the log is not hex"))?,
@@ -862,7 +890,7 @@ impl Run {
                 .map_err(err)?;
                 self.evaluations.insert(value.clone(), e);
             }
-            self.advance(d, value, false)?;
+            self.advance(d, value)?;
             if self.outcome.is_some() {
                 break;
             }
@@ -1121,8 +1149,8 @@ impl Run {
         let b_value = b.digest();
         self.note(format!(
             "BYZANTINE: equivocates at height 0 round 0: {} to odd peers, {} to even peers",
-            &hex(&a_value)[..12],
-            &hex(&b_value)[..12]
+            short(&hex(&a_value)),
+            short(&hex(&b_value))
         ));
         for (value, content, odd) in [(a_value, Content::Reading(a), true), (b_value, b, false)] {
             let sign = |payload| {
@@ -1225,10 +1253,10 @@ impl Run {
                         content,
                         proof,
                     };
-                    self.note(format!("decided {} in round {}", &d.value[..12], round.0));
+                    self.note(format!("decided {} in round {}", short(&d.value), round.0));
                     self.record_timing(round.0, "decided");
                     self.wal.append(&WalRecord::Decided(Box::new(d.clone())))?;
-                    self.advance(d, value, true)?;
+                    self.advance(d, value)?;
                     return Ok(());
                 }
                 BftOutput::Evidence(e) => {
@@ -1421,7 +1449,7 @@ impl Run {
                 let (valid, why, evaluation) =
                     result.map_err(|e| err(format!("the sandbox failed: {e}")))?;
                 if !valid {
-                    self.note(format!("rejects {}: {why}", &hex(&value)[..12]));
+                    self.note(format!("rejects {}: {why}", short(&hex(&value))));
                 }
                 if let Some(e) = evaluation {
                     self.evaluations.insert(value.clone(), *e);
@@ -1438,7 +1466,7 @@ impl Run {
                         self.outcome = Some(NodeOutcome::Failed { reason });
                         return self.write_certificate("failed");
                     }
-                    return self.advance(d, v, false);
+                    return self.advance(d, v);
                 }
                 self.feed(BftInput::Validated { value, valid })?;
             }
@@ -1614,15 +1642,15 @@ impl Run {
         self.record_timing(round, "adopted");
         self.note(format!(
             "adopts the decision {} of round {round} from a peer's proof",
-            &d.value[..12]
+            short(&d.value)
         ));
         self.wal.append(&WalRecord::Decided(Box::new(d.clone())))?;
         self.contents.insert(value.clone(), d.content.clone());
-        self.advance(d, value, true)
+        self.advance(d, value)
     }
 
     /// After a decision: the next height, the question, or the program.
-    fn advance(&mut self, d: DecidedHeight, value: Value, live: bool) -> Result<(), NodeError> {
+    fn advance(&mut self, d: DecidedHeight, value: Value) -> Result<(), NodeError> {
         if let Content::Reading(_) = &d.content
             && !self.evaluations.contains_key(&value)
         {
@@ -1734,7 +1762,6 @@ impl Run {
         if let Some(p) = next {
             self.phase = p;
         }
-        let _ = live;
         for (from, frame) in std::mem::take(&mut self.future) {
             self.on_frame(from, frame)?;
         }
@@ -1833,7 +1860,7 @@ impl Run {
                 d.height,
                 what,
                 d.round,
-                &d.value[..16]
+                short(&d.value)
             ));
         }
         if !self.test.describe().is_empty() {
@@ -1849,6 +1876,11 @@ impl Run {
         ));
         s
     }
+}
+
+/// The first 12 characters of a digest, for log lines (all of a shorter one).
+fn short(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
 }
 
 fn v_key(job: &Job) -> Value {
@@ -1947,6 +1979,42 @@ mod tests {
         claimed.from = NodeId(2);
         let stolen = vec![pc(0, 5, 2), pc(1, 5, 2), claimed];
         assert_eq!(quorum_round(&stolen, &v, 5, &chain, &keys, 3), None);
+    }
+
+    #[test]
+    fn a_torn_log_tail_is_ignored_and_what_came_before_stands() {
+        let dir = std::env::temp_dir().join(format!("synod-node-wal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.wal");
+        let m = SignedMessage::sign(
+            &signing_key(1, NodeId(0)),
+            NodeId(0),
+            Payload::Vote {
+                kind: VoteKind::Prevote,
+                round: Round(0),
+                value: None,
+            },
+        );
+        {
+            let (mut wal, records) = Wal::open(&path).unwrap();
+            assert!(records.is_empty());
+            wal.append(&WalRecord::Signed(WireMessage::from(&m)))
+                .unwrap();
+            wal.append(&WalRecord::Signed(WireMessage::from(&m)))
+                .unwrap();
+        }
+        // A kill in the middle of a write leaves half a line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"signed\":{\"height\":0,\"fr").unwrap();
+        let (mut wal, records) = Wal::open(&path).unwrap();
+        assert_eq!(records.len(), 2);
+        // What is appended after the restart is read back too: the torn half line is gone.
+        wal.append(&WalRecord::Signed(WireMessage::from(&m)))
+            .unwrap();
+        drop(wal);
+        let (_, records) = Wal::open(&path).unwrap();
+        assert_eq!(records.len(), 3);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
