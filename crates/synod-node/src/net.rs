@@ -2,9 +2,10 @@
 //! connection, one writer per peer that dials, reconnects with backoff and drains a bounded
 //! queue. Everything received arrives on one bounded channel as an [`Event`].
 //!
-//! Test-only network controls ([`NetControls`]) hold frames to chosen peers for a while (the
-//! asynchrony the n = 3 counterexample needs), add seeded jitter, and cut every link for a
-//! window of time (a partition that heals). They are recorded in the certificate.
+//! Test-only network controls ([`NetControls`]) hold frames to chosen peers until a time (the
+//! asynchrony the n = 3 counterexample needs; the link then delivers everything), add seeded
+//! jitter, and cut every link for a window of time (a partition that heals). They are recorded
+//! in the certificate.
 
 use crate::wire::{Frame, read_frame, write_frame};
 use std::collections::{BTreeMap, VecDeque};
@@ -41,7 +42,8 @@ pub enum Event {
 /// Test-only controls over what this node sends and receives.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetControls {
-    /// Frames to these peers are held this many milliseconds.
+    /// Frames to these peers sent in the first this-many milliseconds are held until then
+    /// (the link is kept apart for that window, then delivers everything).
     pub delays_ms: BTreeMap<u16, u64>,
     /// Each frame is held a further 0 … 20 ms, drawn from this seed.
     pub jitter_seed: Option<u64>,
@@ -154,11 +156,16 @@ impl Net {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut hold = self.controls.delays_ms.get(&peer).copied().unwrap_or(0);
-        if self.controls.jitter_seed.is_some() {
-            hold += self.jitter.lock().map(|mut r| r.below(21)).unwrap_or(0);
+        // Asynchrony that ends: a frame sent to a held peer before the window closes waits
+        // until it closes, so the link is eventually timely (the protocol's assumption).
+        let mut due = Instant::now();
+        if let Some(until) = self.controls.delays_ms.get(&peer) {
+            due = due.max(self.start + Duration::from_millis(*until));
         }
-        let due = Instant::now() + Duration::from_millis(hold);
+        if self.controls.jitter_seed.is_some() {
+            let ms = self.jitter.lock().map(|mut r| r.below(21)).unwrap_or(0);
+            due += Duration::from_millis(ms);
+        }
         let (lock, cv) = &**q;
         let Ok(mut queue) = lock.lock() else {
             return;

@@ -43,6 +43,8 @@ use synod_store::{BuildKey, Signed};
 pub const CERTIFICATE_FORMAT: &str = "synod-node-certificate-v1";
 /// Messages buffered for heights this peer has not reached.
 const FUTURE_MAX: usize = 4096;
+/// Proposed contents kept per height (a Byzantine proposer could send many).
+const CONTENTS_MAX: usize = 256;
 /// Heartbeats, and the gossip of the own offer, every this many milliseconds.
 const HEARTBEAT_MS: u64 = 200;
 
@@ -98,7 +100,7 @@ impl TestSwitches {
             v.push(format!("byzantine={b:?}").to_lowercase());
         }
         for (p, ms) in &self.net.delays_ms {
-            v.push(format!("delay to peer {p}: {ms} ms"));
+            v.push(format!("frames to peer {p} held until {ms} ms"));
         }
         if let Some(s) = self.net.jitter_seed {
             v.push(format!("jitter seed {s}"));
@@ -1548,8 +1550,19 @@ impl Run {
                     }
                     return Ok(());
                 }
-                if let Payload::Proposal { value, .. } = &m.payload {
-                    // A proposal counts only with the content its value is the digest of.
+                if let Payload::Proposal { value, round, .. } = &m.payload {
+                    // A proposal counts only with the content its value is the digest of, and
+                    // content is kept only from the round's proposer, signed, and for a bounded
+                    // number of values per height.
+                    let proposer = self.bft_config.at_height(self.height).proposer(*round);
+                    if m.from != proposer
+                        || !m.verify_in(&self.ctx.chain, &self.keys)
+                        || (self.contents.len() >= CONTENTS_MAX
+                            && !self.contents.contains_key(value))
+                    {
+                        self.count("proposals not kept");
+                        return Ok(());
+                    }
                     match content {
                         Some(c) if c.digest() == *value => {
                             self.contents.entry(value.clone()).or_insert(*c);

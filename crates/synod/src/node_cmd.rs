@@ -45,7 +45,7 @@ pub struct NodeArgs {
     /// Test only: behave as a Byzantine peer: equivocate, forge, wrong or silent.
     #[arg(long, hide = true)]
     test_byzantine: Option<String>,
-    /// Test only: hold frames to a peer, PEER=MS (repeatable).
+    /// Test only: hold the frames sent to PEER until MS ms after start, PEER=MS (repeatable).
     #[arg(long, hide = true)]
     test_delay: Vec<String>,
     /// Test only: seeded jitter of 0-20 ms per frame.

@@ -298,7 +298,7 @@ fn switches(s: &[&str]) -> Vec<String> {
 
 #[test]
 fn n3_an_equivocating_proposer_makes_two_correct_peers_decide_differently() {
-    for seed in 0..3u64 {
+    for seed in 0..5u64 {
         let mut c = Cluster::new("node-n3", 3, 1);
         let small = "--test-allow-small-n";
         c.start(
@@ -317,7 +317,7 @@ fn n3_an_equivocating_proposer_makes_two_correct_peers_decide_differently() {
             &switches(&[
                 small,
                 "--test-delay",
-                "2=600000",
+                "2=15000",
                 "--test-jitter-seed",
                 &jitter,
                 "--test-stop-after-height",
@@ -329,7 +329,7 @@ fn n3_an_equivocating_proposer_makes_two_correct_peers_decide_differently() {
             &switches(&[
                 small,
                 "--test-delay",
-                "1=600000",
+                "1=15000",
                 "--test-jitter-seed",
                 &jitter,
                 "--test-stop-after-height",
@@ -357,17 +357,17 @@ fn n3_an_equivocating_proposer_makes_two_correct_peers_decide_differently() {
 
 #[test]
 fn n4_the_same_attack_never_splits_the_correct_peers() {
-    for seed in 0..3u64 {
+    for seed in 0..5u64 {
         let mut c = Cluster::new("node-n4-attack", 4, 1);
         c.start(0, &switches(&["--test-byzantine", "equivocate"]));
         let jitter = seed.to_string();
         c.start(
             1,
-            &switches(&["--test-delay", "2=600000", "--test-jitter-seed", &jitter]),
+            &switches(&["--test-delay", "2=15000", "--test-jitter-seed", &jitter]),
         );
         c.start(
             2,
-            &switches(&["--test-delay", "1=600000", "--test-jitter-seed", &jitter]),
+            &switches(&["--test-delay", "1=15000", "--test-jitter-seed", &jitter]),
         );
         c.start(3, &switches(&["--test-jitter-seed", &jitter]));
         let codes = c.wait(&[1, 2, 3], Duration::from_secs(90));
