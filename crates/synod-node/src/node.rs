@@ -1682,7 +1682,9 @@ impl Run {
             (Content::Reading(r), Phase::Reading { attempt }) => match &r.verdict {
                 BatchVerdict::Decide { representative, .. } => {
                     let e = self.evaluations.get(&value).expect("evaluated");
-                    self.decided_reading = e.decided.clone();
+                    self.decided_reading = Some(e.decided.clone().ok_or_else(|| {
+                        err("the decided verdict names a reading this peer's evaluation does not decide")
+                    })?);
                     self.note(format!("the reading of peer {representative} is decided"));
                     Some(Phase::Component { index: 0 })
                 }
