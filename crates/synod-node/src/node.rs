@@ -606,6 +606,8 @@ struct Run {
     evidence: u64,
     counters: BTreeMap<&'static str, u64>,
     last_beat: Instant,
+    /// When the last "still waiting" line was printed.
+    last_status: Instant,
     outcome: Option<NodeOutcome>,
     byzantine_done: bool,
     /// Peers that said they have finished.
@@ -788,6 +790,7 @@ pub fn run_node(
         evidence: 0,
         counters: BTreeMap::new(),
         last_beat: start,
+        last_status: start,
         outcome: None,
         byzantine_done: false,
         done_peers: BTreeSet::new(),
@@ -946,7 +949,33 @@ impl Run {
     }
 
     /// Timers, heartbeats, the detector, and starting the current height's instance.
+    /// Every 10 s without a finish, one line on what this peer waits for (a peer can wait
+    /// forever when fewer than n - f peers are up: FLP; the line says who is suspected).
+    fn status(&mut self) {
+        if self.outcome.is_some() || self.last_status.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        self.last_status = Instant::now();
+        let suspected: Vec<u16> = (0..self.ctx.n as u16)
+            .filter(|p| *p != self.id && self.detector.is_suspected(NodeId(*p)))
+            .collect();
+        let what = match (&self.bft, self.phase) {
+            (None, Phase::Reading { .. }) => format!(
+                "offers: {} of the {} needed",
+                self.offers.len(),
+                self.quorum()
+            ),
+            (None, _) => "its own candidate".to_string(),
+            (Some(b), _) => format!("round {} step {:?}", b.round().0, b.step_kind()),
+        };
+        self.note(format!(
+            "still waiting at height {}: {what}; suspected peers: {suspected:?}",
+            self.height
+        ));
+    }
+
     fn tick(&mut self) -> Result<(), NodeError> {
+        self.status();
         let now = self.now_ms();
         while let Some(&(at, t)) = self.timers.first() {
             if at > now {
