@@ -59,6 +59,9 @@ pub struct PeersFile {
     /// Where the file was read from (not in the file).
     #[serde(skip)]
     pub path: PathBuf,
+    /// The public keys, parsed when the file was (not in the file).
+    #[serde(skip)]
+    keys: Vec<ed25519_dalek::VerifyingKey>,
 }
 
 /// The refusal when n < 3f + 1 (Lamport, Shostak, Pease 1982), or `None` when the bound holds.
@@ -112,6 +115,7 @@ impl PeersFile {
                 file.peers.len()
             )));
         }
+        let mut keys = Vec::with_capacity(file.peers.len());
         for (i, p) in file.peers.iter().enumerate() {
             if usize::from(p.id) != i {
                 return Err(invalid(format!(
@@ -120,9 +124,10 @@ impl PeersFile {
                     i + 1
                 )));
             }
-            PublicKey(p.public_key.clone())
+            let key = PublicKey(p.public_key.clone())
                 .verifying_key()
                 .map_err(|e| invalid(format!("peer {}: {e}", p.id)))?;
+            keys.push(key);
             if file.peers[..i].iter().any(|q| q.public_key == p.public_key) {
                 return Err(invalid(format!(
                     "peer {} has the same public key as an earlier peer",
@@ -149,6 +154,7 @@ impl PeersFile {
                     .into(),
             ));
         }
+        file.keys = keys;
         Ok(file)
     }
 
@@ -159,14 +165,7 @@ impl PeersFile {
 
     /// Every peer's public key, by id.
     pub fn keys(&self) -> Vec<ed25519_dalek::VerifyingKey> {
-        self.peers
-            .iter()
-            .map(|p| {
-                PublicKey(p.public_key.clone())
-                    .verifying_key()
-                    .expect("checked when the file was parsed")
-            })
-            .collect()
+        self.keys.clone()
     }
 
     /// The canonical text that the chain id covers: f, python and each peer's id and key

@@ -13,13 +13,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use synod_core::facts::{PromptFacts, with_prompt_imports};
 use synod_core::pipeline::{
-    DEFAULT_MODULE, REFERENCE_MODULE, program_check, refinement_problem, resolve_qualified_names,
+    DEFAULT_MODULE, REFERENCE_MODULE, contract_calls, probe_calls, program_check,
+    refinement_problem, resolve_qualified_names,
 };
 use synod_core::probes::{ProbeLimits, pool};
 use synod_core::protocols::Value;
 use synod_core::{
-    Call, CheckCall, CheckReport, CheckRequest, ComponentSpec, ContractExample, Expectation,
-    FunctionSig, Interpretation, Outcome, Program, Spec, tally,
+    Call, CheckReport, CheckRequest, ComponentSpec, ContractExample, Expectation, FunctionSig,
+    Interpretation, Outcome, Program, Spec, tally,
 };
 use synod_exec::Sandbox;
 use synod_store::{BuildKey, PublicKey};
@@ -150,7 +151,7 @@ impl Content {
 
 /// The hex of a value's bytes.
 pub fn hex(v: &Value) -> String {
-    v.0.iter().map(|b| format!("{b:02x}")).collect()
+    synod_store::hex_encode(&v.0)
 }
 
 /// The sandbox with a cache of reports by request (a batch's references are checked again
@@ -356,18 +357,8 @@ fn vote_of(
                 .map(|e| (e.call.function.clone(), REFERENCE_MODULE.to_string())),
         )
         .collect();
-    let mut checks: Vec<CheckCall> = facts
-        .examples
-        .iter()
-        .map(|e| CheckCall {
-            call: e.call.clone(),
-            expect: Some(e.expect.clone()),
-        })
-        .collect();
-    checks.extend(calls.iter().map(|c| CheckCall {
-        call: c.clone(),
-        expect: None,
-    }));
+    let mut checks = contract_calls(&facts.examples);
+    checks.extend(probe_calls(calls));
     let request = CheckRequest {
         program: Program::single(REFERENCE_MODULE, &reference_of(o, facts)),
         function_modules,
@@ -483,24 +474,9 @@ fn decide(
 }
 
 /// A component candidate's check: the candidate for component `index`, the decided reference
-/// behind every other component.
+/// behind every other component (the pipeline's own check, PL-21).
 pub fn component_request(d: &Decided, index: usize, source: &str) -> CheckRequest {
-    let mut program = Program::single(REFERENCE_MODULE, &d.reference);
-    for (i, c) in d.spec.components.iter().enumerate() {
-        let src = if i == index {
-            source.to_string()
-        } else {
-            format!("from {REFERENCE_MODULE} import *  # stands in for the decided reference\n")
-        };
-        program.modules.insert(c.name.clone(), src);
-    }
-    let mut request = program_check(&d.spec, &program, &d.pool);
-    request.interface = d.spec.components[index]
-        .functions
-        .iter()
-        .map(|f| (d.spec.components[index].name.clone(), f.clone()))
-        .collect();
-    request
+    synod_core::pipeline::component_request(&d.spec, &d.reference, &d.pool, index, source)
 }
 
 /// Why a candidate does not refine the decided reading, or `None` when it does.

@@ -248,22 +248,16 @@ fn writer(
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                match queue.front() {
+                // Sleep until the first frame is due, a new one comes, or 200 ms pass.
+                let wait = match queue.front() {
                     Some(f) if f.due <= Instant::now() => break queue.pop_front(),
-                    Some(f) => {
-                        let wait = f.due.saturating_duration_since(Instant::now());
-                        queue = match cv.wait_timeout(queue, wait.min(Duration::from_millis(200))) {
-                            Ok((g, _)) => g,
-                            Err(_) => return,
-                        };
-                    }
-                    None => {
-                        queue = match cv.wait_timeout(queue, Duration::from_millis(200)) {
-                            Ok((g, _)) => g,
-                            Err(_) => return,
-                        };
-                    }
-                }
+                    Some(f) => f.due.saturating_duration_since(Instant::now()),
+                    None => Duration::from_millis(200),
+                };
+                queue = match cv.wait_timeout(queue, wait.min(Duration::from_millis(200))) {
+                    Ok((g, _)) => g,
+                    Err(_) => return,
+                };
             }
         };
         let Some(item) = next else { continue };

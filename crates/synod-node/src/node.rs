@@ -43,8 +43,9 @@ use synod_store::{BuildKey, Signed};
 pub const CERTIFICATE_FORMAT: &str = "synod-node-certificate-v1";
 /// Messages buffered for heights this peer has not reached.
 const FUTURE_MAX: usize = 4096;
-/// Proposed contents kept per height (a Byzantine proposer could send many).
-const CONTENTS_MAX: usize = 256;
+/// Proposed contents kept per round (the core keeps as many proposals per round and proposer,
+/// BFT-13); a Byzantine proposer cannot fill the memory with more.
+const CONTENTS_PER_ROUND_MAX: usize = synod_core::protocols::bft::MESSAGES_PER_SLOT_MAX;
 /// Heartbeats, and the gossip of the own offer, every this many milliseconds.
 const HEARTBEAT_MS: u64 = 200;
 
@@ -592,6 +593,8 @@ struct Run {
     bft: Option<BftNode>,
     pending: Vec<SignedMessage>,
     contents: BTreeMap<Value, Content>,
+    /// Which proposed contents came in which round (bounded per round).
+    contents_round: BTreeMap<u32, BTreeSet<Value>>,
     evaluations: BTreeMap<Value, Evaluation>,
     timers: BTreeSet<(u64, Timeout)>,
     awaiting_evaluation: Option<(DecidedHeight, Value)>,
@@ -777,6 +780,7 @@ pub fn run_node(
         bft: None,
         pending: Vec::new(),
         contents: BTreeMap::new(),
+        contents_round: BTreeMap::new(),
         evaluations: BTreeMap::new(),
         timers: BTreeSet::new(),
         awaiting_evaluation: None,
@@ -809,6 +813,17 @@ pub fn run_node(
 impl Run {
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+
+    /// A checker of its own, for work on the main thread (a restart's replay, the test-only
+    /// equivocation); the worker threads have theirs.
+    fn fresh_checker(&self) -> Result<Checker, NodeError> {
+        synod_exec::Sandbox::new(
+            self.out.join(".synod").join("scratch"),
+            synod_exec::Limits::default(),
+        )
+        .map(Checker::new)
+        .map_err(|e| err(format!("the sandbox cannot run: {e}")))
     }
 
     fn note(&mut self, line: String) {
@@ -844,6 +859,7 @@ impl Run {
             return Ok(());
         }
         let mut decided = Vec::new();
+        let mut checker = self.fresh_checker()?;
         for r in records {
             match r {
                 WalRecord::Offer(o) => {
@@ -874,9 +890,7 @@ impl Run {
                 )));
             }
             // Replays the decision without logging it again.
-            let value = Value(
-                hex_bytes(&d.value).ok_or_else(|| err("a decided value in the log is not hex"))?,
-            );
+            let value = d.content.digest(); // checked above to be the logged value
             if let Content::Reading(r) = &d.content {
                 let e = evaluate(
                     r.batch.clone(),
@@ -884,13 +898,7 @@ impl Run {
                     &self.ctx.facts,
                     &self.ctx.chain,
                     d.height,
-                    &mut Checker::new(
-                        synod_exec::Sandbox::new(
-                            self.out.join(".synod").join("scratch"),
-                            synod_exec::Limits::default(),
-                        )
-                        .map_err(|e| err(e.to_string()))?,
-                    ),
+                    &mut checker,
                 )
                 .map_err(err)?;
                 self.evaluations.insert(value.clone(), e);
@@ -1167,13 +1175,7 @@ impl Run {
             &self.ctx.facts,
             &self.ctx.chain,
             self.height,
-            &mut Checker::new(
-                synod_exec::Sandbox::new(
-                    self.out.join(".synod").join("scratch"),
-                    synod_exec::Limits::default(),
-                )
-                .map_err(|e| err(e.to_string()))?,
-            ),
+            &mut self.fresh_checker()?,
         )
         .map_err(err)?;
         let b = Content::Reading(b_eval.value);
@@ -1584,16 +1586,24 @@ impl Run {
                     // content is kept only from the round's proposer, signed, and for a bounded
                     // number of values per height.
                     let proposer = self.bft_config.at_height(self.height).proposer(*round);
+                    let in_round = self.contents_round.get(&round.0).map_or(0, BTreeSet::len);
+                    let current = self.bft.as_ref().map_or(0, |b| b.round().0);
+                    let ahead = round.0 > current + self.bft_config.rounds_ahead_max;
+                    let known = self.contents.contains_key(value);
                     if m.from != proposer
+                        || ahead
+                        || (!known && in_round >= CONTENTS_PER_ROUND_MAX)
                         || !m.verify_in(&self.ctx.chain, &self.keys)
-                        || (self.contents.len() >= CONTENTS_MAX
-                            && !self.contents.contains_key(value))
                     {
                         self.count("proposals not kept");
                         return Ok(());
                     }
                     match content {
                         Some(c) if c.digest() == *value => {
+                            self.contents_round
+                                .entry(round.0)
+                                .or_default()
+                                .insert(value.clone());
                             self.contents.entry(value.clone()).or_insert(*c);
                         }
                         _ => {
@@ -1798,6 +1808,7 @@ impl Run {
         self.pending.clear();
         self.timers.clear();
         self.contents.clear();
+        self.contents_round.clear();
         if next == Some(Phase::Done) {
             self.phase = Phase::Done;
             self.integrate();
@@ -1937,17 +1948,6 @@ fn v_key(job: &Job) -> Value {
 fn write_file(path: &Path, text: &str) -> Result<(), NodeError> {
     synod_store::write_atomic(path, text.as_bytes())
         .map_err(|e| err(format!("cannot write {}: {e}", path.display())))
-}
-
-/// Bytes of a hex string.
-pub fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// The round in which `proof` holds precommits for `value` from at least `quorum` distinct

@@ -30,7 +30,7 @@ impl From<&SignedMessage> for WireMessage {
             height: m.height,
             from: m.from.0,
             payload: m.payload.clone(),
-            signature: m.signature.iter().map(|b| format!("{b:02x}")).collect(),
+            signature: synod_store::hex_encode(&m.signature),
         }
     }
 }
@@ -39,15 +39,7 @@ impl WireMessage {
     /// The core's message, if the signature is 64 bytes of hex (whether it verifies is the
     /// core's check).
     pub fn to_signed(&self) -> Option<SignedMessage> {
-        let s = self.signature.as_bytes();
-        if s.len() != 128 {
-            return None;
-        }
-        let mut signature = [0u8; 64];
-        for (i, pair) in s.chunks(2).enumerate() {
-            let text = std::str::from_utf8(pair).ok()?;
-            signature[i] = u8::from_str_radix(text, 16).ok()?;
-        }
+        let signature = synod_store::hex_decode::<64>(&self.signature).ok()?;
         Some(SignedMessage {
             height: self.height,
             from: NodeId(self.from),

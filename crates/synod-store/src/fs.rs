@@ -113,7 +113,7 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 /// Lowercase hex of `bytes`.
-pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+pub fn hex_encode(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
@@ -124,7 +124,7 @@ pub(crate) fn hex_encode(bytes: &[u8]) -> String {
 }
 
 /// Decodes exactly `N` bytes from `2 * N` hex characters (either case). The error is in words.
-pub(crate) fn hex_decode<const N: usize>(text: &str) -> Result<[u8; N], String> {
+pub fn hex_decode<const N: usize>(text: &str) -> Result<[u8; N], String> {
     if text.len() != 2 * N {
         return Err(format!(
             "expected {} hex characters, found {}",

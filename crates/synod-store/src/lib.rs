@@ -70,7 +70,7 @@ mod log;
 mod signed;
 
 pub use error::{BodyNotJson, InvalidPublicKey, NotALog, StoreError, VerifyError};
-pub use fs::{digest, open_regular, read_capped, write_atomic};
+pub use fs::{digest, hex_decode, hex_encode, open_regular, read_capped, write_atomic};
 pub use key::{BuildKey, PublicKey};
 pub use log::{
     DecisionLog, ENTRY_BODY_BYTES_MAX, ENTRY_KIND_BYTES_MAX, Entry, GENESIS_PREV,

@@ -35,7 +35,10 @@ pub use decision::{DECISION_KINDS, Decision, Fault, FaultKind, FaultStage, LOG_F
 pub use interpret::{
     DEFAULT_MODULE, drop_unusable_calls, resolve_qualified_names, validate_interpretation,
 };
-pub use refinement::{RefinementProblem, program_check, refinement_problem};
+pub use refinement::{
+    RefinementProblem, component_request, contract_calls, probe_calls, program_check,
+    refinement_problem,
+};
 pub use types::*;
 
 use crate::facts::{PromptFacts, prompt_facts};

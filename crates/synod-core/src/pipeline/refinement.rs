@@ -21,7 +21,8 @@ pub(super) fn outcome_phrase(o: &Outcome) -> String {
     }
 }
 
-fn contract_calls(contract: &[ContractExample]) -> Vec<CheckCall> {
+/// The contract as check calls, each with its expectation.
+pub fn contract_calls(contract: &[ContractExample]) -> Vec<CheckCall> {
     contract
         .iter()
         .map(|c| CheckCall {
@@ -31,7 +32,8 @@ fn contract_calls(contract: &[ContractExample]) -> Vec<CheckCall> {
         .collect()
 }
 
-fn probe_calls(pool: &[Call]) -> Vec<CheckCall> {
+/// The probes as check calls, without expectations.
+pub fn probe_calls(pool: &[Call]) -> Vec<CheckCall> {
     pool.iter()
         .map(|c| CheckCall {
             call: c.clone(),
@@ -67,8 +69,20 @@ pub(super) fn reference_check(
 /// A check of one component: the candidate for it, the decided reference behind every other
 /// component.
 pub(super) fn component_check(b: &Build, component: usize, code: &str) -> CheckRequest {
-    let mut program = Program::single(REFERENCE_MODULE, &b.reference);
-    for (i, c) in b.spec.components.iter().enumerate() {
+    component_request(&b.spec, &b.reference, &b.pool, component, code)
+}
+
+/// A check of one component of `spec`: `code` for it, `reference` behind every other
+/// component; its interface, then the contract and the probes (also `synod node`'s).
+pub fn component_request(
+    spec: &Spec,
+    reference: &str,
+    pool: &[Call],
+    component: usize,
+    code: &str,
+) -> CheckRequest {
+    let mut program = Program::single(REFERENCE_MODULE, reference);
+    for (i, c) in spec.components.iter().enumerate() {
         let src = if i == component {
             code.to_string()
         } else {
@@ -76,16 +90,16 @@ pub(super) fn component_check(b: &Build, component: usize, code: &str) -> CheckR
         };
         program.modules.insert(c.name.clone(), src);
     }
-    let interface = b.spec.components[component]
+    let interface = spec.components[component]
         .functions
         .iter()
-        .map(|f| (b.spec.components[component].name.clone(), f.clone()))
+        .map(|f| (spec.components[component].name.clone(), f.clone()))
         .collect();
-    let mut calls = contract_calls(&b.spec.contract);
-    calls.extend(probe_calls(&b.pool));
+    let mut calls = contract_calls(&spec.contract);
+    calls.extend(probe_calls(pool));
     CheckRequest {
         program,
-        function_modules: b.spec.function_modules(),
+        function_modules: spec.function_modules(),
         interface,
         calls,
     }
