@@ -18,7 +18,7 @@ use synod_core::pipeline::Usage;
 const ENTRY_BYTES_MAX: u64 = 2 * 1024 * 1024;
 
 /// Everything a cached reply depends on.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct CacheKey<'a> {
     /// `openai`, `anthropic` or `command`.
     pub backend: &'a str,

@@ -320,10 +320,21 @@ impl Agent for LlmAgent {
         let schema = (self.structured && request.role == Role::Distinguish).then(calls_schema);
         let mut key = self.cache_key(&m, &digest, request.sample, sampling_seed(&seed));
         key.schema = schema.as_ref().map(|_| CALLS_SCHEMA);
-        if let Some(cache) = &self.cache
-            && let Some(hit) = cache.lookup(&key)
-        {
-            return Ok(hit);
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.lookup(&key) {
+                return Ok(hit);
+            }
+            if key.cut == Some(EXAMPLES_CUT) {
+                let mut older = key.clone();
+                older.cut = Some(EXAMPLES_CUT_TAGGED_ONLY);
+                if let Some(hit) = cache.lookup(&older)
+                    && !cut_earlier(&hit.text)
+                {
+                    // The same reply the newer rule reads: kept under its key from now on.
+                    let _ = cache.store(&key, &hit);
+                    return Ok(hit);
+                }
+            }
         }
         // At most the endpoint's slots in flight; the deadline starts with the slot.
         let slot = self.slots.as_deref().map(|e| e.acquire(heartbeat));
@@ -493,15 +504,79 @@ fn openai_whole(text: &str, url: &str) -> Parsed {
 pub const EXAMPLE_LINES_MAX: usize = 16;
 
 /// The stop rule's name in the cache key.
-const EXAMPLES_CUT: &str = "examples-16";
+const EXAMPLES_CUT: &str = "examples-16-any";
 
-/// Has `text` an examples block still open with more than [`EXAMPLE_LINES_MAX`] lines?
+/// The rule before examples written in an untagged block were cut too: a reply cached under
+/// it is the reply [`EXAMPLES_CUT`] reads whenever the newer rule would not have cut it
+/// earlier ([`cut_earlier`]), so it is reused rather than drawn again.
+const EXAMPLES_CUT_TAGGED_ONLY: &str = "examples-16";
+
+/// Is `line` an example call as small models list them: `f(x) == y`, `assert …`, `>>> …`?
+fn example_like(line: &str) -> bool {
+    let t = line.trim();
+    t.starts_with("assert ") || t.starts_with(">>>") || (t.contains("==") && t.contains('('))
+}
+
+/// Is `text` running away with examples, so that a streamed reply is cut here? Either its open
+/// ` ```examples ` block has more than [`EXAMPLE_LINES_MAX`] lines, or the open fenced block of
+/// any kind ends in more than [`EXAMPLE_LINES_MAX`] whole lines in a row that are example
+/// calls. Real replies do both: "2. Example calls:" and a bare fence, or an `examples = """`
+/// string inside the program block, each listing the same calls until the token cap. A
+/// program block ending in seventeen asserts is cut too; its reading keeps what came before.
 pub fn runaway_examples(text: &str) -> bool {
-    let Some(at) = text.rfind("```examples") else {
+    runaway_tagged(text) || runaway_any(text)
+}
+
+/// The open ` ```examples ` block has more than [`EXAMPLE_LINES_MAX`] lines.
+fn runaway_tagged(text: &str) -> bool {
+    text.rfind("```examples").is_some_and(|at| {
+        let rest = &text[at + "```examples".len()..];
+        !rest.contains("```") && rest.matches('\n').count() > EXAMPLE_LINES_MAX
+    })
+}
+
+/// The open fenced block ends in more than [`EXAMPLE_LINES_MAX`] whole example lines.
+fn runaway_any(text: &str) -> bool {
+    // The fences are lines that start with three backticks; an odd count leaves one open.
+    let mut open = None;
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with("```") {
+            open = match open {
+                None => Some(at + line.len()),
+                Some(_) => None,
+            };
+        }
+        at += line.len();
+    }
+    let Some(body) = open.map(|start| &text[start.min(text.len())..]) else {
         return false;
     };
-    let rest = &text[at + "```examples".len()..];
-    !rest.contains("```") && rest.matches('\n').count() > EXAMPLE_LINES_MAX
+    // Whole lines only: what follows the last newline is still being written.
+    let whole = match body.rfind('\n') {
+        Some(end) => &body[..end],
+        None => return false,
+    };
+    whole
+        .split('\n')
+        .rev()
+        .take_while(|l| example_like(l))
+        .take(EXAMPLE_LINES_MAX + 1)
+        .count()
+        > EXAMPLE_LINES_MAX
+}
+
+/// Would [`runaway_examples`] have cut `text` earlier than the rule before it
+/// ([`EXAMPLES_CUT_TAGGED_ONLY`]) did? The stream is looked at after every piece that holds a
+/// newline (llama.cpp sends a piece per token), so after every line; the first line at which
+/// the rule fires is where it cuts, and a reply read under the older rule is the same reply
+/// when the older rule fires there too, or the rule fires nowhere.
+pub fn cut_earlier(text: &str) -> bool {
+    text.char_indices()
+        .filter(|&(_, c)| c == '\n')
+        .map(|(i, _)| &text[..=i])
+        .find(|prefix| runaway_examples(prefix))
+        .is_some_and(|prefix| !runaway_tagged(prefix))
 }
 
 fn openai_stream(
