@@ -755,8 +755,9 @@ fn pl_10_component_budget_exhausted_fails_with_evidence() {
 
 #[test]
 fn pl_6_no_agreement_within_budget_fails() {
-    // Three readings, none above m: resample once, then fail.
-    let mut d = Driver::new(
+    // Three readings, none above m: resample once, then fail. (The prompt gives no example,
+    // so PL-25 would ask instead; it is off here.)
+    let mut d = Driver::with_config(
         3,
         1,
         vec![
@@ -764,6 +765,7 @@ fn pl_6_no_agreement_within_budget_fails() {
             Plays::Reads("neg", "neg"),
             Plays::Reads("abs_but_minus_7", "abs_but_minus_7"),
         ],
+        |c| c.ask_open = false,
     );
     d.run();
     match &d.finish {
@@ -1670,7 +1672,9 @@ fn drifting() -> Vec<Plays> {
 
 #[test]
 fn pl_20_a_class_that_leads_by_k_readings_over_the_samples_is_decided() {
-    let mut d = Driver::new(4, 1, drifting());
+    // The prompt's example (all three readings meet it) keeps PL-25 out: the split is noise
+    // to resample, not an open prompt to ask about.
+    let mut d = Driver::build(4, 1, drifting(), "write f; `f(0) == 0`", |_| {});
     d.run();
     let b = d.built();
     // Sample 0: abs 2, neg 1, clamp 1 (not yet). Sample 1's first wave: abs (a0, a2), neg:
@@ -1690,6 +1694,7 @@ fn pl_20_without_a_lead_the_round_stops_at_its_call_budget() {
     let mut d = Driver::with_config(4, 1, drifting(), |c| {
         c.ahead_by = 0;
         c.resamples_max = 100;
+        c.ask_open = false;
     });
     d.run();
     let asks = d.interpret_asks().len();
@@ -1710,7 +1715,10 @@ fn pl_20_without_a_lead_the_round_stops_at_its_call_budget() {
             Plays::BySample(&["neg"]),
             Plays::BySample(&["clamp"]),
         ],
-        |c| c.resamples_max = 100,
+        |c| {
+            c.resamples_max = 100;
+            c.ask_open = false;
+        },
     );
     d.run();
     match &d.finish {
@@ -1721,6 +1729,61 @@ fn pl_20_without_a_lead_the_round_stops_at_its_call_budget() {
         ),
         other => panic!("{other:?}"),
     }
+}
+
+/// PL-25: the prompt gives no example, every agent was asked and the readings split 2-1-1.
+/// Nothing tells a guess from an understanding, so the user is asked, with every reading,
+/// after n calls, instead of resampling to a statistical lead (PL-20 decides abs after 7).
+#[test]
+fn pl_25_an_open_prompt_that_splits_is_a_question_not_a_statistical_lead() {
+    let mut d = Driver::new(4, 1, drifting());
+    d.run();
+    let q = d.question.clone().expect("a question");
+    assert!(
+        q.open && !q.outside_domain && q.contradicts.is_none(),
+        "{q:?}"
+    );
+    assert_eq!(d.interpret_asks(), vec![0, 1, 2, 3], "no resample");
+    let held: Vec<Vec<String>> = q.readings.iter().map(|r| r.agents.clone()).collect();
+    assert_eq!(held, vec![vec!["a0", "a3"], vec!["a1"], vec!["a2"]]);
+    assert!(
+        q.to_string().starts_with("The prompt gives no example"),
+        "{q}"
+    );
+    assert!(!q.differing.is_empty());
+    assert!(!d.persisted.iter().any(|k| k == "resample"));
+    // The user means reading A; the answer's examples pin the next round, which decides.
+    for a in [1, 2] {
+        d.w.after_clarification.insert(a, "abs");
+    }
+    d.v.push(Input::UserAnswered { answer: "A".into() });
+    d.run();
+    let b = d.built();
+    assert_eq!(b.prompt.clarifications.len(), 1);
+    assert!(b.ahead_by.is_none(), "decided by the fault budget");
+    // With the rule off, the same agents are resampled and abs is decided by its lead.
+    let mut d = Driver::with_config(4, 1, drifting(), |c| c.ask_open = false);
+    d.run();
+    assert!(d.built().ahead_by.is_some());
+}
+
+/// PL-25 needs a split: an open prompt whose readings agree is built, and one whose only valid
+/// readings form one class is resampled as before.
+#[test]
+fn pl_25_an_open_prompt_whose_readings_agree_is_built() {
+    let mut d = Driver::new(
+        4,
+        1,
+        vec![
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("neg", "neg"),
+        ],
+    );
+    d.run();
+    assert_eq!(d.built().class.len(), 3);
+    assert!(d.question.is_none());
 }
 
 #[test]

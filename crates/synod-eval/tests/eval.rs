@@ -208,7 +208,9 @@ fn constructed() -> (Task, Prepared) {
         id: "double".into(),
         prompts: vec![PromptVariant {
             name: "original".into(),
-            text: "Write f(x) returning twice x.".into(),
+            // The example as a literal line, as the MBPP suite shows it (PL-16): every mutant
+            // below meets it, so it faults none of them, and the prompt is not open (PL-25).
+            text: "Write f(x) returning twice x.\n\nassert f(3) == 6\n".into(),
             declares: None,
         }],
         reference: "def f(x):\n    return x * 2\n".into(),

@@ -6,12 +6,16 @@
 //! ([`probes::differential_calls`]); inputs on which they differ join the pool and every
 //! reference is checked again, which splits the class.
 
+use super::clarify::AskKind;
 use super::interpret::Carried;
 use super::*;
 use crate::domain::Domain;
 use crate::probes;
 use crate::tally::{self, Verdict, Votes};
 use std::collections::BTreeSet;
+
+/// The readings an open prompt's question shows at most (PL-25), largest first.
+pub(super) const OPEN_READINGS_MAX: usize = 6;
 
 impl Pipeline {
     /// When no interpret ask is pending: pool the probes and run every reference on them.
@@ -283,7 +287,7 @@ impl Pipeline {
             .filter(|k| subs[*k].1.len() > self.tally.m())
             .collect();
         if big.len() >= 2 {
-            return self.ask_user(it, &subs, &big, true, out);
+            return self.ask_user(it, &subs, &big, AskKind::OutsideDomain, out);
         }
         self.decide(it, classes, out)
     }
@@ -303,7 +307,7 @@ impl Pipeline {
         }));
         match verdict {
             Verdict::Decide => self.decide_checked(it, classes, out),
-            Verdict::Ambiguous(idx) => self.ask_user(it, &classes, &idx, false, out),
+            Verdict::Ambiguous(idx) => self.ask_user(it, &classes, &idx, AskKind::Split, out),
             Verdict::NotYet => match self.widened_leader(&it) {
                 Some((leader, sizes)) => self.decide_widened(it, leader, sizes, out),
                 None => self.ask_for_more(it, &sizes, out),
@@ -449,6 +453,10 @@ impl Pipeline {
         if self.ask_more_interpret(&mut it, k, out) > 0 {
             return Stage::Interpret(it);
         }
+        if let Some(idx) = self.open_prompt_split(&it) {
+            let classes = Self::classes(&it);
+            return self.ask_user(it, &classes, &idx, AskKind::Open, out);
+        }
         let why = format!(
             "largest class has {} of the {} needed (n − m) and no agent is left to ask{}",
             sizes.first().copied().unwrap_or(0),
@@ -456,6 +464,19 @@ impl Pipeline {
             self.split_summary(&it)
         );
         self.no_decision(&it, &why, out)
+    }
+
+    /// PL-25: the prompt fixes no example (none in its text, none clarified), every agent was
+    /// asked, and the valid readings split into classes none of which can decide. Nothing in
+    /// the prompt tells a reading that guessed from one that understood, so the split is shown
+    /// to the user (the classes at the returned indices, largest first, at most
+    /// [`OPEN_READINGS_MAX`]) instead of resampled and decided by a statistical lead (PL-20).
+    fn open_prompt_split(&self, it: &Interp) -> Option<Vec<usize>> {
+        if !self.cfg.ask_open || !self.checked_examples().is_empty() {
+            return None;
+        }
+        let classes = Self::classes(it);
+        (classes.len() >= 2).then(|| (0..classes.len().min(OPEN_READINGS_MAX)).collect())
     }
 
     /// The round's classes, by agent, and the first input in the domain where the two largest
@@ -578,6 +599,7 @@ impl Pipeline {
             }],
             outside_domain: false,
             contradicts: Some(example),
+            open: false,
         };
         self.persist(
             Decision::Ambiguity {

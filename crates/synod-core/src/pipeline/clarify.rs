@@ -6,18 +6,31 @@
 use super::refinement::outcome_phrase;
 use super::*;
 
+/// Why the user is asked to choose between readings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AskKind {
+    /// Two classes of more than m agents (PL-8).
+    Split,
+    /// The decided class's sub-classes differ only outside the domain (PL-19).
+    OutsideDomain,
+    /// The prompt fixes no example and no class is large enough (PL-25).
+    Open,
+}
+
 impl Pipeline {
     /// Asks the user to choose between the classes at `idx` (or gives up after too many
-    /// clarifications). `outside_domain`: the classes agree on every input in the domain and
-    /// differ only outside it (PL-19); otherwise only inputs in the domain are shown.
+    /// clarifications). [`AskKind::OutsideDomain`]: the classes agree on every input in the
+    /// domain and differ only outside it (PL-19), and those inputs are shown; otherwise only
+    /// inputs in the domain are.
     pub(super) fn ask_user(
         &mut self,
         it: Box<Interp>,
         classes: &[(Behaviour, Vec<AgentId>)],
         idx: &[usize],
-        outside_domain: bool,
+        kind: AskKind,
         out: &mut Vec<Output>,
     ) -> Stage {
+        let outside_domain = kind == AskKind::OutsideDomain;
         if it.round >= self.cfg.clarifications_max {
             let reason = format!("the readings still split after {} clarifications", it.round);
             return self.fail("clarify", reason, out);
@@ -42,6 +55,7 @@ impl Pipeline {
             differing,
             outside_domain,
             contradicts: None,
+            open: kind == AskKind::Open,
         };
         self.persist(
             Decision::Ambiguity {

@@ -346,6 +346,7 @@ mod tests {
                     differing: vec![],
                     outside_domain: false,
                     contradicts: None,
+                    open: false,
                 },
             },
             Decision::Clarification {

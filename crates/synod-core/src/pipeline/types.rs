@@ -89,6 +89,9 @@ pub struct PipelineConfig {
     /// PL-21: a one-component reading's decided reference is the component's first candidate
     /// (checked like any other); builders are asked only if it fails.
     pub reference_first: bool,
+    /// PL-25: when the prompt fixes no example and the readings split with nobody left to ask,
+    /// ask the user rather than resample and decide by a statistical lead (PL-20).
+    pub ask_open: bool,
     /// Clarification questions before the build gives up.
     pub clarifications_max: u32,
     /// Tokens (in and out, all agents) the build may spend; `None` for no limit.
@@ -117,6 +120,7 @@ impl PipelineConfig {
             build_attempts_max: n.max(1),
             reference_first: true,
             distinguish: false,
+            ask_open: true,
             clarifications_max: 3,
             tokens_max: None,
             timeout_increment_ms: TIMEOUT_INCREMENT_MS,
@@ -458,6 +462,10 @@ pub struct Question {
     /// the text against. Reading A keeps the example; the others follow the text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contradicts: Option<ContractExample>,
+    /// PL-25: the prompt fixes no example and every agent was asked, and no reading is held by
+    /// enough agents to decide: the readings are shown whatever their size.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open: bool,
 }
 
 /// One reading in a question.
@@ -527,6 +535,12 @@ impl fmt::Display for Question {
                     .skip(1)
                     .map(|r| r.agents.len())
                     .sum::<usize>()
+            )?;
+        } else if self.open {
+            writeln!(
+                f,
+                "The prompt gives no example, and the agents read it in {} different ways, none held by enough of them to decide:",
+                self.readings.len()
             )?;
         } else if self.outside_domain {
             writeln!(
