@@ -325,14 +325,16 @@ impl Agent for LlmAgent {
                 return Ok(hit);
             }
             if key.cut == Some(EXAMPLES_CUT) {
-                let mut older = key.clone();
-                older.cut = Some(EXAMPLES_CUT_TAGGED_ONLY);
-                if let Some(hit) = cache.lookup(&older)
-                    && !cut_earlier(&hit.text)
-                {
-                    // The same reply the newer rule reads: kept under its key from now on.
-                    let _ = cache.store(&key, &hit);
-                    return Ok(hit);
+                for name in EXAMPLES_CUTS_BEFORE {
+                    let mut older = key.clone();
+                    older.cut = Some(name);
+                    if let Some(hit) = cache.lookup(&older)
+                        && !cut_earlier(&hit.text)
+                    {
+                        // The same reply the newer rule reads: kept under its key from now on.
+                        let _ = cache.store(&key, &hit);
+                        return Ok(hit);
+                    }
                 }
             }
         }
@@ -504,12 +506,18 @@ fn openai_whole(text: &str, url: &str) -> Parsed {
 pub const EXAMPLE_LINES_MAX: usize = 16;
 
 /// The stop rule's name in the cache key.
-const EXAMPLES_CUT: &str = "examples-16-any";
+const EXAMPLES_CUT: &str = "examples-16-any-line-400";
 
-/// The rule before examples written in an untagged block were cut too: a reply cached under
-/// it is the reply [`EXAMPLES_CUT`] reads whenever the newer rule would not have cut it
-/// earlier ([`cut_earlier`]), so it is reused rather than drawn again.
-const EXAMPLES_CUT_TAGGED_ONLY: &str = "examples-16";
+/// The rules before [`EXAMPLES_CUT`], newest first: `examples-16` cut tagged blocks only,
+/// `examples-16-any` any block but not a runaway line. A reply cached under one of them is the
+/// reply the current rule reads whenever the current rule would not have cut it earlier
+/// ([`cut_earlier`]), so it is reused rather than drawn again.
+const EXAMPLES_CUTS_BEFORE: [&str; 2] = ["examples-16-any", "examples-16"];
+
+/// Longest example line a streamed reply may write before it is cut there: real Qwen replies
+/// on HumanEvalComm ran to the 1,024-token cap inside one line (`candidate(10.000…` and
+/// `truncate_number(1000…`, some 700 digits each, 2 of 167 cached replies).
+pub const EXAMPLE_LINE_CHARS_MAX: usize = 400;
 
 /// Is `line` an example call as small models list them: `f(x) == y`, `assert …`, `>>> …`?
 fn example_like(line: &str) -> bool {
@@ -537,19 +545,7 @@ fn runaway_tagged(text: &str) -> bool {
 
 /// The open fenced block ends in more than [`EXAMPLE_LINES_MAX`] whole example lines.
 fn runaway_any(text: &str) -> bool {
-    // The fences are lines that start with three backticks; an odd count leaves one open.
-    let mut open = None;
-    let mut at = 0;
-    for line in text.split_inclusive('\n') {
-        if line.trim_start().starts_with("```") {
-            open = match open {
-                None => Some(at + line.len()),
-                Some(_) => None,
-            };
-        }
-        at += line.len();
-    }
-    let Some(body) = open.map(|start| &text[start.min(text.len())..]) else {
+    let Some(body) = open_fence(text).map(|start| &text[start..]) else {
         return false;
     };
     // Whole lines only: what follows the last newline is still being written.
@@ -566,17 +562,76 @@ fn runaway_any(text: &str) -> bool {
         > EXAMPLE_LINES_MAX
 }
 
-/// Would [`runaway_examples`] have cut `text` earlier than the rule before it
-/// ([`EXAMPLES_CUT_TAGGED_ONLY`]) did? The stream is looked at after every piece that holds a
-/// newline (llama.cpp sends a piece per token), so after every line; the first line at which
-/// the rule fires is where it cuts, and a reply read under the older rule is the same reply
-/// when the older rule fires there too, or the rule fires nowhere.
+/// Is the line being written (after the last newline) an example call (or a line that starts
+/// with a call) in an open fenced block that has grown past [`EXAMPLE_LINE_CHARS_MAX`] characters? Looked at after every piece, since
+/// such a line never ends.
+pub fn runaway_line(text: &str) -> bool {
+    let start = text.rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[start..];
+    line.len() > EXAMPLE_LINE_CHARS_MAX
+        && (example_like(line) || starts_like_call(line))
+        && open_fence(text).is_some()
+}
+
+/// Does `line` start with a call, `name(`? (A runaway line is often still inside the call's
+/// first argument: `candidate(10.000…`.)
+fn starts_like_call(line: &str) -> bool {
+    let t = line.trim_start();
+    let name: String = t
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+        .collect();
+    !name.is_empty() && t[name.len()..].starts_with('(')
+}
+
+/// Where the open fenced block's body starts, if a block is open: the fences are lines that
+/// start with three backticks, and an odd count leaves one open.
+fn open_fence(text: &str) -> Option<usize> {
+    let mut open = None;
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with("```") {
+            open = match open {
+                None => Some(at + line.len()),
+                Some(_) => None,
+            };
+        }
+        at += line.len();
+    }
+    open.map(|start: usize| start.min(text.len()))
+}
+
+/// Where the stream rule first cuts `text`: the length of the prefix read when it fires. It
+/// looks after every piece; llama.cpp sends a piece per token, so the rule over lines fires at
+/// the newline that completes the runaway list, and the rule over one line once the line passes
+/// [`EXAMPLE_LINE_CHARS_MAX`].
+fn first_cut(text: &str) -> Option<usize> {
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.strip_suffix('\n').unwrap_or(line);
+        if body.len() > EXAMPLE_LINE_CHARS_MAX {
+            let mut at = start + EXAMPLE_LINE_CHARS_MAX + 1;
+            while !text.is_char_boundary(at) {
+                at += 1;
+            }
+            if runaway_line(&text[..at]) {
+                return Some(at);
+            }
+        }
+        start += line.len();
+        if line.ends_with('\n') && runaway_examples(&text[..start]) {
+            return Some(start);
+        }
+    }
+    None
+}
+
+/// Would the current stream rule have cut `text`, a reply read under an earlier rule, before
+/// the line it ends in? If not, the two rules read the same reply: a seeded stream is the same
+/// up to the cut, and one cut at its last line (or not at all) is what the current rule reads.
 pub fn cut_earlier(text: &str) -> bool {
-    text.char_indices()
-        .filter(|&(_, c)| c == '\n')
-        .map(|(i, _)| &text[..=i])
-        .find(|prefix| runaway_examples(prefix))
-        .is_some_and(|prefix| !runaway_tagged(prefix))
+    let last_line = text.rfind('\n').unwrap_or(0);
+    first_cut(text).is_some_and(|at| at <= last_line)
 }
 
 fn openai_stream(
@@ -607,7 +662,10 @@ fn openai_stream(
         {
             http::push_capped(&mut got.text, piece, url)?;
             pieces += 1;
-            if piece.contains('\n') && runaway_examples(&got.text) {
+            let tail = got.text.len() - got.text.rfind('\n').map_or(0, |i| i + 1);
+            if (piece.contains('\n') && runaway_examples(&got.text))
+                || (tail > EXAMPLE_LINE_CHARS_MAX && runaway_line(&got.text))
+            {
                 // Cut at the open examples block: closing the stream stops the generation.
                 got.usage.output_tokens = got.usage.output_tokens.max(pieces);
                 return Ok(true);
