@@ -9,7 +9,8 @@
 use serde::Serialize;
 use synod_core::pipeline::{Request, Role};
 
-/// The interpret role prompt: a program and example calls (PL-15); one module per reading.
+/// The interpret role prompt: a program and example calls (PL-15); one module per reading, or
+/// one named block per module when the request names several (PL-26, added by [`render`]).
 pub const INTERPRET_PROMPT: &str = include_str!("../prompts/interpret.md");
 /// The implement role prompt (one component of the decided spec).
 pub const IMPLEMENT_PROMPT: &str = include_str!("../prompts/implement.md");
@@ -61,12 +62,24 @@ pub fn render(request: &Request) -> Messages {
     }
     match request.role {
         Role::Interpret => {
-            user.push_str(
-                // Small models answer a direct instruction at the end; asked to "give a
-                // reading", the 0.5B model echoed the request (2 of 4 seeds on MBPP task 4;
-                // 4 of 4 wrote the program with this line).
-                "\nWrite your program now: first the ```python block (starting with `# module:`), then the ```examples block.\n",
-            );
+            let modules = synod_core::facts::prompt_facts(&request.prompt.text).modules;
+            if modules.len() >= 2 {
+                // One named block per module (ADR 0001): a request that names several gets
+                // the line that says so; every other request's messages stay as they were, so
+                // their cached replies stand.
+                let names: Vec<String> = modules.iter().map(|m| format!("`{m}`")).collect();
+                user.push_str(&format!(
+                    "\nWrite your program now: one ```python block per module, each starting with `# module: NAME` ({}), then the ```examples block.\n",
+                    names.join(", ")
+                ));
+            } else {
+                user.push_str(
+                    // Small models answer a direct instruction at the end; asked to "give a
+                    // reading", the 0.5B model echoed the request (2 of 4 seeds on MBPP task
+                    // 4; 4 of 4 wrote the program with this line).
+                    "\nWrite your program now: first the ```python block (starting with `# module:`), then the ```examples block.\n",
+                );
+            }
             Messages {
                 system: INTERPRET_PROMPT.to_string(),
                 user,
@@ -166,6 +179,32 @@ mod tests {
             assert!(synod_core::pyexpr::example_line(line).is_some(), "{line}");
         }
         assert!(INTERPRET_PROMPT.split_whitespace().count() < 200);
+    }
+
+    #[test]
+    fn a_request_naming_several_modules_asks_for_a_block_per_module() {
+        let request = |text: &str| Request {
+            role: Role::Interpret,
+            prompt: Prompt::new(text),
+            round: 0,
+            sample: 0,
+            spec: None,
+            component: None,
+            programs: Vec::new(),
+        };
+        let rpn = include_str!("../../../examples/rpn-calculator/prompt.md");
+        let m = render(&request(rpn));
+        assert!(
+            m.user.contains("one ```python block per module")
+                && m.user.contains("(`rpn_lexer`, `rpn_parser`, `rpn_eval`)"),
+            "{}",
+            m.user
+        );
+        // A one-module request's messages are exactly what they were: its cached replies stand.
+        let m = render(&request("Write a module named `solution` with `f(x)`."));
+        assert!(m.user.ends_with(
+            "\nWrite your program now: first the ```python block (starting with `# module:`), then the ```examples block.\n"
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! caps, required fields, one clear reason when it rejects).
 
 use serde_json::Value as Json;
+use std::collections::BTreeMap;
 use synod_core::pipeline::{Reply, ReplyFault, Role};
 use synod_core::{
     Call, ComponentSpec, ContractExample, Expectation, FunctionSig, Interpretation, Spec, Value,
@@ -280,18 +281,80 @@ fn parse_code_reading(text: &str, fs: &[Fence]) -> Result<Interpretation, String
             }
         }
     }
+    let modules = named_modules(fs);
+    let (components, reference, sources) = if modules.len() >= 2 {
+        let names: Vec<&str> = modules.iter().map(|(n, _)| n.as_str()).collect();
+        let reference = modules
+            .iter()
+            .map(|(_, code)| without_sibling_imports(code, &names))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let components = modules
+            .iter()
+            .map(|(name, _)| ComponentSpec {
+                name: name.clone(),
+                functions: Vec::new(),
+            })
+            .collect();
+        (components, reference, modules.into_iter().collect())
+    } else {
+        let component = ComponentSpec {
+            name: module,
+            functions: Vec::new(),
+        };
+        let reference = without_example_lines(&code.body);
+        (vec![component], reference, BTreeMap::new())
+    };
     Ok(Interpretation {
         spec: Spec {
             summary: summary_of(text, &code.body),
-            components: vec![ComponentSpec {
-                name: module,
-                functions: Vec::new(),
-            }],
+            components,
             contract,
         },
-        reference: without_example_lines(&code.body),
+        reference,
         probes,
+        sources,
     })
+}
+
+/// Most modules one reading may be written as.
+const MODULES_MAX: usize = 8;
+
+/// The program blocks that name their module (`# module: NAME` or `python NAME.py`), each
+/// module once (its first block), in reply order, without their example lines: a reading
+/// written as one block per module (ADR 0001) when there are two or more.
+fn named_modules(fs: &[Fence]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for f in fs {
+        if !(is_python_tag(&f.tag) || f.tag.is_empty()) || !defines(&f.body) {
+            continue;
+        }
+        if let Some(name) = module_name(f)
+            && !out.iter().any(|(n, _)| *n == name)
+            && out.len() < MODULES_MAX
+        {
+            out.push((name, without_example_lines(&f.body)));
+        }
+    }
+    out
+}
+
+/// A module's code as part of the one-module reference: the lines importing a sibling module
+/// (`from rpn_lexer import tokenize`, `import rpn_lexer`) are dropped, since the reference
+/// defines the sibling's functions itself. A sibling used as `rpn_lexer.tokenize(…)` is not
+/// rewritten; such a reference does not load, and the reading is its agent's fault (PL-26).
+fn without_sibling_imports(code: &str, siblings: &[&str]) -> String {
+    code.lines()
+        .filter(|line| {
+            let t = line.trim();
+            let module = t
+                .strip_prefix("from ")
+                .and_then(|r| r.split_whitespace().next())
+                .or_else(|| t.strip_prefix("import ").map(str::trim));
+            !module.is_some_and(|m| siblings.contains(&m))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The program without its module-level example lines (`print(f(1))`, `f(1)`,
@@ -416,6 +479,7 @@ fn parse_json_reading(text: &str, json_text: &str) -> Result<Interpretation, Str
         },
         reference,
         probes,
+        sources: Default::default(),
     })
 }
 
@@ -688,6 +752,35 @@ not a call
         assert_eq!(
             parse_interpretation(&bare).unwrap().spec.components[0].name,
             ""
+        );
+    }
+
+    #[test]
+    fn one_named_block_per_module_is_a_reading_of_several_components() {
+        let text = "```python\n# module: textstats\ndef word_count(text):\n    return len(text.split())\n```\n\n```python report.py\nfrom textstats import word_count\n\ndef summary(text):\n    return f'{word_count(text)} words'\n\nsummary('a')\n```\n\n```examples\nword_count('a b') == 2\nsummary('') == '0 words'\n```\n";
+        let i = parse_interpretation(text).unwrap();
+        let names: Vec<&str> = i.spec.components.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, vec!["textstats", "report"]);
+        assert!(i.spec.components.iter().all(|c| c.functions.is_empty()));
+        // Each module as written (its example line left out), the reference without the
+        // sibling import: it defines word_count itself.
+        assert!(i.sources["report"].contains("from textstats import word_count"));
+        assert!(!i.sources["report"].contains("summary('a')"));
+        assert!(!i.reference.contains("from textstats"), "{}", i.reference);
+        assert!(i.reference.contains("def word_count") && i.reference.contains("def summary"));
+        assert_eq!(i.spec.contract.len(), 2);
+        assert_eq!(i.probes.len(), 1, "the module-level call is a probe");
+        // Blocks without names, or naming one module twice, are one program as before.
+        let unnamed = text
+            .replace("# module: textstats\n", "")
+            .replace("```python report.py", "```python");
+        let one = parse_interpretation(&unnamed).unwrap();
+        assert_eq!(one.spec.components.len(), 1);
+        assert!(one.sources.is_empty());
+        let twice = text.replace("```python report.py", "```python textstats.py");
+        assert_eq!(
+            parse_interpretation(&twice).unwrap().spec.components.len(),
+            1
         );
     }
 

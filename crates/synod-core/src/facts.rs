@@ -31,8 +31,11 @@ pub struct FixedFunction {
 /// What the prompt fixes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PromptFacts {
-    /// The module the prompt names, if it names one.
+    /// The module the prompt names, if it names one (the first of [`PromptFacts::modules`]).
     pub module: Option<String>,
+    /// Every module the prompt names, in order of first appearance, at most
+    /// [`PROMPT_MODULES_MAX`]: a prompt that names several asks for one block per module.
+    pub modules: Vec<String>,
     /// Signatures, in order of first appearance.
     pub functions: Vec<FixedFunction>,
     /// Literal examples (always `Expectation::Returns`), in order, without duplicates.
@@ -49,6 +52,9 @@ pub struct PromptImport {
     /// The names it binds (`List`).
     pub names: Vec<String>,
 }
+
+/// Most module names taken from a prompt.
+pub const PROMPT_MODULES_MAX: usize = 8;
 
 /// Most import lines taken from a prompt.
 pub const PROMPT_IMPORTS_MAX: usize = 16;
@@ -192,7 +198,8 @@ pub fn prompt_facts(text: &str) -> PromptFacts {
         }
         // "Use the `re` module" names a module to use, not the program's: a reserved name is
         // never the module the prompt fixes.
-        if facts.module.is_none()
+        if facts.modules.len() < PROMPT_MODULES_MAX
+            && !facts.modules.iter().any(|m| m == span)
             && crate::model::is_identifier(span)
             && crate::reserved::module_name_problem(span).is_none()
         {
@@ -206,7 +213,8 @@ pub fn prompt_facts(text: &str) -> PromptFacts {
                 .iter()
                 .any(|w| before.ends_with(w));
             if named_before || after.starts_with("module") {
-                facts.module = Some(span.to_string());
+                facts.module.get_or_insert_with(|| span.to_string());
+                facts.modules.push(span.to_string());
             }
         }
         if let Some(e) = stated_example(span) {
@@ -413,6 +421,7 @@ mod tests {
              calculate('5') returns 5",
         );
         assert_eq!(f.module.as_deref(), Some("rpn"));
+        assert_eq!(f.modules, vec!["rpn"]);
         assert_eq!(f.functions[0].params, vec!["expr", "base"]);
         let shown: Vec<String> = f
             .examples
@@ -449,6 +458,16 @@ mod tests {
         assert_eq!(f.module.as_deref(), Some("tokens"));
         let f = prompt_facts("Write a module named `test_contract` with `f(x)`.");
         assert_eq!(f.module, None, "a reserved name is not fixed by the prompt");
+    }
+
+    #[test]
+    fn every_module_the_prompt_names_is_kept_in_order() {
+        let rpn = include_str!("../../../examples/rpn-calculator/prompt.md");
+        let f = prompt_facts(rpn);
+        assert_eq!(f.modules, vec!["rpn_lexer", "rpn_parser", "rpn_eval"]);
+        assert_eq!(f.module.as_deref(), Some("rpn_lexer"));
+        let f = prompt_facts("A module named `a`; the `a` module again; module `b`.");
+        assert_eq!(f.modules, vec!["a", "b"]);
     }
 
     #[test]

@@ -183,6 +183,11 @@ pub struct Interpretation {
     pub reference: String,
     /// Edge cases the agent proposes as probes.
     pub probes: Vec<Call>,
+    /// A reading written as one block per module (ADR 0001): each module's source as written,
+    /// by name, one per component; its reference is their concatenation (PL-26). Empty for a
+    /// one-module reading, whose reference is its module.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, String>,
 }
 
 /// The outcome of one call.

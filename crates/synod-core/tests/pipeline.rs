@@ -199,6 +199,7 @@ fn interpretation(tag: &str, contract: &[(i64, i64)]) -> Interpretation {
         },
         reference: tag.to_string(),
         probes: vec![call(3), call(-2)],
+        sources: Default::default(),
     }
 }
 

@@ -437,6 +437,7 @@ impl Cell<'_> {
                     .spec(request.prompt.text.lines().next().unwrap_or("")),
                 reference: src,
                 probes: self.sim.probes.clone(),
+                sources: Default::default(),
             }),
             Role::Implement | Role::Distinguish => Reply::Implementation(src),
         };

@@ -1407,3 +1407,64 @@ fn bad_input_allow_names_no_capability() {
         "{run}"
     );
 }
+
+// ---- readings written one block per module (PL-26, ADR 0001) --------------------------------
+
+/// Issue 10: a v2 reply with one named block per module is a reading of several components.
+/// Three recorded agents write two modules, the second importing the first; synod decides by
+/// behaviour, gives each component its own block as its first candidate (no implement call:
+/// the transcripts hold none), delivers both modules and verifies them.
+#[test]
+fn a_reading_written_one_block_per_module_builds_both_modules() {
+    let tmp = TempDir::new("modules");
+    let dir = tmp.join("two");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("prompt.md"),
+        "Write two Python modules, standard library only. Module `textstats`, function \
+         `word_count(text)`: how many whitespace-separated words `text` has. Module `report`, \
+         function `summary(text)`: the string `'N words'`, N being `word_count(text)`.\n",
+    )
+    .unwrap();
+    let mut agents = String::from("fault_budget = 1\n");
+    let counts = [
+        "len(text.split())",
+        "len([w for w in text.split()])",
+        "sum(1 for _ in text.split())",
+    ];
+    for (k, count) in counts.iter().enumerate() {
+        let name = format!("a{k}");
+        let t = dir.join("transcript").join(&name);
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::write(
+            t.join("interpret.md"),
+            format!(
+                "```python\n# module: textstats\ndef word_count(text):\n    return {count}\n```\n\n\
+                 ```python\n# module: report\nfrom textstats import word_count\n\n\
+                 def summary(text):\n    return f'{{word_count(text)}} words'\n```\n\n\
+                 ```examples\nword_count('a b c') == 3\nsummary('a b') == '2 words'\nsummary('') == '0 words'\n```\n"
+            ),
+        )
+        .unwrap();
+        agents.push_str(&format!(
+            "\n[[agent]]\nname = \"{name}\"\nbackend = \"scripted\"\nmodel = \"recorded\"\ntimeout_ms = 3000\ntranscript = \"transcript/{name}\"\n"
+        ));
+    }
+    std::fs::write(dir.join("agents.toml"), agents).unwrap();
+    let out = tmp.join("out");
+    let run = synod(tmp.path(), &[&"build", &dir, &"--out", &out]);
+    run.expect_code(0, "a two-module reading builds");
+    assert!(
+        run.stderr
+            .contains("decomposition into 2 component(s): textstats, report"),
+        "{run}"
+    );
+    let report_py = read(&out.join("program/report.py"));
+    assert!(
+        report_py.contains("from textstats import word_count"),
+        "the module as its agent wrote it: {report_py}"
+    );
+    assert!(read(&out.join("program/textstats.py")).contains("def word_count"));
+    let verify = synod(tmp.path(), &[&"verify", &out]);
+    verify.expect_code(0, "verify the two-module program");
+}

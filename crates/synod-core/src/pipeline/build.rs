@@ -37,6 +37,9 @@ impl CompState {
 pub(super) struct Build {
     pub(super) spec: Spec,
     pub(super) reference: String,
+    /// The representative's modules when its reading was written one block per module
+    /// (PL-26): each is its component's first candidate.
+    pub(super) sources: BTreeMap<String, String>,
     pub(super) representative: AgentId,
     pub(super) class: Vec<AgentId>,
     pub(super) dissent: Vec<Dissent>,
@@ -69,21 +72,31 @@ impl Pipeline {
             stage: "build".into(),
             detail: "one agent per component; each candidate is checked for refinement".into(),
         }));
-        // PL-21: a one-component reading's decided reference is its first candidate.
-        if self.cfg.reference_first && b.comps.len() == 1 {
+        // PL-21: a one-component reading's decided reference is its first candidate; PL-26:
+        // a reading written one block per module gives each component its own block.
+        let by_block =
+            b.comps.len() > 1 && b.comps.iter().all(|c| b.sources.contains_key(&c.spec.name));
+        if self.cfg.reference_first && (b.comps.len() == 1 || by_block) {
             let mut b = b;
-            let (rep, code) = (b.representative, b.reference.clone());
-            b.comps[0].tried.push(rep);
-            let request = refinement::component_check(&b, 0, &code);
-            b.comps[0].candidates.insert(rep, code);
-            self.run_check(
-                CheckPurpose::Component {
-                    component: 0,
-                    agent: rep,
-                },
-                request,
-                out,
-            );
+            let rep = b.representative;
+            for c in 0..b.comps.len() {
+                let code = if by_block {
+                    b.sources[&b.comps[c].spec.name].clone()
+                } else {
+                    b.reference.clone()
+                };
+                b.comps[c].tried.push(rep);
+                let request = refinement::component_check(&b, c, &code);
+                b.comps[c].candidates.insert(rep, code);
+                self.run_check(
+                    CheckPurpose::Component {
+                        component: c,
+                        agent: rep,
+                    },
+                    request,
+                    out,
+                );
+            }
             return Stage::Build(b);
         }
         let n = b.comps.len();

@@ -112,6 +112,7 @@ impl Pipeline {
         let build = Build {
             spec,
             reference: rep.reference.clone(),
+            sources: rep.sources.clone(),
             representative,
             class: members,
             dissent,

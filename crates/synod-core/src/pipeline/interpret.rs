@@ -203,6 +203,9 @@ impl Pipeline {
                 self.name_components(&mut i);
                 // PL-23: the imports the prompt's code shows, where the reading uses them.
                 i.reference = crate::facts::with_prompt_imports(&i.reference, &self.facts.imports);
+                for code in i.sources.values_mut() {
+                    *code = crate::facts::with_prompt_imports(code, &self.facts.imports);
+                }
                 validate_interpretation(&i).map(|()| i).map_err(invalid)
             }
             Ok(Reply::Implementation(_) | Reply::Inputs(_)) => Err(invalid(
@@ -295,16 +298,25 @@ impl Pipeline {
             self.ask_more_interpret(&mut it, 1, out);
             return self.maybe_check_interpretations(it, out);
         }
-        let component = &mut i.spec.components[0];
-        component.functions = found
-            .iter()
-            .take(FUNCTIONS_MAX)
-            .map(|f| FunctionSig {
+        // Each function belongs to the module whose block defines it (PL-26); a one-module
+        // reading's functions are all its one component's.
+        for f in found.iter().take(FUNCTIONS_MAX) {
+            let k = i
+                .spec
+                .components
+                .iter()
+                .position(|c| {
+                    i.sources
+                        .get(&c.name)
+                        .is_some_and(|code| defines_at_top(code, &f.name))
+                })
+                .unwrap_or(0);
+            i.spec.components[k].functions.push(FunctionSig {
                 name: f.name.clone(),
                 params: f.params.clone(),
                 doc: String::new(),
-            })
-            .collect();
+            });
+        }
         let arities = found
             .iter()
             .map(|f| (f.name.clone(), (f.required, f.params.len())))
@@ -399,6 +411,16 @@ pub fn resolve_qualified_names(i: &mut Interpretation) {
     }
 }
 
+/// Does `code` define `name` at module level (`def name(` at the start of a line)?
+fn defines_at_top(code: &str, name: &str) -> bool {
+    code.lines().any(|l| {
+        l.strip_prefix("def ")
+            .or_else(|| l.strip_prefix("async def "))
+            .and_then(|r| r.strip_prefix(name))
+            .is_some_and(|r| r.trim_start().starts_with('('))
+    })
+}
+
 /// Is this a reading whose interface is its code (no function listed: PL-15)?
 fn interface_from_code(i: &Interpretation) -> bool {
     i.spec.components.iter().all(|c| c.functions.is_empty())
@@ -450,8 +472,19 @@ pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
     if spec.components.len() > COMPONENTS_MAX {
         return Err(format!("more than {COMPONENTS_MAX} components"));
     }
-    if interface_from_code(i) && spec.components.len() > 1 {
-        return Err("a reading whose interface is its code has one module".into());
+    let one_block_per_module = spec.components.len() == i.sources.len()
+        && spec
+            .components
+            .iter()
+            .all(|c| i.sources.contains_key(&c.name));
+    if interface_from_code(i) && spec.components.len() > 1 && !one_block_per_module {
+        return Err(
+            "a reading whose interface is its code has one module, or one named block per module"
+                .into(),
+        );
+    }
+    if !i.sources.is_empty() && !one_block_per_module {
+        return Err("its modules' blocks do not match its components".into());
     }
     let mut modules = BTreeSet::new();
     let mut functions = BTreeSet::new();
