@@ -391,6 +391,112 @@ pub fn names_function(call: &Call, f: &str) -> bool {
     call.function == f || call.function.rsplit_once('.').is_some_and(|(_, g)| g == f)
 }
 
+/// The functions `code` defines at module level (`def` or `async def` at the start of a line),
+/// in order, each with whether it has a body: a body of only a docstring, `pass`, `...` and
+/// comments is none (PL-27). Read from the text, so a module that does not parse still shows
+/// what it defines.
+pub fn top_level_functions(code: &str) -> Vec<(String, bool)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < lines.len() {
+        let Some(rest) = lines[k]
+            .strip_prefix("def ")
+            .or_else(|| lines[k].strip_prefix("async def "))
+        else {
+            k += 1;
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // The signature ends at the first `:` outside brackets once its parameters closed;
+        // text after it on that line (`def f(x): return (x, 1)`) is a body there.
+        let (mut depth, mut opened) = (0i32, false);
+        let mut end = k;
+        let mut inline = false;
+        'scan: while end < lines.len() {
+            let line = code_part(lines[end]);
+            for (at, c) in line.char_indices() {
+                match c {
+                    '(' | '[' | '{' => {
+                        depth += 1;
+                        opened = true;
+                    }
+                    ')' | ']' | '}' => depth -= 1,
+                    ':' if opened && depth <= 0 => {
+                        inline = !line[at + 1..].trim().is_empty();
+                        break 'scan;
+                    }
+                    _ => {}
+                }
+            }
+            end += 1;
+        }
+        let mut body = Vec::new();
+        let mut b = end + 1;
+        while b < lines.len() && (lines[b].trim().is_empty() || lines[b].starts_with([' ', '\t'])) {
+            body.push(lines[b]);
+            b += 1;
+        }
+        if !name.is_empty() {
+            out.push((name, inline || !is_stub_body(&body)));
+        }
+        k = b.max(k + 1);
+    }
+    out
+}
+
+/// PL-27: the function of `code` that has no body where one is needed, if any: the first
+/// function the prompt names (`named`) that has none, or, when the prompt names none, the
+/// first public one when every public module-level function has none.
+pub fn bodiless_function(code: &str, named: &[FixedFunction]) -> Option<String> {
+    let found = top_level_functions(code);
+    let stub = |name: &str| found.iter().any(|(n, body)| n == name && !body);
+    if !named.is_empty() {
+        return named.iter().find(|f| stub(&f.name)).map(|f| f.name.clone());
+    }
+    let public: Vec<&(String, bool)> = found.iter().filter(|(n, _)| !n.starts_with('_')).collect();
+    (!public.is_empty() && public.iter().all(|(_, body)| !body)).then(|| public[0].0.clone())
+}
+
+/// The line before a `#` comment (a `#` inside a string is rare enough in a signature line).
+fn code_part(line: &str) -> &str {
+    line.split('#').next().unwrap_or("")
+}
+
+/// Is a function body only a docstring, `pass`, `...` and comments?
+fn is_stub_body(body: &[&str]) -> bool {
+    let mut stmts: Vec<&str> = body
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    if let Some(first) = stmts.first().copied() {
+        let f = first.trim_start_matches(['r', 'u', 'R', 'U']);
+        let quote = ["\"\"\"", "'''"].into_iter().find(|q| f.starts_with(q));
+        let one_line = |q: char| f.len() >= 2 && f.starts_with(q) && f.ends_with(q);
+        match quote {
+            Some(q) if f[3..].contains(q) => {
+                stmts.remove(0);
+            }
+            Some(q) => {
+                let close = stmts[1..]
+                    .iter()
+                    .position(|l| l.contains(q))
+                    .map_or(stmts.len(), |i| i + 2);
+                stmts.drain(..close.min(stmts.len()));
+            }
+            None if one_line('"') || one_line('\'') => {
+                stmts.remove(0);
+            }
+            None => {}
+        }
+    }
+    stmts.iter().all(|s| *s == "pass" || *s == "...")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +564,28 @@ mod tests {
         assert_eq!(f.module.as_deref(), Some("tokens"));
         let f = prompt_facts("Write a module named `test_contract` with `f(x)`.");
         assert_eq!(f.module, None, "a reserved name is not fixed by the prompt");
+    }
+
+    #[test]
+    fn a_function_with_only_its_docstring_has_no_body() {
+        // As Qwen2.5-Coder wrote HumanEval/2: the prompt's stub, copied, and no code.
+        let echoed = "from typing import List\n\ndef truncate_number(number: float) -> float:\n    \"\"\" Given a positive floating point number...\n\n    >>> truncate_number(3.5)\n    0.5\n    \"\"\"\n";
+        let one = |name: &str, body: bool| vec![(name.to_string(), body)];
+        assert_eq!(top_level_functions(echoed), one("truncate_number", false));
+        let real = format!("{echoed}    return number % 1.0\n");
+        assert_eq!(top_level_functions(&real), one("truncate_number", true));
+        let code = "def a(x):\n    pass\n\ndef b(\n    x,\n):  # two lines\n    '''Doc.'''\n    ...\n\nasync def c(x: int) -> Tuple[int, int]: return (x, 1)\n\ndef d(x):\n    # only a comment\n    'one-line doc'\n\nclass K:\n    def e(self):\n        pass\n\ndef f(x):\n    \"\"\"Doc\n    on lines.\"\"\"\n    return x\n";
+        let want: Vec<(String, bool)> = [
+            ("a", false),
+            ("b", false),
+            ("c", true),
+            ("d", false),
+            ("f", true),
+        ]
+        .iter()
+        .map(|(n, b)| (n.to_string(), *b))
+        .collect();
+        assert_eq!(top_level_functions(code), want);
     }
 
     #[test]

@@ -1399,6 +1399,32 @@ fn pl_2_qualified_calls_name_the_same_function_and_unknown_ones_are_rejected() {
     assert!(drop_unusable_calls(&mut i, &wide).is_empty());
 }
 
+/// PL-27: a quarter of real Qwen replies on HumanEvalComm copied the prompt's stub, signature
+/// and docstring, and wrote no body. Such a reference loads and "returns" None everywhere; it is
+/// no reading, so it is its agent's fault and the next agent is asked.
+#[test]
+fn pl_27_a_reference_that_repeats_the_prompts_stub_is_no_reading() {
+    let mut d = Driver::new(
+        4,
+        1,
+        vec![
+            Plays::FromCode("def f(x):\n    \"\"\"Doc.\"\"\"\n", None),
+            Plays::FromCode("abs", None),
+            Plays::FromCode("abs", None),
+            Plays::FromCode("abs", None),
+        ],
+    );
+    d.run();
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(1), AgentId(2), AgentId(3)]);
+    let f = &b.agents[0].faults[0];
+    assert_eq!(
+        (f.stage, f.kind),
+        (FaultStage::Interpret, FaultKind::InvalidReply)
+    );
+    assert!(f.detail.contains("f() has no body"), "{}", f.detail);
+}
+
 #[test]
 fn pl_15_a_reading_written_as_code_has_the_interface_its_code_defines() {
     let mut d = Driver::new(

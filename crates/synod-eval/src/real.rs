@@ -125,7 +125,8 @@ pub fn example_prompt(task: &Task, variant: usize, p: &Prepared) -> Option<Strin
 /// One agent's reply to the task's first reading request.
 struct Drawn {
     interpretation: Option<Interpretation>,
-    /// Why the reply gave no reading (a transport failure or the parser's reason).
+    /// Why the reply gave no usable reading: a transport failure, the parser's reason, or a
+    /// program whose functions have no body (PL-27; its reading is still kept for the baselines).
     unusable: Option<String>,
     tokens: u64,
 }
@@ -256,7 +257,17 @@ impl<'a> RealCell<'a> {
                                 &i.reference,
                                 &facts.imports,
                             );
-                            (Some(i), None)
+                            // A program whose functions have no body (the prompt's stub
+                            // repeated, PL-27) is no usable reading; the baselines still get
+                            // it, as a single model's user would.
+                            let why = synod_core::facts::bodiless_function(
+                                &i.reference,
+                                &facts.functions,
+                            )
+                            .map(|f| {
+                                format!("its {f}() has no body: the prompt's stub repeated (PL-27)")
+                            });
+                            (Some(i), why)
                         }
                         Ok(Reply::Implementation(_) | Reply::Inputs(_)) => {
                             (None, Some("not a reading".into()))
@@ -288,11 +299,12 @@ impl<'a> RealCell<'a> {
             .collect()
     }
 
-    /// Usable replies: those that parse into a reading with a program.
+    /// Usable replies: those that parse into a reading with a program whose functions have a
+    /// body (PL-27).
     pub fn usable(&self) -> usize {
         self.drawn()
             .iter()
-            .filter(|x| x.interpretation.is_some())
+            .filter(|x| x.interpretation.is_some() && x.unusable.is_none())
             .count()
     }
 

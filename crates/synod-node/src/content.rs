@@ -385,6 +385,11 @@ fn vote_of(
     if functions.is_empty() {
         return Ok(Vote::Faulty("defines no public function".into()));
     }
+    if let Some(f) = synod_core::facts::bodiless_function(&o.reading.reference, &facts.functions) {
+        return Ok(Vote::Faulty(format!(
+            "its {f}() has no body: the prompt's stub repeated (PL-27)"
+        )));
+    }
     if let Some(missing) = facts
         .functions
         .iter()

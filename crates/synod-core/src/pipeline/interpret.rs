@@ -206,7 +206,12 @@ impl Pipeline {
                 for code in i.sources.values_mut() {
                     *code = crate::facts::with_prompt_imports(code, &self.facts.imports);
                 }
-                validate_interpretation(&i).map(|()| i).map_err(invalid)
+                validate_interpretation(&i)
+                    .and_then(|()| match self.without_body(&i) {
+                        Some(why) => Err(why),
+                        None => Ok(i),
+                    })
+                    .map_err(invalid)
             }
             Ok(Reply::Implementation(_) | Reply::Inputs(_)) => Err(invalid(
                 "answered with code where a reading was asked".into(),
@@ -243,6 +248,16 @@ impl Pipeline {
             }
         }
         self.maybe_check_interpretations(it, out)
+    }
+
+    /// PL-27: a reference whose function the prompt names (or, when it names none, every
+    /// public function) has no body, only its docstring or `pass`, repeats the prompt's stub:
+    /// it is no reading, whatever its calls would return (`None`, every time).
+    fn without_body(&self, i: &Interpretation) -> Option<String> {
+        let empty = crate::facts::bodiless_function(&i.reference, &self.facts.functions)?;
+        Some(format!(
+            "its {empty}() has no body, only its docstring or pass: the reply repeats the prompt's stub instead of a program"
+        ))
     }
 
     /// A single-component reading is the module the prompt names, if it names one (its
