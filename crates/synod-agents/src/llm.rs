@@ -506,13 +506,32 @@ fn openai_whole(text: &str, url: &str) -> Parsed {
 pub const EXAMPLE_LINES_MAX: usize = 16;
 
 /// The stop rule's name in the cache key.
-const EXAMPLES_CUT: &str = "examples-16-any-line-400";
+const EXAMPLES_CUT: &str = "examples-16-any-line-400-rep-24";
 
 /// The rules before [`EXAMPLES_CUT`], newest first: `examples-16` cut tagged blocks only,
-/// `examples-16-any` any block but not a runaway line. A reply cached under one of them is the
-/// reply the current rule reads whenever the current rule would not have cut it earlier
+/// `examples-16-any` any block but not a runaway line, `examples-16-any-line-400` not a
+/// repeating block or a degenerate line. A reply cached under one of them is the reply the
+/// current rule reads whenever the current rule would not have cut it earlier
 /// ([`cut_earlier`]), so it is reused rather than drawn again.
-const EXAMPLES_CUTS_BEFORE: [&str; 2] = ["examples-16-any", "examples-16"];
+const EXAMPLES_CUTS_BEFORE: [&str; 3] =
+    ["examples-16-any-line-400", "examples-16-any", "examples-16"];
+
+/// Whole lines of an open block looked at for repetition: when the last 24 hold at most
+/// [`REPEAT_DISTINCT_MAX`] distinct lines, the model is looping (real replies repeat a call and
+/// its result, `f('(()())')` then `[2, 3, 1, 3]`, until the cap).
+pub const REPEAT_WINDOW: usize = 24;
+
+/// Distinct lines the repetition window may hold before the block counts as looping.
+const REPEAT_DISTINCT_MAX: usize = 3;
+
+/// Characters at a line's end that, all one character, make a long line degenerate
+/// (`0.5000000…`).
+const DEGENERATE_TAIL: usize = 100;
+
+/// How far past the point where the current rule cuts, a reply read under an earlier rule may
+/// go and still be the same reply: the stream is looked at after every piece, and a piece is a
+/// token or a few.
+const PIECE_SLACK: usize = 32;
 
 /// Longest example line a streamed reply may write before it is cut there: real Qwen replies
 /// on HumanEvalComm ran to the 1,024-token cap inside one line (`candidate(10.000…` and
@@ -532,7 +551,29 @@ fn example_like(line: &str) -> bool {
 /// string inside the program block, each listing the same calls until the token cap. A
 /// program block ending in seventeen asserts is cut too; its reading keeps what came before.
 pub fn runaway_examples(text: &str) -> bool {
-    runaway_tagged(text) || runaway_any(text)
+    runaway_tagged(text) || runaway_any(text) || repeating(text)
+}
+
+/// The open fenced block's last [`REPEAT_WINDOW`] whole lines hold at most
+/// [`REPEAT_DISTINCT_MAX`] distinct non-blank lines, and at least half of them are non-blank.
+fn repeating(text: &str) -> bool {
+    let Some(body) = open_fence(text).map(|start| &text[start..]) else {
+        return false;
+    };
+    let Some(end) = body.rfind('\n') else {
+        return false;
+    };
+    let last: Vec<&str> = body[..end].split('\n').rev().take(REPEAT_WINDOW).collect();
+    if last.len() < REPEAT_WINDOW {
+        return false;
+    }
+    let filled: Vec<&str> = last
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let distinct: std::collections::BTreeSet<&str> = filled.iter().copied().collect();
+    filled.len() * 2 >= REPEAT_WINDOW && distinct.len() <= REPEAT_DISTINCT_MAX
 }
 
 /// The open ` ```examples ` block has more than [`EXAMPLE_LINES_MAX`] lines.
@@ -569,8 +610,19 @@ pub fn runaway_line(text: &str) -> bool {
     let start = text.rfind('\n').map_or(0, |i| i + 1);
     let line = &text[start..];
     line.len() > EXAMPLE_LINE_CHARS_MAX
-        && (example_like(line) || starts_like_call(line))
+        && (example_like(line) || starts_like_call(line) || degenerate(line))
         && open_fence(text).is_some()
+}
+
+/// Does `line` end in [`DEGENERATE_TAIL`] copies of one character (`…0000`)?
+fn degenerate(line: &str) -> bool {
+    let tail: Vec<char> = line
+        .trim_end()
+        .chars()
+        .rev()
+        .take(DEGENERATE_TAIL)
+        .collect();
+    tail.len() == DEGENERATE_TAIL && tail.iter().all(|c| *c == tail[0])
 }
 
 /// Does `line` start with a call, `name(`? (A runaway line is often still inside the call's
@@ -627,11 +679,11 @@ fn first_cut(text: &str) -> Option<usize> {
 }
 
 /// Would the current stream rule have cut `text`, a reply read under an earlier rule, before
-/// the line it ends in? If not, the two rules read the same reply: a seeded stream is the same
-/// up to the cut, and one cut at its last line (or not at all) is what the current rule reads.
+/// it ended? If not, the two rules read the same reply: a seeded stream is the same up to the
+/// cut, and a reply that ends where the current rule cuts (within [`PIECE_SLACK`] bytes: the
+/// piece that crossed the line), or is never cut, is what the current rule reads.
 pub fn cut_earlier(text: &str) -> bool {
-    let last_line = text.rfind('\n').unwrap_or(0);
-    first_cut(text).is_some_and(|at| at <= last_line)
+    first_cut(text).is_some_and(|at| text.len() > at + PIECE_SLACK)
 }
 
 fn openai_stream(

@@ -519,7 +519,10 @@ fn openai_stream_is_cut_at_a_runaway_list_in_any_block() {
         !runaway_examples(&format!("```\n{}```\n", list(40))),
         "closed"
     );
-    let code = "```python\ndef f(x):\n".to_string() + &"    x += 1\n".repeat(40);
+    let code = "```python\ndef f(x):\n".to_string()
+        + &(0..40)
+            .map(|i| format!("    x += {i}\n"))
+            .collect::<String>();
     assert!(!runaway_examples(&code), "a long program is not a list");
     // A reply read under the tagged-only rule is the same reply unless the new rule fires
     // first, and at another line.
@@ -551,7 +554,9 @@ fn openai_stream_is_cut_inside_a_runaway_example_line() {
     let reading = parse_reply(Role::Interpret, &r.text).expect("a reading");
     let _ = reading;
     // A long line of program, or one outside any block, is not a runaway example line.
-    let long = "x".repeat(500);
+    let long: String = (0..500u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
     assert!(!runaway_line(&format!("```python\ns = '{long}'")));
     assert!(!runaway_line(&format!("f(1) == {long}")));
     assert!(runaway_line(&format!("```\nf(1) == {long}")));
@@ -563,7 +568,44 @@ fn openai_stream_is_cut_inside_a_runaway_example_line() {
     assert!(cut_earlier(&format!(
         "```\nf(1) == {long}\nf(2) == 2\n```\n"
     )));
-    assert!(!cut_earlier(&format!("```\nf(1) == {long}")));
+    assert!(
+        cut_earlier(&format!("```\nf(1) == {long}")),
+        "100 bytes past the cut"
+    );
+    let at_limit = "x".repeat(EXAMPLE_LINE_CHARS_MAX);
+    assert!(
+        !cut_earlier(&format!("```\nf(1) == {at_limit}")),
+        "cut here"
+    );
+    // A degenerate line is cut wherever it is; a long line of varied program text is not.
+    let zeros = format!("    0.5{}", "0".repeat(500));
+    assert!(runaway_line(&format!(
+        "```python\ndef f():\n    \"\"\"\n{zeros}"
+    )));
+    let varied: String = (0..500u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    assert!(!runaway_line(&format!("```python\ns = '{varied}")));
+}
+
+/// A block that loops (a call and its result, again and again) is cut once its last
+/// `REPEAT_WINDOW` lines hold three distinct lines or fewer; a program is not.
+#[test]
+fn a_looping_block_is_cut() {
+    use synod_agents::llm::{REPEAT_WINDOW, runaway_examples};
+    let pair = "f('(()())')\n[2, 3, 1, 3]\n";
+    let head = "```python\ndef f(s):\n    return [2]\n\n";
+    assert!(runaway_examples(&format!("{head}{}", pair.repeat(12))));
+    assert!(!runaway_examples(&format!(
+        "{head}{}",
+        pair.repeat(REPEAT_WINDOW / 2 - 2)
+    )));
+    let program: String = (0..40).map(|i| format!("    x{i} = {i}\n")).collect();
+    assert!(!runaway_examples(&format!(
+        "```python\ndef f():\n{program}"
+    )));
+    let blank = format!("```python\ndef f():\n{}", "\n".repeat(30));
+    assert!(!runaway_examples(&blank), "blank lines are not a loop");
 }
 
 /// A reply cached under the older cut rule (`examples-16`, tagged blocks only) answers a call
