@@ -104,6 +104,12 @@ pub struct AgentConfig {
     /// honours it. Default false: every reply is read by the tolerant fenced parser.
     #[serde(default)]
     pub structured_output: Option<bool>,
+    /// LLM backends (OpenAI protocol, streaming): ask for llama.cpp's per-chunk timings
+    /// (`timings_per_token`), whose prompt count gives a reply's input tokens even when synod
+    /// cuts the stream before its usage chunk. llama.cpp's server only; OpenAI's API refuses
+    /// the field. Default false.
+    #[serde(default)]
+    pub timings_per_token: Option<bool>,
     /// Command backend: the program and its arguments (`["python3", "agent.py"]`), relative
     /// paths resolved against the agents file's directory as the working directory.
     #[serde(default)]

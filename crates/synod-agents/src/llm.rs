@@ -49,6 +49,9 @@ pub struct LlmAgent {
     /// (`structured_output`; OpenAI protocol only). `synod agents check` says whether the
     /// server honours it.
     structured: bool,
+    /// Ask llama.cpp for timings in every streamed chunk (`timings_per_token`), so a cut reply
+    /// still counts its input tokens.
+    timings: bool,
 }
 
 /// The schema a distinguish reply is constrained to with `structured_output = true`:
@@ -130,6 +133,7 @@ impl LlmAgent {
                 .slots
                 .map(|n| crate::slots::Endpoint::shared(&base_url_for_slots, n as usize)),
             structured: c.structured_output.unwrap_or(false) && protocol == Protocol::OpenAi,
+            timings: c.timings_per_token.unwrap_or(false) && protocol == Protocol::OpenAi,
         })
     }
 
@@ -181,6 +185,9 @@ impl LlmAgent {
         }
         if stream && self.protocol == Protocol::OpenAi {
             body["stream_options"] = json!({"include_usage": true});
+            if self.timings {
+                body["timings_per_token"] = json!(true);
+            }
         }
         if self.protocol == Protocol::OpenAi {
             // llama.cpp's server, vLLM and OpenAI take a sampling seed: a rerun at a high
@@ -725,6 +732,10 @@ fn openai_stream(
         }
         if v.get("usage").is_some_and(|u| !u.is_null()) {
             got.usage = usage_at(&v, "prompt_tokens", "completion_tokens");
+        } else if let Some(t) = v.get("timings") {
+            // llama.cpp with timings_per_token: the prompt's tokens, evaluated and cached.
+            let n = |k: &str| t.get(k).and_then(Json::as_u64).unwrap_or(0);
+            got.usage.input_tokens = got.usage.input_tokens.max(n("prompt_n") + n("cache_n"));
         }
         Ok(false)
     })

@@ -169,6 +169,8 @@ async fn openai(State(s): State<Arc<Srv>>, headers: HeaderMap, body: Bytes) -> R
     let model = req["model"].as_str().unwrap_or("").to_string();
     let stream = req["stream"].as_bool().unwrap_or(false);
     let constrained = !req["response_format"].is_null();
+    // llama.cpp's per-chunk timings, when asked for.
+    let timed = req["timings_per_token"].as_bool().unwrap_or(false);
     let n = bump(&s, &model);
     s.headers.lock().unwrap().push(headers);
     s.bodies.lock().unwrap().push(req);
@@ -250,7 +252,10 @@ async fn openai(State(s): State<Arc<Srv>>, headers: HeaderMap, body: Bytes) -> R
             let mut parts: Vec<(u64, Vec<u8>)> = text
                 .split_inclusive('\n')
                 .map(|p| {
-                    let v = serde_json::json!({"model": "served-model", "choices": [{"index": 0, "delta": {"content": p}}]});
+                    let mut v = serde_json::json!({"model": "served-model", "choices": [{"index": 0, "delta": {"content": p}}]});
+                    if timed {
+                        v["timings"] = serde_json::json!({"prompt_n": 9, "cache_n": 2, "predicted_n": 1});
+                    }
                     (1, format!("data: {v}\n\n").into_bytes())
                 })
                 .collect();
@@ -483,6 +488,20 @@ fn openai_stream_is_cut_at_a_runaway_examples_block() {
     );
     let parsed = parse_reply(Role::Interpret, &r.text).expect("a cut reply is a reading");
     let _ = parsed;
+    assert_eq!(
+        r.usage.input_tokens, 0,
+        "the usage chunk came after the cut"
+    );
+    assert!(srv.state.bodies.lock().unwrap()[0]["timings_per_token"].is_null());
+    // With llama.cpp's per-chunk timings asked for, the prompt's tokens are counted anyway.
+    let a = openai_agent(&srv.url, "runaway", "timings_per_token = true\n");
+    let (r, _) = call(a.as_ref());
+    let r = r.unwrap();
+    assert_eq!(r.usage.input_tokens, 11, "prompt_n 9 + cache_n 2");
+    assert_eq!(
+        srv.state.bodies.lock().unwrap()[1]["timings_per_token"],
+        true
+    );
     assert!(synod_agents::llm::runaway_examples(&r.text));
     assert!(!synod_agents::llm::runaway_examples(
         "```examples\nf(1) == 2\n```\n"
