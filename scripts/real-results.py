@@ -93,7 +93,7 @@ def main(dirs):
         per_model[model][1] += 1
         per_model[model][0] += ok == "true"
     if per_model:
-        print("\n| model | first replies | usable (a reading with a program) | rate % |\n|---|---|---|---|")
+        print("\n| model | first replies | usable (a reading whose program has a body, PL-27) | rate % |\n|---|---|---|---|")
         for model, (ok, tot) in sorted(per_model.items()):
             print(f"| {model} | {tot} | {ok} | {pct(ok, tot)} |")
 
