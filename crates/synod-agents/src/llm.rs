@@ -564,13 +564,10 @@ pub fn runaway_examples(text: &str) -> bool {
 /// The open fenced block's last [`REPEAT_WINDOW`] whole lines hold at most
 /// [`REPEAT_DISTINCT_MAX`] distinct non-blank lines, and at least half of them are non-blank.
 fn repeating(text: &str) -> bool {
-    let Some(body) = open_fence(text).map(|start| &text[start..]) else {
+    let Some(whole) = open_whole_lines(text) else {
         return false;
     };
-    let Some(end) = body.rfind('\n') else {
-        return false;
-    };
-    let last: Vec<&str> = body[..end].split('\n').rev().take(REPEAT_WINDOW).collect();
+    let last: Vec<&str> = whole.split('\n').rev().take(REPEAT_WINDOW).collect();
     if last.len() < REPEAT_WINDOW {
         return false;
     }
@@ -593,13 +590,8 @@ fn runaway_tagged(text: &str) -> bool {
 
 /// The open fenced block ends in more than [`EXAMPLE_LINES_MAX`] whole example lines.
 fn runaway_any(text: &str) -> bool {
-    let Some(body) = open_fence(text).map(|start| &text[start..]) else {
+    let Some(whole) = open_whole_lines(text) else {
         return false;
-    };
-    // Whole lines only: what follows the last newline is still being written.
-    let whole = match body.rfind('\n') {
-        Some(end) => &body[..end],
-        None => return false,
     };
     whole
         .split('\n')
@@ -611,8 +603,8 @@ fn runaway_any(text: &str) -> bool {
 }
 
 /// Is the line being written (after the last newline) an example call (or a line that starts
-/// with a call) in an open fenced block that has grown past [`EXAMPLE_LINE_CHARS_MAX`] characters? Looked at after every piece, since
-/// such a line never ends.
+/// with a call, or a degenerate one) in an open fenced block that has grown past
+/// [`EXAMPLE_LINE_CHARS_MAX`] characters? Looked at after every piece: such a line never ends.
 pub fn runaway_line(text: &str) -> bool {
     let start = text.rfind('\n').map_or(0, |i| i + 1);
     let line = &text[start..];
@@ -641,6 +633,13 @@ fn starts_like_call(line: &str) -> bool {
         .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
         .collect();
     !name.is_empty() && t[name.len()..].starts_with('(')
+}
+
+/// The whole lines of the open fenced block's body, if a block is open and has one: what
+/// follows the last newline is still being written.
+fn open_whole_lines(text: &str) -> Option<&str> {
+    let body = &text[open_fence(text)?..];
+    body.rfind('\n').map(|end| &body[..end])
 }
 
 /// Where the open fenced block's body starts, if a block is open: the fences are lines that

@@ -461,6 +461,16 @@ pub fn bodiless_function(code: &str, named: &[FixedFunction]) -> Option<String> 
     (!public.is_empty() && public.iter().all(|(_, body)| !body)).then(|| public[0].0.clone())
 }
 
+/// PL-27's fault, in a sentence, when `code` has a function without a body where one is needed
+/// ([`bodiless_function`]); the pipeline, `synod node` and the eval all say it so.
+pub fn bodiless_problem(code: &str, named: &[FixedFunction]) -> Option<String> {
+    bodiless_function(code, named).map(|f| {
+        format!(
+            "its {f}() has no body, only its docstring or pass: the reply repeats the prompt's stub instead of a program (PL-27)"
+        )
+    })
+}
+
 /// The line before a `#` comment (a `#` inside a string is rare enough in a signature line).
 fn code_part(line: &str) -> &str {
     line.split('#').next().unwrap_or("")

@@ -260,13 +260,8 @@ impl<'a> RealCell<'a> {
                             // A program whose functions have no body (the prompt's stub
                             // repeated, PL-27) is no usable reading; the baselines still get
                             // it, as a single model's user would.
-                            let why = synod_core::facts::bodiless_function(
-                                &i.reference,
-                                &facts.functions,
-                            )
-                            .map(|f| {
-                                format!("its {f}() has no body: the prompt's stub repeated (PL-27)")
-                            });
+                            let why =
+                                synod_core::facts::bodiless_problem(&i.reference, &facts.functions);
                             (Some(i), why)
                         }
                         Ok(Reply::Implementation(_) | Reply::Inputs(_)) => {

@@ -385,10 +385,8 @@ fn vote_of(
     if functions.is_empty() {
         return Ok(Vote::Faulty("defines no public function".into()));
     }
-    if let Some(f) = synod_core::facts::bodiless_function(&o.reading.reference, &facts.functions) {
-        return Ok(Vote::Faulty(format!(
-            "its {f}() has no body: the prompt's stub repeated (PL-27)"
-        )));
+    if let Some(why) = synod_core::facts::bodiless_problem(&o.reading.reference, &facts.functions) {
+        return Ok(Vote::Faulty(why));
     }
     if let Some(missing) = facts
         .functions

@@ -515,13 +515,10 @@ fn ask_reading(
                 "{}: its reference defines no public function",
                 a.name()
             ));
-        } else if let Some(f) =
-            synod_core::facts::bodiless_function(&reading.reference, &ctx.facts.functions)
+        } else if let Some(problem) =
+            synod_core::facts::bodiless_problem(&reading.reference, &ctx.facts.functions)
         {
-            why.push(format!(
-                "{}: its {f}() has no body, the prompt's stub repeated (PL-27)",
-                a.name()
-            ));
+            why.push(format!("{}: {problem}", a.name()));
         } else {
             return Ok(reading);
         }

@@ -14,6 +14,9 @@ use crate::probes;
 use crate::tally::{self, Verdict, Votes};
 use std::collections::BTreeSet;
 
+/// The round's behaviour classes with their agents, largest first ([`Pipeline::classes`]).
+type Classes = Vec<(Behaviour, Vec<AgentId>)>;
+
 /// The readings an open prompt's question shows at most (PL-25), largest first.
 pub(super) const OPEN_READINGS_MAX: usize = 6;
 
@@ -453,8 +456,7 @@ impl Pipeline {
         if self.ask_more_interpret(&mut it, k, out) > 0 {
             return Stage::Interpret(it);
         }
-        if let Some(idx) = self.open_prompt_split(&it) {
-            let classes = Self::classes(&it);
+        if let Some((classes, idx)) = self.open_prompt_split(&it) {
             return self.ask_user(it, &classes, &idx, AskKind::Open, out);
         }
         let why = format!(
@@ -469,14 +471,16 @@ impl Pipeline {
     /// PL-25: the prompt fixes no example (none in its text, none clarified), every agent was
     /// asked, and the valid readings split into classes none of which can decide. Nothing in
     /// the prompt tells a reading that guessed from one that understood, so the split is shown
-    /// to the user (the classes at the returned indices, largest first, at most
-    /// [`OPEN_READINGS_MAX`]) instead of resampled and decided by a statistical lead (PL-20).
-    fn open_prompt_split(&self, it: &Interp) -> Option<Vec<usize>> {
+    /// to the user (the round's classes and the indices of those shown, largest first, at
+    /// most [`OPEN_READINGS_MAX`]) instead of resampled and decided by a statistical lead
+    /// (PL-20).
+    fn open_prompt_split(&self, it: &Interp) -> Option<(Classes, Vec<usize>)> {
         if !self.cfg.ask_open || !self.checked_examples().is_empty() {
             return None;
         }
         let classes = Self::classes(it);
-        (classes.len() >= 2).then(|| (0..classes.len().min(OPEN_READINGS_MAX)).collect())
+        let shown = (0..classes.len().min(OPEN_READINGS_MAX)).collect();
+        (classes.len() >= 2).then_some((classes, shown))
     }
 
     /// The round's classes, by agent, and the first input in the domain where the two largest

@@ -207,9 +207,11 @@ impl Pipeline {
                     *code = crate::facts::with_prompt_imports(code, &self.facts.imports);
                 }
                 validate_interpretation(&i)
-                    .and_then(|()| match self.without_body(&i) {
-                        Some(why) => Err(why),
-                        None => Ok(i),
+                    .and_then(|()| {
+                        match crate::facts::bodiless_problem(&i.reference, &self.facts.functions) {
+                            Some(why) => Err(why),
+                            None => Ok(i),
+                        }
                     })
                     .map_err(invalid)
             }
@@ -248,16 +250,6 @@ impl Pipeline {
             }
         }
         self.maybe_check_interpretations(it, out)
-    }
-
-    /// PL-27: a reference whose function the prompt names (or, when it names none, every
-    /// public function) has no body, only its docstring or `pass`, repeats the prompt's stub:
-    /// it is no reading, whatever its calls would return (`None`, every time).
-    fn without_body(&self, i: &Interpretation) -> Option<String> {
-        let empty = crate::facts::bodiless_function(&i.reference, &self.facts.functions)?;
-        Some(format!(
-            "its {empty}() has no body, only its docstring or pass: the reply repeats the prompt's stub instead of a program"
-        ))
     }
 
     /// A single-component reading is the module the prompt names, if it names one (its
@@ -321,9 +313,11 @@ impl Pipeline {
                 .components
                 .iter()
                 .position(|c| {
-                    i.sources
-                        .get(&c.name)
-                        .is_some_and(|code| defines_at_top(code, &f.name))
+                    i.sources.get(&c.name).is_some_and(|code| {
+                        crate::facts::top_level_functions(code)
+                            .iter()
+                            .any(|(n, _)| *n == f.name)
+                    })
                 })
                 .unwrap_or(0);
             i.spec.components[k].functions.push(FunctionSig {
@@ -424,16 +418,6 @@ pub fn resolve_qualified_names(i: &mut Interpretation) {
     for p in &mut i.probes {
         resolve(p);
     }
-}
-
-/// Does `code` define `name` at module level (`def name(` at the start of a line)?
-fn defines_at_top(code: &str, name: &str) -> bool {
-    code.lines().any(|l| {
-        l.strip_prefix("def ")
-            .or_else(|| l.strip_prefix("async def "))
-            .and_then(|r| r.strip_prefix(name))
-            .is_some_and(|r| r.trim_start().starts_with('('))
-    })
 }
 
 /// Is this a reading whose interface is its code (no function listed: PL-15)?
