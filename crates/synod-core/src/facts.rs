@@ -471,9 +471,23 @@ pub fn bodiless_problem(code: &str, named: &[FixedFunction]) -> Option<String> {
     })
 }
 
-/// The line before a `#` comment (a `#` inside a string is rare enough in a signature line).
+/// The line before its `#` comment; a `#` inside a string literal (`def f(sep='#'):`) is not
+/// one.
 fn code_part(line: &str) -> &str {
-    line.split('#').next().unwrap_or("")
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (at, c) in line.char_indices() {
+        match quote {
+            Some(_) if escaped => escaped = false,
+            Some(_) if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '#' => return &line[..at],
+            None => {}
+        }
+    }
+    line
 }
 
 /// Is a function body only a docstring, `pass`, `...` and comments?
@@ -596,6 +610,13 @@ mod tests {
         .map(|(n, b)| (n.to_string(), *b))
         .collect();
         assert_eq!(top_level_functions(code), want);
+        // A `#` in a default is no comment: the signature still ends at its own `:`.
+        let hashed =
+            "def g(sep='#', x=\"a#b\"):  # a comment\n    return sep\n\ndef h():\n    pass\n";
+        assert_eq!(
+            top_level_functions(hashed),
+            vec![("g".to_string(), true), ("h".to_string(), false)]
+        );
     }
 
     #[test]
