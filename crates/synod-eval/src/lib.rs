@@ -488,6 +488,7 @@ fn run_unit_real(
         cache,
         tseed,
         cfg.resamples,
+        hec,
     ) else {
         return Ok(UnitResult::Skipped("no plain example".into()));
     };

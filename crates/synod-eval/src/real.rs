@@ -30,6 +30,12 @@ use synod_core::{
     AgentId, Call, CheckReport, CheckRequest, Interpretation, Outcome, Program, Prompt,
 };
 
+/// Questions the evaluation's user answers in one run; a later one is the outcome `asked`
+/// (the pipeline itself stops after `clarifications_max` rounds).
+pub const USER_ANSWERS_MAX: u32 = 2;
+/// Differing calls the user reads in one question (a question shows at most a handful).
+pub const USER_CALLS_MAX: usize = 8;
+
 /// Real agents for an evaluation: an agents file's agents and fault budget.
 pub struct RealAgents {
     /// A short name for the set (the CSV's `rho` column; `p` is `real`).
@@ -150,6 +156,9 @@ pub struct RealCell<'a> {
     pub task_seed: u64,
     /// synod's resample budget.
     pub resamples: u32,
+    /// A user answers synod's questions (HumanEvalComm, as its benchmark does):
+    /// [`RealCell::user_answer`].
+    pub user: bool,
     drawn: OnceLock<Vec<Drawn>>,
 }
 
@@ -163,6 +172,7 @@ impl<'a> RealCell<'a> {
         cache: &'a CheckCache,
         task_seed: u64,
         resamples: u32,
+        user: bool,
     ) -> Option<RealCell<'a>> {
         let prompt = agent_prompt(task, variant, prepared)?;
         let function = task.prompts[variant]
@@ -178,6 +188,7 @@ impl<'a> RealCell<'a> {
             cache,
             task_seed,
             resamples,
+            user,
             drawn: OnceLock::new(),
         })
     }
@@ -281,6 +292,57 @@ impl<'a> RealCell<'a> {
                 tokens: 0,
             },
         }
+    }
+
+    /// The user's answer to a question: HumanEvalComm's user is the author of the original
+    /// problem, who knows what it means and nothing of the agents. So the dataset's reference
+    /// (the original problem's solution, which the agents never see) is run on the calls where
+    /// the readings differ, as the question shows them; the answer is the reading that does
+    /// what the reference does on every one of them, or, when none does, what the reference
+    /// does, in words (free text, ADR 0002): `None of these readings. I mean: f(3.5) returns
+    /// 0.5; …`. `None` (no answer: the outcome `asked`) when the question shows no call or the
+    /// reference does not load. Deterministic: the reference's outcomes are sandbox runs,
+    /// cached like every other.
+    pub fn user_answer(&self, q: &Question) -> Result<Option<String>, EvalError> {
+        let calls: Vec<Call> = q
+            .differing
+            .iter()
+            .take(USER_CALLS_MAX)
+            .map(|d| d.call.clone())
+            .collect();
+        if calls.is_empty() {
+            return Ok(None);
+        }
+        let mut source = synod_core::facts::with_prompt_imports(
+            &self.task.reference,
+            &synod_core::facts::prompt_facts(&self.task.prompts[0].text).imports,
+        );
+        let entry = &self.prepared.entry;
+        if self.function != *entry {
+            // The variant's name for the function (`candidate`) is the original's.
+            source.push_str(&format!("\n\n{} = {entry}\n", self.function));
+        }
+        let Some(want) = self.cache.behaviour(&source, &self.function, &calls)? else {
+            return Ok(None);
+        };
+        let meant = q.readings.iter().enumerate().find(|(k, _)| {
+            q.differing
+                .iter()
+                .zip(&want)
+                .all(|(d, w)| d.outcomes.get(*k) == Some(w))
+        });
+        if let Some((_, r)) = meant {
+            return Ok(Some(r.label.clone()));
+        }
+        let cases: Vec<String> = calls
+            .iter()
+            .zip(&want)
+            .map(|(c, w)| format!("{c} {}", synod_core::pipeline::outcome_phrase(w)))
+            .collect();
+        Ok(Some(format!(
+            "None of these readings. I mean: {}.",
+            cases.join("; ")
+        )))
     }
 
     /// Per agent: its name, backend and model, and why its first reply gave no reading (`None`
@@ -470,6 +532,7 @@ impl<'a> RealCell<'a> {
             interpret_calls: 0,
             tokens: 0,
             questions: 0,
+            answered: 0,
         };
         let end = VirtualDriver::new(p).run(&mut world)?;
         let (verdict, detail) =
@@ -510,6 +573,8 @@ struct RealWorld<'c, 'a> {
     interpret_calls: u32,
     tokens: u64,
     questions: u32,
+    /// Questions the user answered.
+    answered: u32,
 }
 
 impl World for RealWorld<'_, '_> {
@@ -552,10 +617,16 @@ impl World for RealWorld<'_, '_> {
         }
     }
 
-    fn answer(&mut self, _question: &Question) -> Result<Option<String>, EvalError> {
-        // Nobody answers: a question is the outcome `asked`.
+    fn answer(&mut self, question: &Question) -> Result<Option<String>, EvalError> {
         self.questions += 1;
-        Ok(None)
+        // Without a user (MBPP), or past the user's patience, a question is the outcome
+        // `asked`.
+        if !self.cell.user || self.answered >= USER_ANSWERS_MAX {
+            return Ok(None);
+        }
+        let answer = self.cell.user_answer(question)?;
+        self.answered += u32::from(answer.is_some());
+        Ok(answer)
     }
 }
 

@@ -623,3 +623,80 @@ fn reference_tests_leave_no_files_behind() {
     assert_eq!(left, ["litter.json", "prepare.py"]);
     let _ = std::fs::remove_dir_all(out);
 }
+
+// ---- HumanEvalComm's user with real agents ----------------------------------------------------
+
+/// A question of two readings on the calls where they differ (outcomes in reading order).
+fn question(differing: Vec<(i64, [i64; 2])>) -> synod_core::pipeline::Question {
+    use synod_core::pipeline::{DifferingProbe, Question, Reading};
+    use synod_core::{Call, Outcome, Value};
+    let reading = |label: &str| Reading {
+        label: label.into(),
+        agents: vec![format!("agent-{label}")],
+        summary: String::new(),
+    };
+    Question {
+        round: 0,
+        prompt: String::new(),
+        readings: vec![reading("A"), reading("B")],
+        differing: differing
+            .into_iter()
+            .map(|(x, outs)| DifferingProbe {
+                call: Call {
+                    function: "candidate".into(),
+                    args: vec![Value::Int(x)],
+                },
+                outcomes: outs.iter().map(|o| Outcome::Value(o.to_string())).collect(),
+            })
+            .collect(),
+        outside_domain: false,
+        contradicts: None,
+        open: true,
+    }
+}
+
+/// The user of a real HumanEvalComm run is the original problem's author: it runs the
+/// dataset's reference (never shown to an agent) on the question's calls, under the name the
+/// modified prompt uses, and answers the reading that does the same on every call, or, when
+/// none does, what the reference does, in words; a question with no call gets no answer.
+#[test]
+fn the_real_evaluations_user_answers_with_what_the_reference_does() {
+    use synod_eval::real::{RealAgents, RealCell};
+    use synod_eval::suite::Declared;
+    let (mut task, prepared) = constructed();
+    task.prompts.push(PromptVariant {
+        name: "prompt1p".into(),
+        text: "def candidate(...):\n    \"\"\"Do something with x.\"\"\"\n".into(),
+        declares: Some(Declared {
+            name: "candidate".into(),
+            params: None,
+        }),
+    });
+    let out = scratch("real-user");
+    let cache = CheckCache::open(&out.join("cache")).unwrap();
+    let real = RealAgents {
+        label: "none".into(),
+        agents: Vec::new(),
+        m: 0,
+        slots: 1,
+        spent: Default::default(),
+    };
+    let cell = RealCell::new((&task, 1), &prepared, &real, &cache, 11, 1, true).unwrap();
+    let answer = |q| cell.user_answer(&q).unwrap();
+    // f doubles: B does what the reference does on both calls.
+    assert_eq!(
+        answer(question(vec![(2, [5, 4]), (-1, [1, -2])])),
+        Some("B".into())
+    );
+    assert_eq!(answer(question(vec![(2, [4, 5])])), Some("A".into()));
+    // Neither reading doubles 7: the user says what it means, by the variant's name.
+    assert_eq!(
+        answer(question(vec![(2, [4, 4]), (7, [15, 49])])),
+        Some(
+            "None of these readings. I mean: candidate(2) returns 4; candidate(7) returns 14."
+                .into()
+        )
+    );
+    assert_eq!(answer(question(vec![])), None);
+    let _ = std::fs::remove_dir_all(out);
+}

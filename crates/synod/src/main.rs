@@ -78,8 +78,9 @@ enum Command {
     Agents(AgentsCommand),
     /// Run the consensus protocols in the deterministic simulator: one seed, or a sweep.
     Sim(sim_cmd::SimArgs),
-    /// Compare synod with the usual ways of using several agents on real benchmark tasks
-    /// (simulated agents): delivered-correct, silently-wrong, asked, cost.
+    /// Compare synod with the usual ways of using several agents on real benchmark tasks, with
+    /// simulated agents or real ones (`--agents FILE`): delivered-correct, silently-wrong,
+    /// asked, cost. On HumanEvalComm a user answers synod's questions.
     Eval(eval_cmd::EvalArgs),
     /// The theory, executable: Byzantine generals, FLP, scaling of the fault bounds, failure
     /// detectors, model checking.

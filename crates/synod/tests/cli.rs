@@ -1369,6 +1369,90 @@ fn eval_humanevalcomm_asks_for_the_function_each_prompt_declares() {
     assert_eq!(outcome("prompt1a", "synod"), "correct", "{csv}");
 }
 
+/// A command agent for HumanEvalComm's user: agents 0 and 1 read "close" (`<`), agents 2 and
+/// 3 read "larger" (`>`), until the user has clarified; then all follow the clarification.
+const HEC_SPLIT_AGENT: &str = r#"import json, re, sys
+req = json.loads(sys.stdin.readline())
+with open("prompts.log", "a") as f:
+    f.write(req["user"] + "\n=====\n")
+m = re.search(r"with the function `(\w+)", req["user"])
+name = m.group(1) if m else "has_close_elements"
+larger = int(sys.argv[1]) >= 2 and "Clarifications from the user" not in req["user"]
+test = "abs(a - b) > threshold" if larger else "abs(a - b) < threshold"
+code = (f"def {name}(numbers, threshold):\n"
+        f"    return any({test}\n"
+        "               for i, a in enumerate(numbers) for b in numbers[i + 1:])\n")
+examples = f"{name}([1.0, 2.0, 3.0], 0.5)\n{name}([1.0, 1.2], 0.5)\n{name}([], 1.0)\n"
+reply = "```python\n" + code + "```\n\n```examples\n" + examples + "```\n"
+print(json.dumps({"reply": reply}), flush=True)
+"#;
+
+/// With real agents on HumanEvalComm a user answers synod's questions, as the benchmark's
+/// own protocol does: the author of the original problem, who runs its solution (which no
+/// agent sees) on the calls the question shows and names the reading that matches. On
+/// `prompt1p` ("Check given a list of number.", no example) the agents split 2-2, synod asks
+/// (PL-25), the user's answer becomes a clarification, and the second round builds the
+/// original's function; `single` stays with its agent's first reading.
+#[test]
+fn eval_humanevalcomm_user_answers_and_synod_builds_what_was_meant() {
+    let tmp = TempDir::new("eval-hec-user");
+    let suite = std::fs::read_to_string(
+        workspace().join("../shared/data/humanevalcomm-dev/HumanEvalComm-even.jsonl"),
+    )
+    .expect("the HumanEvalComm dev set (../shared/data)");
+    tmp.write("hec.jsonl", suite.lines().next().expect("one row"));
+    tmp.write("agent.py", HEC_SPLIT_AGENT);
+    let mut agents = String::from("fault_budget = 1\n");
+    for k in 0..4 {
+        // The wrong readers come first, so `single` takes a wrong reading.
+        let index = 3 - k;
+        agents.push_str(&format!(
+            "[[agent]]\nname = \"a{k}\"\nbackend = \"command\"\ncommand = [\"python3\", \"agent.py\", \"{index}\"]\ntemperature = 0.{k}\n"
+        ));
+    }
+    tmp.write("agents.toml", &agents);
+    let run = synod(
+        tmp.path(),
+        &[
+            &"eval",
+            &"--suite",
+            &"hec.jsonl",
+            &"--suite-kind",
+            &"humanevalcomm",
+            &"--agents",
+            &"agents.toml",
+            &"--cache-dir",
+            &"responses",
+            &"--strategy",
+            &"single,synod",
+            &"--quiet",
+            &"--out",
+            &"out",
+        ],
+    );
+    run.expect_code(0, "eval with command agents");
+    let csv = read(&tmp.join("out/results.csv"));
+    let row = |variant: &str, strategy: &str| -> Vec<String> {
+        csv.lines()
+            .find(|l| l.contains(&format!(",{variant},")) && l.contains(&format!(",{strategy},")))
+            .unwrap_or_else(|| panic!("no {variant} {strategy} row\n{csv}"))
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(row("prompt1p", "single")[9], "silently-wrong", "{csv}");
+    let synod_row = row("prompt1p", "synod");
+    assert_eq!(synod_row[9], "correct", "{csv}");
+    assert_eq!(synod_row[13], "1", "one question, answered\n{csv}");
+    let prompts = read(&tmp.join("prompts.log"));
+    assert!(
+        prompts.contains("## Clarifications from the user") && prompts.contains("Follow reading"),
+        "the user's answer reaches the agents\n{prompts}"
+    );
+    // The user saw only what the question shows: no hidden test reaches an agent.
+    assert!(!prompts.contains("assert "), "{prompts}");
+}
+
 /// Contained is not rejected (issue 11): a correct candidate that also tries to write outside
 /// its directory, swallowing the error, is refused by the audit and rebuilt by another agent;
 /// the report names the operation, and the build verifies.

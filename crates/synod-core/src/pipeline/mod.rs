@@ -36,8 +36,8 @@ pub use interpret::{
     DEFAULT_MODULE, drop_unusable_calls, resolve_qualified_names, validate_interpretation,
 };
 pub use refinement::{
-    RefinementProblem, component_request, contract_calls, probe_calls, program_check,
-    refinement_problem,
+    RefinementProblem, component_request, contract_calls, outcome_phrase, probe_calls,
+    program_check, refinement_problem,
 };
 pub use types::*;
 

@@ -9,7 +9,8 @@ use crate::model::*;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub(super) fn outcome_phrase(o: &Outcome) -> String {
+/// An outcome as a person reads it: `returns 3`, `raises ValueError`, `does not finish`.
+pub fn outcome_phrase(o: &Outcome) -> String {
     match o {
         Outcome::Value(v) => format!("returns {v}"),
         // The sandbox names a run that died of a signal by it (SIGSEGV, SIGABRT, ...).
