@@ -65,19 +65,21 @@ pub fn render(request: &Request) -> Messages {
             let modules = synod_core::facts::prompt_facts(&request.prompt.text).modules;
             if modules.len() >= 2 {
                 // One named block per module (ADR 0001): a request that names several gets
-                // the line that says so; every other request's messages stay as they were, so
-                // their cached replies stand.
+                // the line that says so.
                 let names: Vec<String> = modules.iter().map(|m| format!("`{m}`")).collect();
                 user.push_str(&format!(
-                    "\nWrite your program now: one ```python block per module, each starting with `# module: NAME` ({}), then the ```examples block.\n",
+                    "\nWrite your program now: one ```python block per module, each starting with `# module: NAME` ({}) and holding the whole body of every function, then the ```examples block.\n",
                     names.join(", ")
                 ));
             } else {
                 user.push_str(
                     // Small models answer a direct instruction at the end; asked to "give a
                     // reading", the 0.5B model echoed the request (2 of 4 seeds on MBPP task
-                    // 4; 4 of 4 wrote the program with this line).
-                    "\nWrite your program now: first the ```python block (starting with `# module:`), then the ```examples block.\n",
+                    // 4; 4 of 4 wrote the program with this line). "The whole body": shown
+                    // HumanEval's stub, the models copied it without a body (PL-27) in 9 of 16
+                    // replies without these words and 3 of 16 with them (HumanEval/2, 8, 12
+                    // and 10's prompt1a, the four local agents, docs/RESULTS.md).
+                    "\nWrite your program now: first the ```python block (starting with `# module:`) with the whole body of every function, then the ```examples block.\n",
                 );
             }
             Messages {
@@ -200,10 +202,10 @@ mod tests {
             "{}",
             m.user
         );
-        // A one-module request's messages are exactly what they were: its cached replies stand.
+        // A one-module request asks for one block, with its bodies.
         let m = render(&request("Write a module named `solution` with `f(x)`."));
         assert!(m.user.ends_with(
-            "\nWrite your program now: first the ```python block (starting with `# module:`), then the ```examples block.\n"
+            "\nWrite your program now: first the ```python block (starting with `# module:`) with the whole body of every function, then the ```examples block.\n"
         ));
     }
 
