@@ -125,8 +125,10 @@ fn check_llm(a: &AgentConfig, out: &mut AgentCheck) {
     };
     let seed = format!("check/{}", a.name);
     let started = Instant::now();
+    let mut llama = false;
     match agent.exchange(&m, CHECK_MAX_TOKENS, true, &seed, &|| {}) {
         Ok(x) => {
+            llama = x.llama_timings;
             out.usable = true;
             out.streaming = Some(true);
             out.latency_ms = Some(started.elapsed().as_millis() as u64);
@@ -140,6 +142,7 @@ fn check_llm(a: &AgentConfig, out: &mut AgentCheck) {
             let started = Instant::now();
             match agent.exchange(&m, CHECK_MAX_TOKENS, false, &seed, &|| {}) {
                 Ok(x) => {
+                    llama = x.llama_timings;
                     out.usable = true;
                     out.streaming = Some(false);
                     out.latency_ms = Some(started.elapsed().as_millis() as u64);
@@ -155,12 +158,17 @@ fn check_llm(a: &AgentConfig, out: &mut AgentCheck) {
     if out.usable && a.backend == BackendKind::Openai {
         out.structured_output = Some(honours_schema(&agent, a));
         if out.structured_output == Some(true) && a.structured_output != Some(true) {
-            let tip = "the server honours a JSON schema: `structured_output = true` constrains its distinguish replies (PL-22)";
-            out.note = Some(match out.note.take() {
-                Some(n) => format!("{n}; {tip}"),
-                None => tip.to_string(),
-            });
+            add_note(
+                out,
+                "the server honours a JSON schema: `structured_output = true` constrains its distinguish replies (PL-22)",
+            );
         }
+    }
+    if out.usable && llama && a.timings_per_token != Some(true) {
+        add_note(
+            out,
+            "the server is llama.cpp (it reports timings): `timings_per_token = true` counts the input tokens of a reply synod cuts short",
+        );
     }
     if out.usable && agent.streams() && out.streaming == Some(false) {
         out.usable = false;
@@ -169,6 +177,14 @@ fn check_llm(a: &AgentConfig, out: &mut AgentCheck) {
             out.note.take().unwrap_or_default()
         ));
     }
+}
+
+/// Appends `tip` to the check's note.
+fn add_note(out: &mut AgentCheck, tip: &str) {
+    out.note = Some(match out.note.take() {
+        Some(n) => format!("{n}; {tip}"),
+        None => tip.to_string(),
+    });
 }
 
 /// Asks for a list of calls constrained to [`crate::llm::calls_schema`]: does the reply hold to

@@ -84,6 +84,9 @@ pub struct Exchange {
     pub reply: AgentReply,
     /// The model the server says answered (when it says).
     pub served_model: Option<String>,
+    /// The reply carried llama.cpp's `timings` (its server sends them with the last chunk):
+    /// `agents check` then suggests `timings_per_token`.
+    pub llama_timings: bool,
 }
 
 impl LlmAgent {
@@ -442,6 +445,8 @@ struct Gathered {
     text: String,
     usage: Usage,
     model: Option<String>,
+    /// A `timings` object was seen (llama.cpp).
+    timings: bool,
 }
 
 impl Gathered {
@@ -453,6 +458,7 @@ impl Gathered {
                 cached: false,
             },
             served_model: self.model,
+            llama_timings: self.timings,
         }
     }
 }
@@ -500,6 +506,7 @@ fn openai_whole(text: &str, url: &str) -> Parsed {
         text: content,
         usage: usage_at(&v, "prompt_tokens", "completion_tokens"),
         model: served_model(&v),
+        timings: v.get("timings").is_some_and(Json::is_object),
     }
     .into_exchange())
 }
@@ -729,6 +736,7 @@ fn openai_stream(
                 return Ok(true);
             }
         }
+        got.timings |= v.get("timings").is_some_and(Json::is_object);
         if v.get("usage").is_some_and(|u| !u.is_null()) {
             got.usage = usage_at(&v, "prompt_tokens", "completion_tokens");
         } else if let Some(t) = v.get("timings") {
@@ -768,6 +776,7 @@ fn anthropic_whole(text: &str, url: &str) -> Parsed {
         text: anthropic_text(&v),
         usage: usage_at(&v, "input_tokens", "output_tokens"),
         model: served_model(&v),
+        timings: false,
     }
     .into_exchange())
 }

@@ -187,6 +187,17 @@ async fn openai(State(s): State<Arc<Srv>>, headers: HeaderMap, body: Bytes) -> R
     };
     match model.as_str() {
         "ok" => ok(GOOD),
+        // llama.cpp's server: its last chunk (or its whole reply) carries `timings`.
+        "llama" if stream => {
+            let mut chunks = openai_chunks(GOOD, true);
+            let timings = serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                                             "timings": {"prompt_n": 9, "cache_n": 2, "predicted_n": 22}});
+            chunks.insert(
+                chunks.len() - 2,
+                (5, format!("data: {timings}\n\n").into_bytes()),
+            );
+            sse(chunks, false)
+        }
         // Honours response_format the way llama.cpp's server does.
         "schema" if constrained => ok(r#"{"calls": ["f(1)", "f(-2)"]}"#),
         "schema" => ok("```examples\nf(3)\n```"),
@@ -1274,6 +1285,32 @@ fn a_dying_command_reports_its_status_and_stderr() {
 
 // ---------------------------------------------------------------------------------------------
 // `agents check` and the independence warning.
+
+/// `agents check` knows a llama.cpp server by the `timings` it sends, and suggests
+/// `timings_per_token` where the agent does not set it; other servers get no such note.
+#[test]
+fn agents_check_suggests_timings_per_token_for_a_llama_cpp_server() {
+    let srv = Server::start();
+    let agent = |name: &str, model: &str, extra: &str| {
+        format!(
+            "[[agent]]\nname = \"{name}\"\nbackend = \"openai\"\nmodel = \"{model}\"\nbase_url = \"{}\"\n{extra}\n",
+            srv.url
+        )
+    };
+    let toml = agent("bare", "llama", "")
+        + &agent("timed", "llama", "timings_per_token = true")
+        + &agent("other", "ok", "");
+    let checks = check_file(&file(&toml, Path::new(".")));
+    let note = |k: usize| checks[k].note.clone().unwrap_or_default();
+    assert!(checks.iter().all(|c| c.usable), "{checks:?}");
+    assert!(
+        note(0).contains("timings_per_token = true"),
+        "{:?}",
+        checks[0]
+    );
+    assert!(!note(1).contains("timings_per_token"), "{:?}", checks[1]);
+    assert!(!note(2).contains("timings_per_token"), "{:?}", checks[2]);
+}
 
 #[test]
 fn a_server_that_honours_a_json_schema_is_detected_and_used_for_distinguish_replies() {
