@@ -105,6 +105,7 @@ impl ResponseCache {
         let bytes = synod_store::read_capped(&path, ENTRY_BYTES_MAX).ok()?;
         let e: Entry = serde_json::from_slice(&bytes).ok()?;
         Some(AgentReply {
+            follow_ups: 0,
             text: e.text,
             usage: Usage {
                 input_tokens: e.input_tokens,
@@ -172,6 +173,7 @@ mod tests {
         let m = Messages {
             system: "s".into(),
             user: "u".into(),
+            follow_up: None,
         };
         assert!(cache.lookup(&key(&m, 0, None)).is_none());
         let reply = AgentReply {
@@ -181,6 +183,7 @@ mod tests {
                 output_tokens: 4,
             },
             cached: false,
+            follow_ups: 0,
         };
         cache.store(&key(&m, 0, None), &reply).unwrap();
         let hit = cache.lookup(&key(&m, 0, None)).unwrap();

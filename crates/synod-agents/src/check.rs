@@ -122,6 +122,7 @@ fn check_llm(a: &AgentConfig, out: &mut AgentCheck) {
     let m = Messages {
         system: "You are a health check. Answer with the single word OK.".into(),
         user: "Are you there?".into(),
+        follow_up: None,
     };
     let seed = format!("check/{}", a.name);
     let started = Instant::now();
@@ -193,6 +194,7 @@ fn honours_schema(agent: &LlmAgent, a: &AgentConfig) -> bool {
     let m = Messages {
         system: "You propose test inputs.".into(),
         user: "Give two example calls of a Python function f(x) with literal arguments.".into(),
+        follow_up: None,
     };
     let seed = format!("check-schema/{}", a.name);
     let schema = crate::llm::calls_schema();

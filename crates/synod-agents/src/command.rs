@@ -234,6 +234,7 @@ impl CommandAgent {
                         .unwrap_or(0)
                 };
                 return Ok(AgentReply {
+                    follow_ups: 0,
                     text: text.to_string(),
                     usage: Usage {
                         input_tokens: u("input_tokens"),

@@ -56,6 +56,9 @@ pub struct AgentReply {
     pub usage: Usage,
     /// Served from the response cache: nothing was spent on it this time.
     pub cached: bool,
+    /// Follow-up turns the agent took to answer (0 or 1: a stub repaired, see
+    /// [`prompts::stub_follow_up`]); each is one more model call, its tokens in `usage`.
+    pub follow_ups: u32,
 }
 
 impl AgentReply {
@@ -65,6 +68,7 @@ impl AgentReply {
             text: text.into(),
             usage: Usage::default(),
             cached: false,
+            follow_ups: 0,
         }
     }
 }

@@ -168,17 +168,14 @@ impl LlmAgent {
         let mut body = match self.protocol {
             Protocol::OpenAi => json!({
                 "model": self.model,
-                "messages": [
-                    {"role": "system", "content": m.system},
-                    {"role": "user", "content": m.user},
-                ],
+                "messages": turns(m, Some(&m.system)),
                 "max_tokens": max_tokens,
                 "stream": stream,
             }),
             Protocol::Anthropic => json!({
                 "model": self.model,
                 "system": m.system,
-                "messages": [{"role": "user", "content": m.user}],
+                "messages": turns(m, None),
                 "max_tokens": max_tokens,
                 "stream": stream,
             }),
@@ -323,12 +320,45 @@ impl Agent for LlmAgent {
 
     fn call(&self, request: &Request, heartbeat: &dyn Fn()) -> Result<AgentReply, AgentError> {
         let m = render(request);
+        let first = self.answer(request, &m, heartbeat)?;
+        let Some(user) = crate::prompts::stub_follow_up(request, &first.text) else {
+            return Ok(first);
+        };
+        // A stub repeated (PL-27): asked once more in the same conversation.
+        let m = Messages {
+            follow_up: Some(crate::prompts::FollowUp {
+                reply: first.text,
+                user,
+            }),
+            ..m
+        };
+        let second = self.answer(request, &m, heartbeat)?;
+        Ok(AgentReply {
+            text: second.text,
+            usage: Usage {
+                input_tokens: first.usage.input_tokens + second.usage.input_tokens,
+                output_tokens: first.usage.output_tokens + second.usage.output_tokens,
+            },
+            cached: first.cached && second.cached,
+            follow_ups: 1,
+        })
+    }
+}
+
+impl LlmAgent {
+    /// One model call for `request` with messages `m`, or its cached reply.
+    fn answer(
+        &self,
+        request: &Request,
+        m: &Messages,
+        heartbeat: &dyn Fn(),
+    ) -> Result<AgentReply, AgentError> {
         let digest = role_prompts_digest();
         // The agent's name is in the seed: two agents of one model and temperature draw
         // different samples, and each draws the same one again on a rerun.
         let seed = format!("{}/{}", self.name, request.key());
         let schema = (self.structured && request.role == Role::Distinguish).then(calls_schema);
-        let mut key = self.cache_key(&m, &digest, request.sample, sampling_seed(&seed));
+        let mut key = self.cache_key(m, &digest, request.sample, sampling_seed(&seed));
         key.schema = schema.as_ref().map(|_| CALLS_SCHEMA);
         if let Some(cache) = &self.cache {
             if let Some(hit) = cache.lookup(&key) {
@@ -357,7 +387,7 @@ impl Agent for LlmAgent {
             heartbeat();
         };
         let x = self.exchange_with(
-            &m,
+            m,
             self.max_tokens,
             self.stream,
             &seed,
@@ -371,6 +401,21 @@ impl Agent for LlmAgent {
         }
         Ok(x.reply)
     }
+}
+
+/// A request's chat messages: the system message (OpenAI; Anthropic sends it apart), the user
+/// message, and a follow-up's two turns.
+fn turns(m: &Messages, system: Option<&str>) -> Json {
+    let mut out = Vec::new();
+    if let Some(system) = system {
+        out.push(json!({"role": "system", "content": system}));
+    }
+    out.push(json!({"role": "user", "content": m.user}));
+    if let Some(f) = &m.follow_up {
+        out.push(json!({"role": "assistant", "content": f.reply}));
+        out.push(json!({"role": "user", "content": f.user}));
+    }
+    Json::Array(out)
 }
 
 /// The sampling seed sent with a request: 31 bits of blake3 over the request's seed text
@@ -456,6 +501,7 @@ impl Gathered {
                 text: self.text,
                 usage: self.usage,
                 cached: false,
+                follow_ups: 0,
             },
             served_model: self.model,
             llama_timings: self.timings,

@@ -27,6 +27,41 @@ pub struct Messages {
     /// The task: the prompt with its clarifications, and for implement the decided spec and
     /// the component to write.
     pub user: String,
+    /// A second turn: the model's first reply and what the user says to it. Not serialized
+    /// when absent, so the response cache's keys of one-turn requests are what they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUp>,
+}
+
+/// The second turn of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FollowUp {
+    /// The model's first reply, as it wrote it.
+    pub reply: String,
+    /// The user's next message.
+    pub user: String,
+}
+
+/// The follow-up a reading's reply gets when its program repeats the prompt's stub (PL-27:
+/// a function the prompt names, or every public one, has no body): `None` for any other
+/// reply, or another role. Small models copy HumanEval's signature and docstring and stop
+/// there (3 of 16 first replies of the local agents even when asked for the whole body);
+/// asked once more, in the same conversation, they write it. The reply that comes back is
+/// judged as any other: PL-27 still faults a second stub.
+pub fn stub_follow_up(request: &Request, reply: &str) -> Option<String> {
+    if request.role != Role::Interpret {
+        return None;
+    }
+    let Ok(synod_core::pipeline::Reply::Interpretation(i)) =
+        crate::reply::parse_reply(Role::Interpret, reply)
+    else {
+        return None;
+    };
+    let facts = synod_core::facts::prompt_facts(&request.prompt.text);
+    let f = synod_core::facts::bodiless_function(&i.reference, &facts.functions)?;
+    Some(format!(
+        "Your `{f}` has no body: it only repeats the request's signature and docstring. Write the ```python block again (starting with `# module:`) with the whole body of every function, the code that computes the result, then the ```examples block.\n"
+    ))
 }
 
 /// The version line of a role prompt (its first line).
@@ -85,6 +120,7 @@ pub fn render(request: &Request) -> Messages {
             Messages {
                 system: INTERPRET_PROMPT.to_string(),
                 user,
+                follow_up: None,
             }
         }
         Role::Distinguish => {
@@ -109,6 +145,7 @@ pub fn render(request: &Request) -> Messages {
             Messages {
                 system: DISTINGUISH_PROMPT.to_string(),
                 user,
+                follow_up: None,
             }
         }
         Role::Implement => {
@@ -145,6 +182,7 @@ pub fn render(request: &Request) -> Messages {
             Messages {
                 system: IMPLEMENT_PROMPT.to_string(),
                 user,
+                follow_up: None,
             }
         }
     }

@@ -185,8 +185,18 @@ async fn openai(State(s): State<Arc<Srv>>, headers: HeaderMap, body: Bytes) -> R
             )
         }
     };
+    // Messages of a second turn: system, user, the model's reply, the user's follow-up.
+    let turns = s
+        .bodies
+        .lock()
+        .unwrap()
+        .last()
+        .map_or(0, |b| b["messages"].as_array().map_or(0, Vec::len));
     match model.as_str() {
         "ok" => ok(GOOD),
+        // Repeats the request's stub; asked again in the same conversation, writes the body.
+        "stub" if turns >= 4 => ok(GOOD),
+        "stub" | "stubborn" => ok(STUB),
         // llama.cpp's server: its last chunk (or its whole reply) carries `timings`.
         "llama" if stream => {
             let mut chunks = openai_chunks(GOOD, true);
@@ -419,6 +429,9 @@ async fn anthropic(State(s): State<Arc<Srv>>, headers: HeaderMap, body: Bytes) -
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
+
+/// A reading whose program repeats a stub: `add` has a docstring and no body (PL-27).
+const STUB: &str = "```python\n# module: adder\ndef add(a, b):\n    \"\"\"Add a and b.\"\"\"\n```\n\n```examples\nadd(1, 2)\n```\n";
 
 fn request(sample: u32) -> Request {
     Request {
@@ -673,6 +686,7 @@ fn a_reply_cached_under_the_older_cut_rule_is_reused_when_it_is_the_same_reply()
             cut: Some("examples-16"),
         };
         let reply = synod_agents::AgentReply {
+            follow_ups: 0,
             text: text.to_string(),
             usage: synod_core::pipeline::Usage {
                 input_tokens: 5,
@@ -1629,5 +1643,55 @@ fn real_model_end_to_end() {
     };
     let again = agents[0].call(&request, &|| {}).unwrap();
     assert!(again.cached && again.usage.output_tokens > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A reading that repeats the prompt's stub (PL-27) gets one follow-up in the same
+/// conversation: the model's reply and a message naming the function with no body. The second
+/// reply is what the agent answers, both calls' tokens counted; each turn is cached, so a rerun
+/// costs nothing; a model that stubs again is not asked a third time; a reply with a body gets
+/// no follow-up.
+#[test]
+fn a_stub_reply_is_asked_once_more_in_the_same_conversation() {
+    let srv = Server::start();
+    let dir = temp_dir("stub-follow-up");
+    let cache = ResponseCache::new(&dir);
+    let agent = |model: &str| {
+        let toml = format!(
+            "[[agent]]\nname = \"a\"\nbackend = \"openai\"\nmodel = \"{model}\"\nbase_url = \"{}\"\n",
+            srv.url
+        );
+        build_agents(&file(&toml, Path::new(".")), Some(&cache))
+            .unwrap()
+            .pop()
+            .unwrap()
+    };
+    let a = agent("stub");
+    let r = a.call(&request(0), &|| {}).unwrap();
+    assert_eq!(r.text, GOOD);
+    assert_eq!((r.follow_ups, r.cached), (1, false));
+    assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (22, 44));
+    assert_eq!(srv.count("stub"), 2);
+    let second = srv.state.bodies.lock().unwrap().last().unwrap().clone();
+    let messages = second["messages"].as_array().unwrap().clone();
+    assert_eq!(messages.len(), 4, "{second}");
+    assert_eq!(messages[2]["role"], "assistant");
+    assert_eq!(messages[2]["content"], STUB);
+    let follow_up = messages[3]["content"].as_str().unwrap();
+    assert!(follow_up.contains("`add` has no body"), "{follow_up}");
+    // Again: both turns from the cache.
+    let again = a.call(&request(0), &|| {}).unwrap();
+    assert_eq!(
+        (again.text.as_str(), again.follow_ups, again.cached),
+        (GOOD, 1, true)
+    );
+    assert_eq!(srv.count("stub"), 2);
+    // A second stub is the answer (PL-27 faults it); no third ask.
+    let r = agent("stubborn").call(&request(0), &|| {}).unwrap();
+    assert_eq!((r.text.as_str(), r.follow_ups), (STUB, 1));
+    assert_eq!(srv.count("stubborn"), 2);
+    // A program with a body: one call.
+    let r = agent("ok").call(&request(0), &|| {}).unwrap();
+    assert_eq!((r.follow_ups, srv.count("ok")), (0, 1));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -135,6 +135,8 @@ struct Drawn {
     /// program whose functions have no body (PL-27; its reading is still kept for the baselines).
     unusable: Option<String>,
     tokens: u64,
+    /// Follow-up turns its agent took (a stub repaired): model calls beyond the one.
+    follow_ups: u32,
 }
 
 /// Everything one task's strategies share: the prompt, the agents, the caches.
@@ -215,7 +217,9 @@ impl<'a> RealCell<'a> {
         if r.cached {
             spent.cached.fetch_add(1, Ordering::Relaxed);
         } else {
-            spent.calls.fetch_add(1, Ordering::Relaxed);
+            spent
+                .calls
+                .fetch_add(1 + u64::from(r.follow_ups), Ordering::Relaxed);
             spent
                 .tokens_out
                 .fetch_add(r.usage.output_tokens, Ordering::Relaxed);
@@ -284,12 +288,14 @@ impl<'a> RealCell<'a> {
                     interpretation,
                     unusable,
                     tokens: r.usage.total(),
+                    follow_ups: r.follow_ups,
                 }
             }
             Err(e) => Drawn {
                 interpretation: None,
                 unusable: Some(e),
                 tokens: 0,
+                follow_ups: 0,
             },
         }
     }
@@ -429,6 +435,7 @@ impl<'a> RealCell<'a> {
             other => return Err(EvalError::Unsupported(format!("strategy {other:?}"))),
         };
         let tokens = drawn.iter().take(calls).map(|d| d.tokens).sum();
+        let follow_ups: u32 = drawn.iter().take(calls).map(|d| d.follow_ups).sum();
         let (verdict, detail) = match chosen.and_then(|i| answers[i].map(|a| (i, a))) {
             Some((i, src)) => (
                 self.judge(&Program::single("solution", src), "solution")?,
@@ -438,8 +445,8 @@ impl<'a> RealCell<'a> {
         };
         Ok(StrategyResult {
             verdict,
-            calls: calls as u32,
-            interpret_calls: calls as u32,
+            calls: calls as u32 + follow_ups,
+            interpret_calls: calls as u32 + follow_ups,
             tokens,
             questions: 0,
             detail,
@@ -592,6 +599,11 @@ impl World for RealWorld<'_, '_> {
         let reply = match self.cell.call(agent.0 as usize, request) {
             Ok(r) => {
                 self.tokens += r.usage.total();
+                // A stub repaired in a second turn is a second model call.
+                self.calls += r.follow_ups;
+                if request.role == Role::Interpret {
+                    self.interpret_calls += r.follow_ups;
+                }
                 (
                     synod_agents::reply::parse_reply(request.role, &r.text),
                     r.usage,
