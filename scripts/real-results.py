@@ -6,8 +6,9 @@ usage: scripts/real-results.py OUT_DIR [OUT_DIR ...]
 Reads each OUT_DIR/results.csv (rows with p = real) and OUT_DIR/usable.csv, and prints, per
 suite and agents set: each strategy's outcomes, calls, tokens and wall time per task; for synod
 how often the first tally split; synod-cN rows (a call budget of N) make the budget curve; on
-HumanEvalComm how often each strategy asked on the original
-and on the modified prompts; and the usable-reply rate per model.
+HumanEvalComm how often each strategy asked (a question, answered or not: a user answers
+there) on the original and on the modified prompts, and what it delivered on each; and the
+usable-reply rate per model.
 """
 import csv
 import sys
@@ -45,8 +46,8 @@ def main(dirs):
     for (suite, label, n, m), rs in sorted(groups.items()):
         units = {(r["task_id"], r["variant"]) for r in rs}
         print(f"\n#### {suite}, agents `{label}` (n = {n}, m = {m}): {len(units)} task prompts\n")
-        print("| strategy | tasks | correct % | silently wrong % | asked % | abstained % | calls/task | tokens/task | s/task |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| strategy | tasks | correct % | silently wrong % | asked, unanswered % | abstained % | asked any % | calls/task | tokens/task | s/task |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for s in strategies_of(rs):
             sr = [r for r in rs if r["strategy"] == s]
             if not sr:
@@ -58,8 +59,10 @@ def main(dirs):
             calls = sum(int(r["calls"]) for r in sr) / k
             toks = sum(int(r["tokens"]) for r in sr) / k
             secs = sum(float(r["seconds"]) for r in sr) / k
+            asked_any = sum(int(r["questions"]) > 0 for r in sr)
             print(f"| {s} | {k} | {pct(c['correct'], k)} | {pct(c['silently-wrong'], k)} | "
-                  f"{pct(c['asked'], k)} | {pct(c['abstained'], k)} | {calls:.1f} | {toks:.0f} | {secs:.0f} |")
+                  f"{pct(c['asked'], k)} | {pct(c['abstained'], k)} | {pct(asked_any, k)} | "
+                  f"{calls:.1f} | {toks:.0f} | {secs:.0f} |")
         syn = [r for r in rs if r["strategy"] == "synod"]
         split = [r for r in syn if "classes " in r["detail"]
                  and "-" in r["detail"].split("classes ", 1)[1].split(" ")[0]]
@@ -75,13 +78,16 @@ def main(dirs):
             if widened:
                 print(f"synod: the widened tally (PL-20) decided {len(widened)} of {len(syn)}.")
         if suite == "humanevalcomm":
-            print("\n| strategy | asked on original % | asked on modified % |\n|---|---|---|")
+            print("\n| strategy | asked on original % | asked on modified % "
+                  "| correct on original % | correct on modified % |\n|---|---|---|---|---|")
             for s in strategies_of(rs):
                 o = [r for r in rs if r["strategy"] == s and r["variant"] == "original"]
                 md = [r for r in rs if r["strategy"] == s and r["variant"] != "original"]
+                asked = lambda xs: sum(int(r["questions"]) > 0 for r in xs)
+                right = lambda xs: sum(r["outcome"] == "correct" for r in xs)
                 if o or md:
-                    print(f"| {s} | {pct(sum(r['outcome'] == 'asked' for r in o), len(o))} | "
-                          f"{pct(sum(r['outcome'] == 'asked' for r in md), len(md))} |")
+                    print(f"| {s} | {pct(asked(o), len(o))} | {pct(asked(md), len(md))} | "
+                          f"{pct(right(o), len(o))} | {pct(right(md), len(md))} |")
     # Usable-reply rate: each (suite dir, task, variant, agent) once.
     seen, per_model = set(), defaultdict(lambda: [0, 0])
     for line in usable:
@@ -93,7 +99,7 @@ def main(dirs):
         per_model[model][1] += 1
         per_model[model][0] += ok == "true"
     if per_model:
-        print("\n| model | first replies | usable (a reading whose program has a body, PL-27) | rate % |\n|---|---|---|---|")
+        print("\n| model | first replies | usable (a reading whose program has a body, PL-27, after at most one follow-up) | rate % |\n|---|---|---|---|")
         for model, (ok, tot) in sorted(per_model.items()):
             print(f"| {model} | {tot} | {ok} | {pct(ok, tot)} |")
 
