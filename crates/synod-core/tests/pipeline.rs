@@ -529,8 +529,8 @@ fn pl_2_invalid_reply_is_a_fault_and_the_next_agent_is_asked() {
 
 #[test]
 fn pl_8_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_round() {
-    // 5 agents, m = 1, readings split 3–2.
-    let mut d = Driver::new(
+    // 5 agents, m = 1, readings split 3–2; the answer is read again (PL-28 off).
+    let mut d = Driver::with_config(
         5,
         1,
         vec![
@@ -540,6 +540,7 @@ fn pl_8_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_ro
             Plays::Reads("neg", "neg"),
             Plays::Reads("neg", "neg"),
         ],
+        |c| c.answer_decides = false,
     );
     d.run();
     let q = d.question.clone().expect("a question");
@@ -576,6 +577,59 @@ fn pl_8_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_ro
         4,
         "the second round decides with its first wave"
     );
+}
+
+/// PL-28: the user's choice of a reading held by more than m agents decides its class, with
+/// no second round: at most m agents are faulty, so one of the two is correct, and both read
+/// alike on every probe. The clarification's examples are in the contract, as after a re-read.
+#[test]
+fn pl_28_the_users_choice_of_a_reading_held_by_more_than_m_agents_decides_it() {
+    let plays = || {
+        vec![
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("abs", "abs"),
+            Plays::Reads("neg", "neg"),
+            Plays::Reads("neg", "neg"),
+        ]
+    };
+    let mut d = Driver::new(5, 1, plays());
+    d.run();
+    let asks = d.interpret_asks().len();
+    d.v.push(Input::UserAnswered { answer: "B".into() });
+    d.run();
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(3), AgentId(4)]);
+    assert_eq!(d.interpret_asks().len(), asks, "no agent reads again");
+    assert_eq!(b.prompt.clarifications.len(), 1);
+    assert!(
+        b.spec
+            .contract
+            .iter()
+            .any(|c| matches!(c.expect, Expectation::Same(_)))
+    );
+    assert!(
+        d.w.progress
+            .iter()
+            .any(|p| p.to_string().contains("decided (PL-28)")),
+        "{:?}",
+        d.w.progress
+    );
+    // Reading A (three agents) likewise.
+    let mut d = Driver::new(5, 1, plays());
+    d.run();
+    d.v.push(Input::UserAnswered { answer: "A".into() });
+    d.run();
+    assert_eq!(d.built().class, vec![AgentId(0), AgentId(1), AgentId(2)]);
+    // Free text chooses no reading: every agent reads again.
+    let mut d = Driver::new(5, 1, plays());
+    d.run();
+    let asks = d.interpret_asks().len();
+    d.v.push(Input::UserAnswered {
+        answer: "the negative one, please".into(),
+    });
+    d.run();
+    assert!(d.interpret_asks().len() > asks);
 }
 
 #[test]
@@ -646,7 +700,8 @@ fn pl_8_an_answer_that_looks_like_a_label_but_names_no_reading_is_refused_and_as
 
 #[test]
 fn pl_5_reading_contradicting_a_clarification_is_a_fault() {
-    let mut d = Driver::new(
+    // The answer is read again (PL-28 off: it would decide the chosen class at once).
+    let mut d = Driver::with_config(
         5,
         1,
         vec![
@@ -656,6 +711,7 @@ fn pl_5_reading_contradicting_a_clarification_is_a_fault() {
             Plays::Reads("neg", "neg"),
             Plays::Reads("neg", "neg"),
         ],
+        |c| c.answer_decides = false,
     );
     d.run();
     // Agents 0 and 1 change their minds; agent 2 keeps "abs", which contradicts B, and is
@@ -1237,7 +1293,8 @@ fn pl_11_an_answer_with_no_question_is_counted_and_ignored() {
 fn pl_9_the_decided_contract_keeps_every_clarified_example_under_its_cap() {
     // 5 agents, m = 1, readings split 3–2; after the answer every agent reads "abs" with 64
     // contract examples of its own: 320 examples, more than the decided contract holds.
-    let mut d = Driver::new(
+    // The answer is read again (PL-28 off: it would decide the chosen class at once).
+    let mut d = Driver::with_config(
         5,
         1,
         vec![
@@ -1247,6 +1304,7 @@ fn pl_9_the_decided_contract_keeps_every_clarified_example_under_its_cap() {
             Plays::Reads("neg", "neg"),
             Plays::Reads("neg", "neg"),
         ],
+        |c| c.answer_decides = false,
     );
     d.run();
     assert!(d.question.is_some());

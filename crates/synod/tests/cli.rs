@@ -1391,8 +1391,8 @@ print(json.dumps({"reply": reply}), flush=True)
 /// own protocol does: the author of the original problem, who runs its solution (which no
 /// agent sees) on the calls the question shows and names the reading that matches. On
 /// `prompt1p` ("Check given a list of number.", no example) the agents split 2-2, synod asks
-/// (PL-25), the user's answer becomes a clarification, and the second round builds the
-/// original's function; `single` stays with its agent's first reading.
+/// (PL-25), and the user's choice of a reading held by two agents (more than m) decides it
+/// (PL-28): no agent reads again; `single` stays with its agent's first reading.
 #[test]
 fn eval_humanevalcomm_user_answers_and_synod_builds_what_was_meant() {
     let tmp = TempDir::new("eval-hec-user");
@@ -1444,10 +1444,16 @@ fn eval_humanevalcomm_user_answers_and_synod_builds_what_was_meant() {
     let synod_row = row("prompt1p", "synod");
     assert_eq!(synod_row[9], "correct", "{csv}");
     assert_eq!(synod_row[13], "1", "one question, answered\n{csv}");
+    assert_eq!(synod_row[10], "4", "the first wave's calls only\n{csv}");
+    let dialogue = read(&tmp.join("out/dialogue.jsonl"));
+    assert!(
+        dialogue.contains("\"variant\":\"prompt1p\"") && dialogue.contains("\"answer\":\"B\""),
+        "the question and the user's answer are in dialogue.jsonl\n{dialogue}"
+    );
     let prompts = read(&tmp.join("prompts.log"));
     assert!(
-        prompts.contains("## Clarifications from the user") && prompts.contains("Follow reading"),
-        "the user's answer reaches the agents\n{prompts}"
+        !prompts.contains("## Clarifications from the user"),
+        "decided by the answer, not read again\n{prompts}"
     );
     // The user saw only what the question shows: no hidden test reaches an agent.
     assert!(!prompts.contains("assert "), "{prompts}");

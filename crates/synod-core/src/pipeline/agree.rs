@@ -320,7 +320,7 @@ impl Pipeline {
 
     /// Decides `classes[0]`, after a differential search when its members are different
     /// programs (PL-7).
-    fn decide_checked(
+    pub(super) fn decide_checked(
         &mut self,
         mut it: Box<Interp>,
         classes: Vec<(Behaviour, Vec<AgentId>)>,

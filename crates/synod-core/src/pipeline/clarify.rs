@@ -1,10 +1,12 @@
 //! Clarify: the readings split beyond the fault budget, so the prompt is ambiguous. The user is
 //! shown the readings and the probes where they differ; an answer naming a reading becomes a
 //! clarification with examples (`Expectation::Same`, ADR 0002) that every later reading must
-//! meet, and interpret starts again on the clarified prompt.
+//! meet. A chosen reading held by more than m agents is decided at once (PL-28); otherwise
+//! interpret starts again on the clarified prompt.
 
 use super::refinement::outcome_phrase;
 use super::*;
+use std::collections::BTreeSet;
 
 /// Why the user is asked to choose between readings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,7 +103,58 @@ impl Pipeline {
             what: format!("clarification {}: {}", it.round + 1, clarification.text),
         }));
         self.prompt.clarifications.push(clarification);
-        self.start_interpret(it.round + 1, 0, out)
+        let round = it.round;
+        if let Some(k) = chosen
+            && let Some(stage) = self.decide_chosen(it, &question, k, out)
+        {
+            return stage;
+        }
+        self.start_interpret(round + 1, 0, out)
+    }
+
+    /// PL-28: the user chose reading `k`. When more than m agents hold it, at least one of them
+    /// is correct (at most m are faulty), and every member reads as that agent does on every
+    /// probe: the user's choice is the decision, and the class is decided without reading
+    /// again (re-reads of small models repeat their first reading whatever the clarification
+    /// says: HumanEval/0's prompt1a, 12 of 12). Not for a question about inputs outside the
+    /// domain (its readings are parts of one class), nor for the prompt's example against the
+    /// text (PL-24: reading A is every agent that kept the example), nor when the rule is off.
+    fn decide_chosen(
+        &mut self,
+        mut it: Box<Interp>,
+        question: &Question,
+        k: usize,
+        out: &mut Vec<Output>,
+    ) -> Option<Stage> {
+        if !self.cfg.answer_decides || question.outside_domain || question.contradicts.is_some() {
+            return None;
+        }
+        let names: BTreeSet<&str> = question.readings[k]
+            .agents
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let mut classes = Self::classes(&it);
+        let at = classes
+            .iter()
+            .position(|c| c.1.iter().any(|a| names.contains(self.name(*a).as_str())))?;
+        if classes[at].1.len() <= self.tally.m() {
+            return None;
+        }
+        let chosen = classes.remove(at);
+        classes.insert(0, chosen);
+        out.push(Output::Progress(Progress::Stage {
+            stage: "clarify".into(),
+            detail: format!(
+                "the user chose reading {}, held by {} agents (more than m = {}): decided (PL-28)",
+                question.readings[k].label,
+                classes[0].1.len(),
+                self.tally.m()
+            ),
+        }));
+        // The decision comes after the clarification: it counts in its round.
+        it.round += 1;
+        Some(self.decide_checked(it, classes, out))
     }
 }
 

@@ -92,6 +92,9 @@ pub struct PipelineConfig {
     /// PL-25: when the prompt fixes no example and the readings split with nobody left to ask,
     /// ask the user rather than resample and decide by a statistical lead (PL-20).
     pub ask_open: bool,
+    /// PL-28: a user's choice of a reading held by more than m agents decides that reading's
+    /// class; otherwise (or when off) every agent reads again with the clarification.
+    pub answer_decides: bool,
     /// Clarification questions before the build gives up.
     pub clarifications_max: u32,
     /// Tokens (in and out, all agents) the build may spend; `None` for no limit.
@@ -121,6 +124,7 @@ impl PipelineConfig {
             reference_first: true,
             distinguish: false,
             ask_open: true,
+            answer_decides: true,
             clarifications_max: 3,
             tokens_max: None,
             timeout_increment_ms: TIMEOUT_INCREMENT_MS,
