@@ -525,6 +525,28 @@ fn run_unit_real(
             detail.push_str(&format!("; usable {}/{}", c.usable(), nm.0));
         }
         let key = key_of(&task.id, &v.name, nm, cell, cfg.seed, strategy);
+        // dialogue.jsonl: what synod asked, what the user answered, why a run stopped.
+        let mut text = String::new();
+        for mut line in c.take_dialogue() {
+            line["task"] = task.id.clone().into();
+            line["variant"] = v.name.clone().into();
+            line["strategy"] = strategy.to_string().into();
+            text.push_str(&format!("{line}\n"));
+        }
+        if !text.is_empty() {
+            let path = cfg.out.join("dialogue.jsonl");
+            let io = |source| EvalError::Io {
+                what: format!("append {}", path.display()),
+                source,
+            };
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io)?
+                .write_all(text.as_bytes())
+                .map_err(io)?;
+        }
         rows.push(csv_row(cfg.kind, &key, &r, secs, &detail));
     }
     Ok(UnitResult::Rows(rows))

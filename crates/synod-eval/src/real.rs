@@ -162,6 +162,9 @@ pub struct RealCell<'a> {
     /// [`RealCell::user_answer`].
     pub user: bool,
     drawn: OnceLock<Vec<Drawn>>,
+    /// What synod asked and was answered, which agents it faulted and why, and why a run that
+    /// built nothing stopped, as JSON lines for `dialogue.jsonl` ([`RealCell::take_dialogue`]).
+    dialogue: std::sync::Mutex<Vec<serde_json::Value>>,
 }
 
 impl<'a> RealCell<'a> {
@@ -192,6 +195,7 @@ impl<'a> RealCell<'a> {
             resamples,
             user,
             drawn: OnceLock::new(),
+            dialogue: Default::default(),
         })
     }
 
@@ -349,6 +353,24 @@ impl<'a> RealCell<'a> {
             "None of these readings. I mean: {}.",
             cases.join("; ")
         )))
+    }
+
+    /// The dialogue lines of the runs so far, taken (each a JSON object: `question` and
+    /// `answer`, `fault` and `reason`, or `stopped`).
+    pub fn take_dialogue(&self) -> Vec<serde_json::Value> {
+        std::mem::take(
+            &mut *self
+                .dialogue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    fn note(&self, line: serde_json::Value) {
+        self.dialogue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(line);
     }
 
     /// Per agent: its name, backend and model, and why its first reply gave no reading (`None`
@@ -542,6 +564,11 @@ impl<'a> RealCell<'a> {
             answered: 0,
         };
         let end = VirtualDriver::new(p).run(&mut world)?;
+        if let synod_core::pipeline::drive::RunEnd::Finished(f) = &end
+            && let synod_core::pipeline::Finish::Failed { stage, reason, .. } = f.as_ref()
+        {
+            self.note(serde_json::json!({"stopped": format!("{stage}: {reason}")}));
+        }
         let (verdict, detail) =
             crate::strategies::synod_verdict(end, &self.function, |p, m| self.judge(p, m))?;
         let tallies: Vec<String> = world
@@ -624,8 +651,13 @@ impl World for RealWorld<'_, '_> {
     }
 
     fn observe(&mut self, output: &Output) {
-        if let Output::Progress(Progress::Classes { sizes, .. }) = output {
-            self.tallies.push(sizes.clone());
+        match output {
+            Output::Progress(Progress::Classes { sizes, .. }) => self.tallies.push(sizes.clone()),
+            Output::Progress(Progress::Fault { agent, reason }) => {
+                self.cell
+                    .note(serde_json::json!({"fault": agent, "reason": reason}));
+            }
+            _ => {}
         }
     }
 
@@ -638,6 +670,8 @@ impl World for RealWorld<'_, '_> {
         }
         let answer = self.cell.user_answer(question)?;
         self.answered += u32::from(answer.is_some());
+        self.cell
+            .note(serde_json::json!({"question": question, "answer": answer}));
         Ok(answer)
     }
 }
