@@ -310,7 +310,7 @@ impl<'a> RealCell<'a> {
     /// the readings differ, as the question shows them; the answer is the reading that does
     /// what the reference does on every one of them, or, when none does, what the reference
     /// does, in words (free text, ADR 0002): `None of these readings. I mean: f(3.5) returns
-    /// 0.5; …`. `None` (no answer: the outcome `asked`) when the question shows no call or the
+    /// 0.5; …`, and what the function takes when the calls do not fit it (`TypeError`). `None` (no answer: the outcome `asked`) when the question shows no call or the
     /// reference does not load. Deterministic: the reference's outcomes are sandbox runs,
     /// cached like every other.
     pub fn user_answer(&self, q: &Question) -> Result<Option<String>, EvalError> {
@@ -344,15 +344,38 @@ impl<'a> RealCell<'a> {
         if let Some((_, r)) = meant {
             return Ok(Some(r.label.clone()));
         }
+        // A call the original's function cannot take (another number of arguments: the
+        // agents guessed the parameters of `candidate(...)`) says nothing about results; the
+        // author says what the function takes instead.
+        let misfit = |w: &Outcome| matches!(w, Outcome::Error(k) if k == "TypeError");
         let cases: Vec<String> = calls
             .iter()
             .zip(&want)
+            .filter(|(_, w)| !misfit(w))
             .map(|(c, w)| format!("{c} {}", synod_core::pipeline::outcome_phrase(w)))
             .collect();
-        Ok(Some(format!(
-            "None of these readings. I mean: {}.",
-            cases.join("; ")
-        )))
+        let mut answer = String::from("None of these readings.");
+        if want.iter().any(misfit)
+            && let Some(signature) = self.original_signature()
+        {
+            answer.push_str(&format!(" The function is `{signature}`."));
+        }
+        if !cases.is_empty() {
+            answer.push_str(&format!(" I mean: {}.", cases.join("; ")));
+        }
+        Ok(Some(answer))
+    }
+
+    /// The original problem's signature, under the variant's name:
+    /// `candidate(numbers: List[float], threshold: float) -> bool`.
+    fn original_signature(&self) -> Option<String> {
+        let entry = &self.prepared.entry;
+        let text = &self.task.prompts[0].text;
+        let at = text.find(&format!("def {entry}("))?;
+        let rest = &text[at + 4..];
+        let end = rest.find(":\n").or_else(|| rest.find(':'))?;
+        let signature = rest[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+        Some(format!("{}{}", self.function, &signature[entry.len()..]))
     }
 
     /// The dialogue lines of the runs so far, taken (each a JSON object: `question` and

@@ -664,6 +664,7 @@ fn the_real_evaluations_user_answers_with_what_the_reference_does() {
     use synod_eval::real::{RealAgents, RealCell};
     use synod_eval::suite::Declared;
     let (mut task, prepared) = constructed();
+    task.prompts[0].text = "def f(x: int) -> int:\n    \"\"\"Twice x.\"\"\"\n".into();
     task.prompts.push(PromptVariant {
         name: "prompt1p".into(),
         text: "def candidate(...):\n    \"\"\"Do something with x.\"\"\"\n".into(),
@@ -698,5 +699,13 @@ fn the_real_evaluations_user_answers_with_what_the_reference_does() {
         )
     );
     assert_eq!(answer(question(vec![])), None);
+    // Calls the original cannot take (the agents guessed one more parameter): the author says
+    // what the function takes, from the original's `def` line.
+    let mut q = question(vec![(2, [4, 5])]);
+    q.differing[0].call.args.push(synod_core::Value::Int(1));
+    assert_eq!(
+        answer(q),
+        Some("None of these readings. The function is `candidate(x: int) -> int`.".into())
+    );
     let _ = std::fs::remove_dir_all(out);
 }
