@@ -37,7 +37,8 @@ pub const STRATEGIES: &[&str] = &[
 
 /// A synod strategy's knobs ([`Knobs`]), read from its name: `synod` (the pipeline's
 /// defaults), `synod-c8` (at most 8 interpret calls a round), `synod-k0` (the widened tally
-/// off, PL-20), `synod-k3-c12`, `synod-s` (PL-22's distinguishing inputs on). Rows keep the
+/// off, PL-20), `synod-k3-c12`, `synod-s` (PL-22's distinguishing inputs on), `synod-r` (an
+/// answer always read again: PL-28 off). Rows keep the
 /// name, so one run can score several call budgets on the same replies (the budget curve in
 /// docs/RESULTS.md). `None` when it is not a synod strategy.
 pub fn synod_knobs(name: &str) -> Option<Knobs> {
@@ -46,6 +47,10 @@ pub fn synod_knobs(name: &str) -> Option<Knobs> {
     for part in rest.split('-').skip(1) {
         if part == "s" && !k.distinguish {
             k.distinguish = true;
+            continue;
+        }
+        if part == "r" && !k.reread {
+            k.reread = true;
             continue;
         }
         let (what, n) = part.split_at(1.min(part.len()));
@@ -653,6 +658,10 @@ mod knob_tests {
             Some(8)
         );
         assert!(synod_knobs("synod-s-c8").unwrap().distinguish);
+        assert!(synod_knobs("synod-r").unwrap().reread && !synod_knobs("synod").unwrap().reread);
+        let mut cfg = synod_core::pipeline::PipelineConfig::new(vec![], 0, 1);
+        synod_knobs("synod-r").unwrap().apply(&mut cfg);
+        assert!(!cfg.answer_decides);
         for bad in [
             "synodx",
             "synod-",
@@ -661,6 +670,7 @@ mod knob_tests {
             "synod-c8-c9",
             "synod-z1",
             "synod-s-s",
+            "synod-r-r",
             "single",
         ] {
             assert_eq!(synod_knobs(bad), None, "{bad}");

@@ -40,8 +40,8 @@ pub struct EvalArgs {
     pub grid: bool,
     /// Strategies, comma-separated: single, majority-text, majority-behaviour, codet, synod.
     /// `synod-cN` caps a round at N interpret calls and `synod-kN` sets the widened tally's
-    /// lead (PL-20; k0: off), `synod-s` asks for distinguishing inputs (PL-22), e.g.
-    /// synod-c4,synod-c8,synod-c12 for a call-budget curve.
+    /// lead (PL-20; k0: off), `synod-s` asks for distinguishing inputs (PL-22), `synod-r` reads
+    /// every answer again (PL-28 off), e.g. synod-c4,synod-c8,synod-c12 for a call-budget curve.
     #[arg(long, value_delimiter = ',')]
     pub strategy: Option<Vec<String>>,
     /// Run the first N tasks only.

@@ -40,6 +40,8 @@ pub struct Knobs {
     pub interpret_calls_max: Option<usize>,
     /// PL-22 on.
     pub distinguish: bool,
+    /// PL-28 off: an answer is always read again.
+    pub reread: bool,
 }
 
 impl Knobs {
@@ -52,6 +54,7 @@ impl Knobs {
             cfg.interpret_calls_max = c;
         }
         cfg.distinguish |= self.distinguish;
+        cfg.answer_decides &= !self.reread;
     }
 }
 
