@@ -328,6 +328,7 @@ fn build(args: &BuildArgs) -> Result<u8> {
             ahead_by: Some(args.ahead_by as usize),
             interpret_calls_max: args.max_interpret_calls.map(|c| c as usize),
             distinguish: args.distinguish,
+            reread: false,
         },
     };
     eprintln!(
