@@ -333,12 +333,11 @@ impl Agent for LlmAgent {
             ..m
         };
         let second = self.answer(request, &m, heartbeat)?;
+        let mut usage = first.usage;
+        usage.add(second.usage);
         Ok(AgentReply {
             text: second.text,
-            usage: Usage {
-                input_tokens: first.usage.input_tokens + second.usage.input_tokens,
-                output_tokens: first.usage.output_tokens + second.usage.output_tokens,
-            },
+            usage,
             cached: first.cached && second.cached,
             follow_ups: 1,
         })

@@ -527,21 +527,21 @@ fn pl_2_invalid_reply_is_a_fault_and_the_next_agent_is_asked() {
     assert!(b.agents[0].faults[0].detail.contains("no JSON spec"));
 }
 
+/// Five agents whose readings split 3-2, "abs" against "neg": two classes of more than m = 1.
+fn split_3_2() -> Vec<Plays> {
+    vec![
+        Plays::Reads("abs", "abs"),
+        Plays::Reads("abs", "abs"),
+        Plays::Reads("abs", "abs"),
+        Plays::Reads("neg", "neg"),
+        Plays::Reads("neg", "neg"),
+    ]
+}
+
 #[test]
 fn pl_8_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_round() {
     // 5 agents, m = 1, readings split 3–2; the answer is read again (PL-28 off).
-    let mut d = Driver::with_config(
-        5,
-        1,
-        vec![
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("neg", "neg"),
-            Plays::Reads("neg", "neg"),
-        ],
-        |c| c.answer_decides = false,
-    );
+    let mut d = Driver::with_config(5, 1, split_3_2(), |c| c.answer_decides = false);
     d.run();
     let q = d.question.clone().expect("a question");
     assert_eq!(q.readings.len(), 2);
@@ -584,16 +584,7 @@ fn pl_8_split_beyond_budget_asks_the_user_then_the_answer_constrains_the_next_ro
 /// alike on every probe. The clarification's examples are in the contract, as after a re-read.
 #[test]
 fn pl_28_the_users_choice_of_a_reading_held_by_more_than_m_agents_decides_it() {
-    let plays = || {
-        vec![
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("neg", "neg"),
-            Plays::Reads("neg", "neg"),
-        ]
-    };
-    let mut d = Driver::new(5, 1, plays());
+    let mut d = Driver::new(5, 1, split_3_2());
     d.run();
     let asks = d.interpret_asks().len();
     d.v.push(Input::UserAnswered { answer: "B".into() });
@@ -616,13 +607,13 @@ fn pl_28_the_users_choice_of_a_reading_held_by_more_than_m_agents_decides_it() {
         d.w.progress
     );
     // Reading A (three agents) likewise.
-    let mut d = Driver::new(5, 1, plays());
+    let mut d = Driver::new(5, 1, split_3_2());
     d.run();
     d.v.push(Input::UserAnswered { answer: "A".into() });
     d.run();
     assert_eq!(d.built().class, vec![AgentId(0), AgentId(1), AgentId(2)]);
     // Free text chooses no reading: every agent reads again.
-    let mut d = Driver::new(5, 1, plays());
+    let mut d = Driver::new(5, 1, split_3_2());
     d.run();
     let asks = d.interpret_asks().len();
     d.v.push(Input::UserAnswered {
@@ -635,17 +626,7 @@ fn pl_28_the_users_choice_of_a_reading_held_by_more_than_m_agents_decides_it() {
 #[test]
 fn pl_8_an_answer_that_looks_like_a_label_but_names_no_reading_is_refused_and_asked_again() {
     // Issue 11: "C" with readings A and B was appended to the prompt as free text.
-    let mut d = Driver::new(
-        5,
-        1,
-        vec![
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("neg", "neg"),
-            Plays::Reads("neg", "neg"),
-        ],
-    );
+    let mut d = Driver::new(5, 1, split_3_2());
     d.run();
     let q = d.question.take().expect("a question");
     for wrong in ["C", "reading c", "AB", "z", "R7"] {
@@ -701,18 +682,7 @@ fn pl_8_an_answer_that_looks_like_a_label_but_names_no_reading_is_refused_and_as
 #[test]
 fn pl_5_reading_contradicting_a_clarification_is_a_fault() {
     // The answer is read again (PL-28 off: it would decide the chosen class at once).
-    let mut d = Driver::with_config(
-        5,
-        1,
-        vec![
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("neg", "neg"),
-            Plays::Reads("neg", "neg"),
-        ],
-        |c| c.answer_decides = false,
-    );
+    let mut d = Driver::with_config(5, 1, split_3_2(), |c| c.answer_decides = false);
     d.run();
     // Agents 0 and 1 change their minds; agent 2 keeps "abs", which contradicts B, and is
     // replaced by agent 4.
@@ -1294,18 +1264,7 @@ fn pl_9_the_decided_contract_keeps_every_clarified_example_under_its_cap() {
     // 5 agents, m = 1, readings split 3–2; after the answer every agent reads "abs" with 64
     // contract examples of its own: 320 examples, more than the decided contract holds.
     // The answer is read again (PL-28 off: it would decide the chosen class at once).
-    let mut d = Driver::with_config(
-        5,
-        1,
-        vec![
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("abs", "abs"),
-            Plays::Reads("neg", "neg"),
-            Plays::Reads("neg", "neg"),
-        ],
-        |c| c.answer_decides = false,
-    );
+    let mut d = Driver::with_config(5, 1, split_3_2(), |c| c.answer_decides = false);
     d.run();
     assert!(d.question.is_some());
     for (a, base) in [(0, 100), (1, 200), (2, 300), (3, 400), (4, 500)] {

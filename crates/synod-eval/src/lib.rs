@@ -504,16 +504,7 @@ fn run_unit_real(
                 csv_field(why.as_deref().unwrap_or(""))
             ));
         }
-        let io = |source| EvalError::Io {
-            what: format!("append {}", usable_path.display()),
-            source,
-        };
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&usable_path)
-            .map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
+        append(&usable_path, &text)?;
     }
     let mut rows = Vec::new();
     for strategy in todo {
@@ -534,22 +525,26 @@ fn run_unit_real(
             text.push_str(&format!("{line}\n"));
         }
         if !text.is_empty() {
-            let path = cfg.out.join("dialogue.jsonl");
-            let io = |source| EvalError::Io {
-                what: format!("append {}", path.display()),
-                source,
-            };
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io)?
-                .write_all(text.as_bytes())
-                .map_err(io)?;
+            append(&cfg.out.join("dialogue.jsonl"), &text)?;
         }
         rows.push(csv_row(cfg.kind, &key, &r, secs, &detail));
     }
     Ok(UnitResult::Rows(rows))
+}
+
+/// Appends `text` to the file at `path` (created when missing).
+fn append(path: &std::path::Path, text: &str) -> Result<(), EvalError> {
+    let io = |source| EvalError::Io {
+        what: format!("append {}", path.display()),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?
+        .write_all(text.as_bytes())
+        .map_err(io)
 }
 
 /// One results.csv row: the suite, the row's key, then the strategy's result.

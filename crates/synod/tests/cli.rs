@@ -1291,13 +1291,8 @@ reply = "```python\n" + code + "```\n"
 print(json.dumps({"reply": reply}), flush=True)
 "#;
 
-/// HumanEvalComm's modified prompts rename the function to `candidate` (and some hide its
-/// parameters): real agents are asked for it by that name, see no test, and a program defining
-/// only `candidate` is scored through an alias; the prompt's doctests (which call `candidate`)
-/// are met, so synod decides instead of faulting every reading.
-#[test]
-fn eval_humanevalcomm_asks_for_the_function_each_prompt_declares() {
-    let tmp = TempDir::new("eval-hec-declared");
+/// HumanEvalComm's first row (HumanEval/0 and its variants).
+fn hec_first_row() -> String {
     let suite = std::fs::read_to_string(
         workspace().join("../shared/data/humanevalcomm-dev/HumanEvalComm-even.jsonl"),
     )
@@ -1307,15 +1302,12 @@ fn eval_humanevalcomm_asks_for_the_function_each_prompt_declares() {
         first.contains("\"HumanEval/0\""),
         "the first row is HumanEval/0"
     );
-    tmp.write("hec.jsonl", first);
-    tmp.write("agent.py", HEC_AGENT);
-    let mut agents = String::from("fault_budget = 1\n");
-    for k in 0..4 {
-        agents.push_str(&format!(
-            "[[agent]]\nname = \"a{k}\"\nbackend = \"command\"\ncommand = [\"python3\", \"agent.py\"]\ntemperature = 0.{k}\n"
-        ));
-    }
-    tmp.write("agents.toml", &agents);
+    first.to_string()
+}
+
+/// `synod eval` of `single` and `synod` on `hec.jsonl` with `agents.toml`, in `tmp`; results
+/// in `out/`.
+fn hec_eval(tmp: &TempDir) {
     let run = synod(
         tmp.path(),
         &[
@@ -1336,6 +1328,25 @@ fn eval_humanevalcomm_asks_for_the_function_each_prompt_declares() {
         ],
     );
     run.expect_code(0, "eval with command agents");
+}
+
+/// HumanEvalComm's modified prompts rename the function to `candidate` (and some hide its
+/// parameters): real agents are asked for it by that name, see no test, and a program defining
+/// only `candidate` is scored through an alias; the prompt's doctests (which call `candidate`)
+/// are met, so synod decides instead of faulting every reading.
+#[test]
+fn eval_humanevalcomm_asks_for_the_function_each_prompt_declares() {
+    let tmp = TempDir::new("eval-hec-declared");
+    tmp.write("hec.jsonl", &hec_first_row());
+    tmp.write("agent.py", HEC_AGENT);
+    let mut agents = String::from("fault_budget = 1\n");
+    for k in 0..4 {
+        agents.push_str(&format!(
+            "[[agent]]\nname = \"a{k}\"\nbackend = \"command\"\ncommand = [\"python3\", \"agent.py\"]\ntemperature = 0.{k}\n"
+        ));
+    }
+    tmp.write("agents.toml", &agents);
+    hec_eval(&tmp);
     let prompts = read(&tmp.join("prompts.log"));
     let csv = read(&tmp.join("out/results.csv"));
     let outcome = |variant: &str, strategy: &str| {
@@ -1396,11 +1407,7 @@ print(json.dumps({"reply": reply}), flush=True)
 #[test]
 fn eval_humanevalcomm_user_answers_and_synod_builds_what_was_meant() {
     let tmp = TempDir::new("eval-hec-user");
-    let suite = std::fs::read_to_string(
-        workspace().join("../shared/data/humanevalcomm-dev/HumanEvalComm-even.jsonl"),
-    )
-    .expect("the HumanEvalComm dev set (../shared/data)");
-    tmp.write("hec.jsonl", suite.lines().next().expect("one row"));
+    tmp.write("hec.jsonl", &hec_first_row());
     tmp.write("agent.py", HEC_SPLIT_AGENT);
     let mut agents = String::from("fault_budget = 1\n");
     for k in 0..4 {
@@ -1411,26 +1418,7 @@ fn eval_humanevalcomm_user_answers_and_synod_builds_what_was_meant() {
         ));
     }
     tmp.write("agents.toml", &agents);
-    let run = synod(
-        tmp.path(),
-        &[
-            &"eval",
-            &"--suite",
-            &"hec.jsonl",
-            &"--suite-kind",
-            &"humanevalcomm",
-            &"--agents",
-            &"agents.toml",
-            &"--cache-dir",
-            &"responses",
-            &"--strategy",
-            &"single,synod",
-            &"--quiet",
-            &"--out",
-            &"out",
-        ],
-    );
-    run.expect_code(0, "eval with command agents");
+    hec_eval(&tmp);
     let csv = read(&tmp.join("out/results.csv"));
     let row = |variant: &str, strategy: &str| -> Vec<String> {
         csv.lines()

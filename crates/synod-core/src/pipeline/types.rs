@@ -234,7 +234,8 @@ impl Usage {
         self.input_tokens.saturating_add(self.output_tokens)
     }
 
-    pub(crate) fn add(&mut self, other: Usage) {
+    /// Adds `other`'s tokens (saturating).
+    pub fn add(&mut self, other: Usage) {
         self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
     }
