@@ -97,6 +97,17 @@ pub fn render(request: &Request) -> Messages {
     }
     match request.role {
         Role::Interpret => {
+            if let Some(r) = &request.repair {
+                // PL-29: the agent's own program and what is wrong with it. Shown their
+                // program and the failing call, small models fix it; asked afresh, they wrote
+                // the same program again (HumanEval/0 prompt1c: the 1.5B agents broke the
+                // prompt's example 27 times in three rounds).
+                user.push_str(&format!(
+                    "\n## Your earlier program\n\n```python\n{}\n```\n\nIt is not what is asked: {}\nFix it.\n",
+                    r.program.trim(),
+                    r.problem.trim()
+                ));
+            }
             let modules = synod_core::facts::prompt_facts(&request.prompt.text).modules;
             if modules.len() >= 2 {
                 // One named block per module (ADR 0001): a request that names several gets
@@ -231,6 +242,7 @@ mod tests {
             spec: None,
             component: None,
             programs: Vec::new(),
+            repair: None,
         };
         let rpn = include_str!("../../../examples/rpn-calculator/prompt.md");
         let m = render(&request(rpn));
@@ -269,6 +281,7 @@ mod tests {
             spec: None,
             component: None,
             programs: Vec::new(),
+            repair: None,
         };
         let m = render(&r);
         assert!(m.system.starts_with("synod-prompt interpret"));
@@ -300,5 +313,34 @@ mod tests {
         assert!(m.user.contains("<- yours"));
         assert!(m.user.contains("round_money(2.5) raises TypeError"));
         assert!(m.user.contains("Write the module `money`"));
+    }
+
+    #[test]
+    fn a_repair_shows_the_agent_its_program_and_the_problem_before_the_last_line() {
+        let mut r = Request {
+            role: Role::Interpret,
+            prompt: Prompt::new("Write `f(x)`, the magnitude of x.\nassert f(4) == 4"),
+            round: 0,
+            sample: 1,
+            spec: None,
+            component: None,
+            programs: Vec::new(),
+            repair: None,
+        };
+        let plain = render(&r);
+        // Absent, the field is not serialized: the cache keys of other requests stay.
+        assert!(!serde_json::to_string(&r).unwrap().contains("repair"));
+        r.repair = Some(synod_core::pipeline::Repair {
+            program: "# module: solution\ndef f(x):\n    return -x".into(),
+            problem: "f(4) should return 4, but your program returns -4.".into(),
+        });
+        let m = render(&r);
+        let shown = "\n## Your earlier program\n\n```python\n# module: solution\ndef f(x):\n    return -x\n```\n\nIt is not what is asked: f(4) should return 4, but your program returns -4.\nFix it.\n\nWrite your program now:";
+        assert!(m.user.contains(shown), "{}", m.user);
+        assert!(
+            m.user
+                .starts_with(plain.user.split("\nWrite your program now").next().unwrap())
+        );
+        assert_ne!(m, plain);
     }
 }

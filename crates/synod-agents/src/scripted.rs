@@ -166,6 +166,7 @@ mod tests {
             spec: None,
             component: component.map(str::to_string),
             programs: Vec::new(),
+            repair: None,
         }
     }
 

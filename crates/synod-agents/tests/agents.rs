@@ -442,6 +442,7 @@ fn request(sample: u32) -> Request {
         spec: None,
         component: None,
         programs: Vec::new(),
+        repair: None,
     }
 }
 
@@ -1568,6 +1569,7 @@ fn real_model_end_to_end() {
             spec: None,
             component: None,
             programs: Vec::new(),
+            repair: None,
         };
         let results: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = agents
@@ -1640,6 +1642,7 @@ fn real_model_end_to_end() {
         spec: None,
         component: None,
         programs: Vec::new(),
+        repair: None,
     };
     let again = agents[0].call(&request, &|| {}).unwrap();
     assert!(again.cached && again.usage.output_tokens > 0);

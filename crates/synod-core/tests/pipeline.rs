@@ -231,6 +231,10 @@ struct Script {
     plays: Vec<Plays>,
     /// After clarification, agents whose reading changes.
     after_clarification: BTreeMap<u32, &'static str>,
+    /// Agents that read as this tag when shown their own program to fix (PL-29).
+    fixes_on_repair: BTreeMap<u32, &'static str>,
+    /// Every interpret ask: its agent, round and what it was shown of its own program.
+    repairs: Vec<(AgentId, u32, Option<Repair>)>,
     /// What every agent proposes to a distinguish request (PL-22): f(x) for each x.
     distinguish: Vec<i64>,
     asks: Vec<(AgentId, String)>,
@@ -258,6 +262,14 @@ impl World for Script {
             && let Some(tag) = self.after_clarification.get(&agent.0)
         {
             play = Plays::Reads(tag, tag);
+        }
+        if req.role == Role::Interpret {
+            self.repairs.push((agent, req.round, req.repair.clone()));
+            if req.repair.is_some()
+                && let Some(tag) = self.fixes_on_repair.get(&agent.0)
+            {
+                play = Plays::Reads(tag, tag);
+            }
         }
         let reply = match play {
             Plays::ReadsWide(reading, base) => Ok(match req.role {
@@ -389,6 +401,8 @@ impl Driver {
             w: Script {
                 plays,
                 after_clarification: BTreeMap::new(),
+                fixes_on_repair: BTreeMap::new(),
+                repairs: vec![],
                 distinguish: vec![],
                 asks: vec![],
                 persisted: vec![],
@@ -621,6 +635,118 @@ fn pl_28_the_users_choice_of_a_reading_held_by_more_than_m_agents_decides_it() {
     });
     d.run();
     assert!(d.interpret_asks().len() > asks);
+}
+
+/// PL-29: after an answer PL-28 does not decide, an agent whose reading the user did not choose
+/// is shown its program with the calls where it does otherwise; agents that ignore the
+/// clarification but fix what they are shown then build the chosen reading.
+#[test]
+fn pl_29_the_next_round_shows_each_agent_its_program_and_where_the_answer_differs() {
+    let mut d = Driver::with_config(5, 1, split_3_2(), |c| c.answer_decides = false);
+    d.run();
+    let q = d.question.clone().expect("a question");
+    // Agents 0–2 read "abs" whatever the clarification says, and fix their program when
+    // shown it.
+    for a in 0..3 {
+        d.w.fixes_on_repair.insert(a, "neg");
+    }
+    d.v.push(Input::UserAnswered { answer: "B".into() });
+    d.run();
+    let b = d.built();
+    assert_eq!(b.class.len(), 4, "{:?}", b.class);
+    let second: Vec<&(AgentId, u32, Option<Repair>)> =
+        d.repairs.iter().filter(|(_, r, _)| *r == 1).collect();
+    let d0 = &q.differing[0];
+    let want = format!(
+        "the user chose another reading (clarification 1): {} should return {}, but your program returns {}",
+        d0.call, d0.outcomes[1], d0.outcomes[0]
+    );
+    for (agent, _, repair) in &second {
+        if agent.0 >= 3 {
+            assert_eq!(repair, &None, "agent {agent:?} read B: nothing to fix");
+            continue;
+        }
+        let r = repair.as_ref().expect("a repair");
+        assert_eq!(r.program, "# module: m\nabs");
+        assert!(r.problem.starts_with(&want), "{}\n{want}", r.problem);
+    }
+    assert!(second.iter().any(|(a, _, r)| a.0 < 3 && r.is_some()));
+    let calls = |b: &BuildOutcome| b.agents.iter().map(|a| a.calls).sum::<u32>();
+    let repaired = calls(b);
+    // Agents that ignore what they are shown repeat "abs" and break the clarification: only
+    // agents 3 and 4 read B, and the round needs PL-20's resamples to decide it.
+    let mut d = Driver::with_config(5, 1, split_3_2(), |c| c.answer_decides = false);
+    d.run();
+    d.v.push(Input::UserAnswered { answer: "B".into() });
+    d.run();
+    let b = d.built();
+    assert_eq!(b.class, vec![AgentId(3), AgentId(4)]);
+    assert!(calls(b) > repaired, "{} against {repaired}", calls(b));
+    // An answer in words shows every program of the round with the words.
+    let mut d = Driver::with_config(5, 1, split_3_2(), |c| c.answer_decides = false);
+    d.run();
+    d.v.push(Input::UserAnswered {
+        answer: "the negative one, please".into(),
+    });
+    d.run();
+    let shown: Vec<&Repair> = d
+        .repairs
+        .iter()
+        .filter(|(_, r, _)| *r == 1)
+        .filter_map(|(_, _, r)| r.as_ref())
+        .collect();
+    assert!(!shown.is_empty());
+    for r in shown {
+        assert!(
+            r.problem.contains("answered: \"the negative one, please\""),
+            "{}",
+            r.problem
+        );
+    }
+}
+
+/// PL-29: a retry after a fault (PL-18) shows the agent its faulted program and why.
+#[test]
+fn pl_29_a_retry_shows_the_agent_its_faulted_program_and_why() {
+    let plays = || {
+        vec![
+            Plays::Reads("neg", "neg"),
+            Plays::Reads("abs", "abs"),
+            Plays::Invalid,
+        ]
+    };
+    let prompt = "Write `f(x)`, the magnitude of x.\nassert f(4) == 4";
+    let mut d = Driver::with_prompt(3, 1, plays(), prompt);
+    d.w.fixes_on_repair.insert(0, "abs");
+    d.run();
+    assert_eq!(d.built().class, vec![AgentId(0), AgentId(1)]);
+    let retry = d
+        .repairs
+        .iter()
+        .filter(|(a, _, _)| a.0 == 0)
+        .nth(1)
+        .and_then(|(_, _, r)| r.clone())
+        .expect("agent 0's retry shows its program");
+    assert_eq!(retry.program, "# module: m\nneg");
+    assert_eq!(
+        retry.problem,
+        "f(4) should return 4 (the request's examples and the user's answers say so), but your program returns -4."
+    );
+    // The first asks show nothing; agent 2's reply had no program, so its retry shows none.
+    assert!(
+        d.repairs
+            .iter()
+            .filter(|(a, _, _)| a.0 != 0)
+            .all(|(_, _, r)| r.is_none())
+    );
+    // An agent that ignores what it is shown is faulted again, and the round fails.
+    let mut d = Driver::with_prompt(3, 1, plays(), prompt);
+    d.run();
+    assert!(
+        matches!(d.finish, Some(Finish::Failed { .. })),
+        "{:?}",
+        d.finish
+    );
 }
 
 #[test]
@@ -1156,6 +1282,8 @@ mod stray {
             let mut script = Script {
                 plays,
                 after_clarification: BTreeMap::new(),
+                fixes_on_repair: BTreeMap::new(),
+                repairs: vec![],
                 distinguish: vec![],
                 asks: vec![],
                 persisted: vec![],

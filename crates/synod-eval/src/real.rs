@@ -208,6 +208,7 @@ impl<'a> RealCell<'a> {
             spec: None,
             component: None,
             programs: Vec::new(),
+            repair: None,
         }
     }
 

@@ -481,6 +481,7 @@ fn ask_reading(
             spec: None,
             component: None,
             programs: Vec::new(),
+            repair: None,
         };
         let text = match a.call(&request, &|| {}) {
             Ok(r) => r.text,
@@ -545,6 +546,7 @@ fn ask_component(
             spec: Some(spec.clone()),
             component: Some(spec.components[index].name.clone()),
             programs: Vec::new(),
+            repair: None,
         };
         match a
             .call(&request, &|| {})

@@ -192,6 +192,7 @@ impl Pipeline {
                     }
                 }
                 it.valid.remove(&agent);
+                it.note_repair(agent, &problem.detail);
                 it.faulted.insert(agent);
                 it.replaced += 1;
                 self.fault(
@@ -685,6 +686,7 @@ impl Pipeline {
                 .iter()
                 .map(|a| it.valid[a].reference.clone())
                 .collect(),
+            repair: None,
         };
         it.distinguish_reps = reps;
         self.ask(agent, AskPurpose::Distinguish, request, out);

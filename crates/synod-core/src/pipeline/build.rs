@@ -155,6 +155,7 @@ impl Pipeline {
             spec: Some(b.spec.clone()),
             component: Some(comp.spec.name.clone()),
             programs: Vec::new(),
+            repair: None,
         };
         self.ask(agent, AskPurpose::Implement { component }, request, out);
         Stage::Build(b)

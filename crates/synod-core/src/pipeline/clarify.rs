@@ -2,7 +2,8 @@
 //! shown the readings and the probes where they differ; an answer naming a reading becomes a
 //! clarification with examples (`Expectation::Same`, ADR 0002) that every later reading must
 //! meet. A chosen reading held by more than m agents is decided at once (PL-28); otherwise
-//! interpret starts again on the clarified prompt.
+//! interpret starts again on the clarified prompt, and an agent whose reading the user did not
+//! choose is shown its program and where it does otherwise (PL-29).
 
 use super::refinement::outcome_phrase;
 use super::*;
@@ -104,12 +105,88 @@ impl Pipeline {
         }));
         self.prompt.clarifications.push(clarification);
         let round = it.round;
+        let repairs = self.answer_repairs(&it, &question, trimmed, chosen);
         if let Some(k) = chosen
             && let Some(stage) = self.decide_chosen(it, &question, k, out)
         {
             return stage;
         }
+        self.repairs = repairs;
         self.start_interpret(round + 1, 0, out)
+    }
+
+    /// PL-29: what the next round shows each agent of its own program after the user's answer.
+    /// A reading the user did not choose is shown with the calls where it does otherwise than
+    /// the chosen one; after an answer in words, every program of the round is shown with the
+    /// words. An agent without a program this round is asked afresh.
+    fn answer_repairs(
+        &self,
+        it: &Interp,
+        question: &Question,
+        answer: &str,
+        chosen: Option<usize>,
+    ) -> BTreeMap<AgentId, Repair> {
+        let id = |name: &str| {
+            self.agents
+                .iter()
+                .find(|a| a.info.name == name)
+                .map(|a| a.info.id)
+        };
+        let mut repairs = BTreeMap::new();
+        let Some(k) = chosen else {
+            let words = cap_text(answer, 2000);
+            for (agent, program) in &it.programs {
+                repairs.insert(
+                    *agent,
+                    Repair {
+                        program: program.clone(),
+                        problem: format!(
+                            "the user was shown the readings so far, yours among them, and answered: \"{words}\". Change your program where it does not do what they say."
+                        ),
+                    },
+                );
+            }
+            return repairs;
+        };
+        for (j, reading) in question.readings.iter().enumerate() {
+            if j == k {
+                continue;
+            }
+            let cases: Vec<String> = question
+                .differing
+                .iter()
+                .filter(|d| d.outcomes.get(j) != d.outcomes.get(k))
+                .filter_map(|d| {
+                    let (want, got) = (d.outcomes.get(k)?, d.outcomes.get(j)?);
+                    Some(format!(
+                        "{} should {}, but your program {}",
+                        d.call,
+                        infinitive(want),
+                        outcome_phrase(got)
+                    ))
+                })
+                .take(REPAIR_CASES_MAX)
+                .collect();
+            if cases.is_empty() {
+                continue;
+            }
+            for agent in reading.agents.iter().filter_map(|n| id(n)) {
+                if let Some(program) = it.programs.get(&agent) {
+                    repairs.insert(
+                        agent,
+                        Repair {
+                            program: program.clone(),
+                            problem: format!(
+                                "the user chose another reading (clarification {}): {}.",
+                                it.round + 1,
+                                cases.join("; ")
+                            ),
+                        },
+                    );
+                }
+            }
+        }
+        repairs
     }
 
     /// PL-28: the user chose reading `k`. When more than m agents hold it, at least one of them
@@ -236,6 +313,18 @@ fn clarification(question: &Question, answer: &str, chosen: Option<usize>) -> Cl
             cases.join("; ")
         ),
         examples,
+    }
+}
+
+/// Most differing calls one repair names (PL-29).
+const REPAIR_CASES_MAX: usize = 3;
+
+/// What an outcome is, after "should": `return 4`, `raise ValueError`, `not finish`.
+fn infinitive(o: &Outcome) -> String {
+    match o {
+        Outcome::Value(v) => format!("return {v}"),
+        Outcome::Error(k) => format!("raise {k}"),
+        Outcome::Timeout => "not finish".into(),
     }
 }
 

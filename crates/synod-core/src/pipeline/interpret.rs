@@ -50,6 +50,10 @@ pub(super) struct Interp {
     pub(super) faulted: BTreeSet<AgentId>,
     /// Fresh samples asked of each agent this round after a faulted reading (PL-18).
     pub(super) retries: BTreeMap<AgentId, u32>,
+    /// Each agent's latest program this round, as [`program_text`] shows it (PL-29).
+    pub(super) programs: BTreeMap<AgentId, String>,
+    /// What each agent's next ask this round shows it of its own earlier program (PL-29).
+    pub(super) repairs: BTreeMap<AgentId, Repair>,
     pub(super) behaviours: BTreeMap<AgentId, Behaviour>,
     pub(super) pool: Vec<Call>,
     /// What the round's written examples admit (PL-19).
@@ -62,6 +66,70 @@ pub(super) struct Interp {
     pub(super) differential_rounds: u32,
     pub(super) differential: BTreeMap<AgentId, Behaviour>,
     pub(super) differential_calls: Vec<Call>,
+}
+
+impl Interp {
+    /// PL-29: the agent's program this round was faulted for `detail` (it runs, or loads, and
+    /// is wrong): its next ask this round shows it the program and the reason.
+    pub(super) fn note_repair(&mut self, agent: AgentId, detail: &str) {
+        if let Some(program) = self.programs.get(&agent) {
+            self.repairs.insert(
+                agent,
+                Repair {
+                    program: program.clone(),
+                    problem: problem_for_agent(detail),
+                },
+            );
+        }
+    }
+}
+
+/// A reading's program as its agent is shown it again (PL-29): one `# module: NAME` block per
+/// module, the prompt's imports included (PL-23).
+pub(super) fn program_text(i: &Interpretation) -> String {
+    let with_header = |name: &str, code: &str| {
+        if code.trim_start().starts_with("# module:") {
+            code.trim().to_string()
+        } else {
+            format!("# module: {name}\n{}", code.trim())
+        }
+    };
+    if i.sources.is_empty() {
+        let name = i
+            .spec
+            .components
+            .first()
+            .map_or(DEFAULT_MODULE, |c| c.name.as_str());
+        with_header(name, &i.reference)
+    } else {
+        i.sources
+            .iter()
+            .map(|(name, code)| with_header(name, code))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+}
+
+/// A fault's reason as its agent is told it (PL-29): the protocol's words ("reference", "the
+/// contract") become the agent's ("your program", what the request says).
+pub(super) fn problem_for_agent(detail: &str) -> String {
+    if let Some(rest) = detail.strip_prefix("reference breaks the contract: ") {
+        // "f(x) should return 1, but returns 2"
+        return match rest.split_once(", but ") {
+            Some((should, got)) => format!(
+                "{should} (the request's examples and the user's answers say so), but your program {got}."
+            ),
+            None => format!("{rest}."),
+        };
+    }
+    let rest = detail
+        .strip_prefix("its reference ")
+        .or_else(|| detail.strip_prefix("reference "))
+        .unwrap_or(detail);
+    format!(
+        "your program {}.",
+        rest.replace("the prompt names", "the request names")
+    )
 }
 
 impl Pipeline {
@@ -110,6 +178,8 @@ impl Pipeline {
             carried,
             calls,
             distinguish_asked,
+            // PL-29: an answer's repairs are for the round it starts.
+            repairs: std::mem::take(&mut self.repairs),
             ..Interp::default()
         });
         let wave = self.tally.first_wave();
@@ -173,6 +243,7 @@ impl Pipeline {
                 spec: None,
                 component: None,
                 programs: Vec::new(),
+                repair: it.repairs.get(a).cloned(),
             };
             self.ask(*a, AskPurpose::Interpret, request, out);
         }
@@ -220,6 +291,9 @@ impl Pipeline {
             )),
             Err(f) => Err(reply_fault(&f)),
         };
+        if let Ok(i) = &checked {
+            it.programs.insert(agent, program_text(i));
+        }
         match checked {
             Ok(i) if interface_from_code(&i) => {
                 let request = CheckRequest {
@@ -301,6 +375,7 @@ impl Pipeline {
         };
         if let Some((kind, detail)) = problem {
             self.fault(agent, FaultStage::Interpret, kind, &detail, out);
+            it.note_repair(agent, &detail);
             it.faulted.insert(agent);
             self.ask_more_interpret(&mut it, 1, out);
             return self.maybe_check_interpretations(it, out);
@@ -368,6 +443,7 @@ impl Pipeline {
                     &detail,
                     out,
                 );
+                it.note_repair(agent, &detail);
                 it.faulted.insert(agent);
                 self.ask_more_interpret(it, 1, out);
             }
@@ -531,4 +607,33 @@ pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
         return Err("no reference program".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::problem_for_agent;
+
+    #[test]
+    fn a_faults_reason_is_told_to_its_agent_in_its_words() {
+        for (detail, told) in [
+            (
+                "reference breaks the contract: f(4) should return 4, but returns -4",
+                "f(4) should return 4 (the request's examples and the user's answers say so), but your program returns -4.",
+            ),
+            (
+                "reference does not load: SyntaxError: invalid syntax (line 3)",
+                "your program does not load: SyntaxError: invalid syntax (line 3).",
+            ),
+            (
+                "reference defines no public function",
+                "your program defines no public function.",
+            ),
+            (
+                "its reference does not define f(x), which the prompt names",
+                "your program does not define f(x), which the request names.",
+            ),
+        ] {
+            assert_eq!(problem_for_agent(detail), told);
+        }
+    }
 }

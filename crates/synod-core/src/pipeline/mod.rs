@@ -128,6 +128,9 @@ pub struct Pipeline {
     stray: StrayInputs,
     /// Readings that broke one of the prompt's own examples, by round (PL-24).
     contradictions: Vec<agree::Contradiction>,
+    /// What the user's last answer showed each agent of its own program, for the round the
+    /// answer starts (PL-29).
+    repairs: BTreeMap<AgentId, Repair>,
 }
 
 impl Pipeline {
@@ -153,6 +156,7 @@ impl Pipeline {
             finished: false,
             stray: StrayInputs::default(),
             contradictions: Vec::new(),
+            repairs: BTreeMap::new(),
         })
     }
 

@@ -166,6 +166,22 @@ pub struct Request {
     /// Distinguish: the programs to tell apart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub programs: Vec<String>,
+    /// Interpret (PL-29): the agent's own earlier program of this prompt and what was wrong
+    /// with it. Not serialized when absent, so a request without it keys the response cache
+    /// as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<Repair>,
+}
+
+/// An agent's earlier program and why it is not a reading (PL-29): shown to the same agent,
+/// which is asked to fix it rather than to read the prompt afresh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repair {
+    /// The program as the agent wrote it, one `# module:` block per module.
+    pub program: String,
+    /// What it does that the request, its examples or the user's answers say it must not, in
+    /// words addressed to the agent ("… should return False, but your program returns True").
+    pub problem: String,
 }
 
 impl Request {
