@@ -305,11 +305,14 @@ fn clarification(question: &Question, answer: &str, chosen: Option<usize>) -> Cl
         .iter()
         .map(|d| format!("{} {}", d.call, outcome_phrase(&d.outcomes[k])))
         .collect();
+    // A reading from code has no summary (PL-15): its cases are what it says.
+    let summary = match question.readings[k].summary.trim().trim_end_matches('.') {
+        "" => String::new(),
+        s => format!(": {s}"),
+    };
     Clarification {
         text: format!(
-            "Follow reading {}: {}. In particular: {}.",
-            letter,
-            question.readings[k].summary.trim().trim_end_matches('.'),
+            "Follow reading {letter}{summary}. In particular: {}.",
             cases.join("; ")
         ),
         examples,
@@ -334,5 +337,53 @@ pub(super) fn label(k: usize) -> String {
         (letters[k] as char).to_string()
     } else {
         format!("R{k}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    /// Readings from code have no summary: neither the question nor the clarification shows
+    /// an empty one ("reading B (b): ", "Follow reading B: . In particular").
+    #[test]
+    fn a_reading_without_a_summary_is_shown_by_its_outcomes_alone() {
+        let reading = |label: &str, agent: &str| Reading {
+            label: label.into(),
+            agents: vec![agent.into()],
+            summary: String::new(),
+        };
+        let mut question = Question {
+            round: 0,
+            prompt: "write f".into(),
+            readings: vec![reading("A", "a"), reading("B", "b")],
+            differing: vec![DifferingProbe {
+                call: Call {
+                    function: "f".into(),
+                    args: vec![Value::Int(0)],
+                },
+                outcomes: vec![Outcome::Value("0".into()), Outcome::Value("1".into())],
+            }],
+            outside_domain: false,
+            contradicts: None,
+            open: false,
+        };
+        let shown = question.to_string();
+        assert!(shown.contains("  reading B (b)\n"), "{shown}");
+        assert_eq!(
+            clarification(&question, "B", Some(1)).text,
+            "Follow reading B. In particular: f(0) returns 1."
+        );
+        question.readings[1].summary = "f is one more.".into();
+        assert!(
+            question
+                .to_string()
+                .contains("  reading B (b): f is one more.\n")
+        );
+        assert_eq!(
+            clarification(&question, "B", Some(1)).text,
+            "Follow reading B: f is one more. In particular: f(0) returns 1."
+        );
     }
 }

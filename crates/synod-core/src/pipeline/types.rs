@@ -580,13 +580,13 @@ impl fmt::Display for Question {
             )?;
         }
         for r in &self.readings {
-            writeln!(
-                f,
-                "  reading {} ({}): {}",
-                r.label,
-                r.agents.join(", "),
-                r.summary
-            )?;
+            write!(f, "  reading {} ({})", r.label, r.agents.join(", "))?;
+            // A reading from code has no summary of its own (PL-15): its outcomes below are
+            // what it says.
+            match r.summary.trim() {
+                "" => writeln!(f)?,
+                summary => writeln!(f, ": {summary}")?,
+            }
         }
         writeln!(f, "They differ on these inputs:")?;
         for d in &self.differing {
