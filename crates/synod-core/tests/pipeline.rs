@@ -705,6 +705,35 @@ fn pl_29_the_next_round_shows_each_agent_its_program_and_where_the_answer_differ
     }
 }
 
+/// PL-30: an answer in words that writes examples out (`f(3) == -3`) makes them checks: a
+/// reading that breaks one is a fault, and they join the decided contract.
+#[test]
+fn pl_30_examples_written_in_an_answer_are_checks() {
+    // Agents 0–2 read "abs" whatever they are told or shown.
+    let mut d = Driver::new(5, 1, split_3_2());
+    d.run();
+    d.v.push(Input::UserAnswered {
+        answer: "the negative one: `f(3) == -3`".into(),
+    });
+    d.run();
+    let b = d.built();
+    let example = ContractExample {
+        call: call(3),
+        expect: Expectation::Returns(Value::Int(-3)),
+    };
+    assert_eq!(b.prompt.clarifications[0].examples, vec![example.clone()]);
+    assert!(b.spec.contract.contains(&example), "{:?}", b.spec.contract);
+    assert_eq!(b.reference, "neg");
+    // Agent 0 read "abs" again and broke the written example.
+    let fault = &b.agents[0].faults[0];
+    assert_eq!(fault.kind, FaultKind::BreaksContract, "{fault:?}");
+    assert!(
+        fault.detail.contains("f(3) should return -3"),
+        "{}",
+        fault.detail
+    );
+}
+
 /// PL-29: a retry after a fault (PL-18) shows the agent its faulted program and why.
 #[test]
 fn pl_29_a_retry_shows_the_agent_its_faulted_program_and_why() {

@@ -310,8 +310,8 @@ impl<'a> RealCell<'a> {
     /// (the original problem's solution, which the agents never see) is run on the calls where
     /// the readings differ, as the question shows them; the answer is the reading that does
     /// what the reference does on every one of them, or, when none does, what the reference
-    /// does, in words (free text, ADR 0002): `None of these readings. I mean: f(3.5) returns
-    /// 0.5; …`, and what the function takes when the calls do not fit it (`TypeError`). `None`
+    /// does, in words (free text, ADR 0002), each value as an example the pipeline checks
+    /// (PL-30): ``None of these readings. I mean: `f(3.5) == 0.5`; …``, and what the function takes when the calls do not fit it (`TypeError`). `None`
     /// (no answer: the outcome `asked`) when the question shows no call or the reference does
     /// not load. Deterministic: the reference's outcomes are sandbox runs,
     /// cached like every other.
@@ -354,7 +354,12 @@ impl<'a> RealCell<'a> {
             .iter()
             .zip(&want)
             .filter(|(_, w)| !misfit(w))
-            .map(|(c, w)| format!("{c} {}", synod_core::pipeline::outcome_phrase(w)))
+            // A value is written as an example (`f(2) == 4`), which the pipeline checks as
+            // it checks the prompt's (PL-30); an exception in words.
+            .map(|(c, w)| match w {
+                Outcome::Value(v) => format!("`{c} == {v}`"),
+                other => format!("{c} {}", synod_core::pipeline::outcome_phrase(other)),
+            })
             .collect();
         let mut answer = String::from("None of these readings.");
         if want.iter().any(misfit)

@@ -693,10 +693,7 @@ fn the_real_evaluations_user_answers_with_what_the_reference_does() {
     // Neither reading doubles 7: the user says what it means, by the variant's name.
     assert_eq!(
         answer(question(vec![(2, [4, 4]), (7, [15, 49])])),
-        Some(
-            "None of these readings. I mean: candidate(2) returns 4; candidate(7) returns 14."
-                .into()
-        )
+        Some("None of these readings. I mean: `candidate(2) == 4`; `candidate(7) == 14`.".into())
     );
     assert_eq!(answer(question(vec![])), None);
     // Calls the original cannot take (the agents guessed one more parameter): the author says

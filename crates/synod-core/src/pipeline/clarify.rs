@@ -276,12 +276,12 @@ pub fn read_answer(question: &Question, answer: &str) -> Result<Option<usize>, S
 }
 
 /// What an answer adds to the prompt: the chosen reading's outcomes on the differing probes,
-/// as text and as examples; free text as it is.
+/// as text and as examples; free text as it is, with the examples it writes out (PL-30).
 fn clarification(question: &Question, answer: &str, chosen: Option<usize>) -> Clarification {
     let Some(k) = chosen else {
         return Clarification {
             text: cap_text(answer, 2000),
-            examples: Vec::new(),
+            examples: answer_examples(question, answer),
         };
     };
     if let (Some(ex), 0) = (&question.contradicts, k) {
@@ -317,6 +317,29 @@ fn clarification(question: &Question, answer: &str, chosen: Option<usize>) -> Cl
         ),
         examples,
     }
+}
+
+/// PL-30: the examples an answer in words writes as the prompt writes its own (PL-16:
+/// `f(2) == 4`, backticked or on a line of its own, or a doctest), each a check like the
+/// prompt's. Only calls of a function the question's calls name: a typo in a name would
+/// otherwise fault every reading.
+fn answer_examples(question: &Question, answer: &str) -> Vec<ContractExample> {
+    let named: BTreeSet<&str> = question
+        .differing
+        .iter()
+        .map(|d| d.call.function.as_str())
+        .collect();
+    crate::facts::prompt_facts(answer)
+        .examples
+        .into_iter()
+        .map(|mut e| {
+            if let Some((_, f)) = e.call.function.rsplit_once('.') {
+                e.call.function = f.to_string();
+            }
+            e
+        })
+        .filter(|e| named.contains(e.call.function.as_str()))
+        .collect()
 }
 
 /// Most differing calls one repair names (PL-29).
@@ -374,6 +397,27 @@ mod tests {
         assert_eq!(
             clarification(&question, "B", Some(1)).text,
             "Follow reading B. In particular: f(0) returns 1."
+        );
+        // PL-30: examples written out in words are checks; other calls and prose are not.
+        let c = clarification(
+            &question,
+            "Neither: I mean `f(0) == 2` and f(1) == 3, and g(0) == 1.\n- f(5) == 7",
+            None,
+        );
+        let expect: Vec<String> = c
+            .examples
+            .iter()
+            .map(|e| format!("{} {:?}", e.call, e.expect))
+            .collect();
+        assert_eq!(
+            expect,
+            ["f(0) Returns(Int(2))", "f(5) Returns(Int(7))"],
+            "{c:?}"
+        );
+        assert!(
+            clarification(&question, "no preference", None)
+                .examples
+                .is_empty()
         );
         question.readings[1].summary = "f is one more.".into();
         assert!(
