@@ -705,6 +705,39 @@ fn pl_29_the_next_round_shows_each_agent_its_program_and_where_the_answer_differ
     }
 }
 
+/// PL-29 after a PL-24 question: the user keeps the prompt's example, and the agents whose
+/// readings broke it (faults, whose programs are kept with the contradiction) are shown their
+/// program and the example.
+#[test]
+fn pl_29_after_keeping_the_prompts_example_the_readings_that_broke_it_are_shown_it() {
+    let prompt = "Write `f(x)`, the negation of x.\nassert f(4) == 4";
+    let mut d = Driver::with_prompt(4, 1, vec![Plays::FromCode("neg", None); 4], prompt);
+    d.run();
+    assert!(d.question.as_ref().is_some_and(|q| q.contradicts.is_some()));
+    for a in 0..4 {
+        d.w.fixes_on_repair.insert(a, "abs");
+    }
+    d.v.push(Input::UserAnswered { answer: "A".into() });
+    d.run();
+    assert_eq!(d.built().reference, "abs");
+    let shown: Vec<&Repair> = d
+        .repairs
+        .iter()
+        .filter(|(_, r, _)| *r == 1)
+        .filter_map(|(_, _, r)| r.as_ref())
+        .collect();
+    assert!(!shown.is_empty());
+    for r in shown {
+        assert_eq!(r.program, "# module: solution\nneg");
+        assert!(
+            r.problem
+                .contains("f(4) should return 4, but your program returns -4"),
+            "{}",
+            r.problem
+        );
+    }
+}
+
 /// PL-30: an answer in words that writes examples out (`f(3) == -3`) makes them checks: a
 /// reading that breaks one is a fault, and they join the decided contract.
 #[test]
@@ -760,6 +793,20 @@ fn pl_29_a_retry_shows_the_agent_its_faulted_program_and_why() {
     assert_eq!(
         retry.problem,
         "f(4) should return 4 (the request's examples and the user's answers say so), but your program returns -4."
+    );
+    // The repaired retry is another request than the plain sample 1 (PL-20 counts readings by
+    // agent and key).
+    let keys: Vec<&str> = d
+        .asks
+        .iter()
+        .filter(|(a, k)| a.0 == 0 && k.starts_with("interpret"))
+        .map(|(_, k)| k.as_str())
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], "interpret");
+    assert!(
+        keys[1].starts_with("interpret.s1.fix-") && keys[1].len() == "interpret.s1.fix-".len() + 8,
+        "{keys:?}"
     );
     // The first asks show nothing; agent 2's reply had no program, so its retry shows none.
     assert!(

@@ -311,10 +311,10 @@ impl<'a> RealCell<'a> {
     /// the readings differ, as the question shows them; the answer is the reading that does
     /// what the reference does on every one of them, or, when none does, what the reference
     /// does, in words (free text, ADR 0002), each value as an example the pipeline checks
-    /// (PL-30): ``None of these readings. I mean: `f(3.5) == 0.5`; …``, and what the function takes when the calls do not fit it (`TypeError`). `None`
-    /// (no answer: the outcome `asked`) when the question shows no call or the reference does
-    /// not load. Deterministic: the reference's outcomes are sandbox runs,
-    /// cached like every other.
+    /// (PL-30): ``None of these readings. I mean: `f(3.5) == 0.5`; …``, and what the
+    /// function takes when the calls do not fit it (`TypeError`). `None` (no answer: the
+    /// outcome `asked`) when the question shows no call or the reference does not load.
+    /// Deterministic: the reference's outcomes are sandbox runs, cached like every other.
     pub fn user_answer(&self, q: &Question) -> Result<Option<String>, EvalError> {
         let calls: Vec<Call> = q
             .differing

@@ -180,6 +180,7 @@ impl Pipeline {
                         })
                     {
                         let summary = i.spec.summary.clone();
+                        let program = super::interpret::program_text(i);
                         self.contradictions
                             .retain(|c| !(c.round == it.round && c.agent == agent));
                         self.contradictions.push(Contradiction {
@@ -188,6 +189,7 @@ impl Pipeline {
                             example,
                             outcome,
                             summary,
+                            program,
                         });
                     }
                 }
@@ -916,4 +918,6 @@ pub(super) struct Contradiction {
     pub(super) outcome: Outcome,
     /// Its summary.
     pub(super) summary: String,
+    /// Its program, as its agent is shown it again (PL-29).
+    pub(super) program: String,
 }

@@ -105,20 +105,21 @@ impl Pipeline {
         }));
         self.prompt.clarifications.push(clarification);
         let round = it.round;
-        let repairs = self.answer_repairs(&it, &question, trimmed, chosen);
+        self.repairs = self.answer_repairs(&it, &question, trimmed, chosen);
         if let Some(k) = chosen
             && let Some(stage) = self.decide_chosen(it, &question, k, out)
         {
+            self.repairs.clear();
             return stage;
         }
-        self.repairs = repairs;
         self.start_interpret(round + 1, 0, out)
     }
 
     /// PL-29: what the next round shows each agent of its own program after the user's answer.
-    /// A reading the user did not choose is shown with the calls where it does otherwise than
-    /// the chosen one; after an answer in words, every program of the round is shown with the
-    /// words. An agent without a program this round is asked afresh.
+    /// An agent of a reading the user did not choose (and not of the chosen one) is shown the
+    /// program of that reading with the calls where it does otherwise than the chosen one;
+    /// after an answer in words, every agent with a program in the round is shown it with the
+    /// words. An agent without a program is asked afresh.
     fn answer_repairs(
         &self,
         it: &Interp,
@@ -135,19 +136,33 @@ impl Pipeline {
         let mut repairs = BTreeMap::new();
         let Some(k) = chosen else {
             let words = cap_text(answer, 2000);
-            for (agent, program) in &it.programs {
-                repairs.insert(
-                    *agent,
-                    Repair {
-                        program: program.clone(),
-                        problem: format!(
-                            "the user was shown the readings so far, yours among them, and answered: \"{words}\". Change your program where it does not do what they say."
-                        ),
-                    },
-                );
+            let agents: BTreeSet<AgentId> = it
+                .programs
+                .keys()
+                .chain(it.valid.keys())
+                .chain(it.carried.iter().map(|c| &c.agent))
+                .copied()
+                .collect();
+            for agent in agents {
+                if let Some(program) = self.program_of(it, agent) {
+                    repairs.insert(
+                        agent,
+                        Repair {
+                            program,
+                            problem: format!(
+                                "the user was shown the readings so far and answered: \"{words}\". Change your program where it does not do what they say."
+                            ),
+                        },
+                    );
+                }
             }
             return repairs;
         };
+        let chosen_agents: BTreeSet<&str> = question.readings[k]
+            .agents
+            .iter()
+            .map(String::as_str)
+            .collect();
         for (j, reading) in question.readings.iter().enumerate() {
             if j == k {
                 continue;
@@ -170,12 +185,17 @@ impl Pipeline {
             if cases.is_empty() {
                 continue;
             }
-            for agent in reading.agents.iter().filter_map(|n| id(n)) {
-                if let Some(program) = it.programs.get(&agent) {
+            let agents = reading
+                .agents
+                .iter()
+                .filter(|n| !chosen_agents.contains(n.as_str()))
+                .filter_map(|n| id(n));
+            for agent in agents {
+                if let Some(program) = self.program_of(it, agent) {
                     repairs.insert(
                         agent,
                         Repair {
-                            program: program.clone(),
+                            program,
                             problem: format!(
                                 "the user chose another reading (clarification {}): {}.",
                                 it.round + 1,
@@ -187,6 +207,27 @@ impl Pipeline {
             }
         }
         repairs
+    }
+
+    /// The agent's program that a question's reading shows: its valid reading of this sample,
+    /// else its latest carried one (PL-20), else the one that broke the prompt's example
+    /// (PL-24), else its latest program of the sample.
+    fn program_of(&self, it: &Interp, agent: AgentId) -> Option<String> {
+        if let Some(i) = it.valid.get(&agent) {
+            return Some(super::interpret::program_text(i));
+        }
+        if let Some(c) = it.carried.iter().rev().find(|c| c.agent == agent) {
+            return Some(super::interpret::program_text(&c.interp));
+        }
+        if let Some(c) = self
+            .contradictions
+            .iter()
+            .rev()
+            .find(|c| c.round == it.round && c.agent == agent)
+        {
+            return Some(c.program.clone());
+        }
+        it.programs.get(&agent).cloned()
     }
 
     /// PL-28: the user chose reading `k`. When more than m agents hold it, at least one of them

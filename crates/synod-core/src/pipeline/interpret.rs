@@ -50,9 +50,10 @@ pub(super) struct Interp {
     pub(super) faulted: BTreeSet<AgentId>,
     /// Fresh samples asked of each agent this round after a faulted reading (PL-18).
     pub(super) retries: BTreeMap<AgentId, u32>,
-    /// Each agent's latest program this round, as [`program_text`] shows it (PL-29).
+    /// Each agent's latest program this sample, as [`program_text`] shows it (PL-29).
     pub(super) programs: BTreeMap<AgentId, String>,
-    /// What each agent's next ask this round shows it of its own earlier program (PL-29).
+    /// What each agent's next ask this sample shows it of its own latest program: the fault
+    /// of its latest program, or what the last answer showed it (PL-29).
     pub(super) repairs: BTreeMap<AgentId, Repair>,
     pub(super) behaviours: BTreeMap<AgentId, Behaviour>,
     pub(super) pool: Vec<Call>,
@@ -69,8 +70,8 @@ pub(super) struct Interp {
 }
 
 impl Interp {
-    /// PL-29: the agent's program this round was faulted for `detail` (it runs, or loads, and
-    /// is wrong): its next ask this round shows it the program and the reason.
+    /// PL-29: the agent's program this sample was faulted for `detail` (it runs, or loads, and
+    /// is wrong): its next ask this sample shows it the program and the reason.
     pub(super) fn note_repair(&mut self, agent: AgentId, detail: &str) {
         if let Some(program) = self.programs.get(&agent) {
             self.repairs.insert(
@@ -115,7 +116,8 @@ pub(super) fn program_text(i: &Interpretation) -> String {
 pub(super) fn problem_for_agent(detail: &str) -> String {
     if let Some(rest) = detail.strip_prefix("reference breaks the contract: ") {
         // "f(x) should return 1, but returns 2"
-        return match rest.split_once(", but ") {
+        // The last ", but ": a string argument may hold the words.
+        return match rest.rsplit_once(", but ") {
             Some((should, got)) => format!(
                 "{should} (the request's examples and the user's answers say so), but your program {got}."
             ),
@@ -178,8 +180,6 @@ impl Pipeline {
             carried,
             calls,
             distinguish_asked,
-            // PL-29: an answer's repairs are for the round it starts.
-            repairs: std::mem::take(&mut self.repairs),
             ..Interp::default()
         });
         let wave = self.tally.first_wave();
@@ -235,6 +235,13 @@ impl Pipeline {
             it.asked.insert(*a);
         }
         for (a, sample) in &chosen {
+            // PL-29: the fault of the agent's latest program this sample, else what the last
+            // answer showed it, on its first ask after that answer.
+            if !it.repairs.contains_key(a)
+                && let Some(r) = self.repairs.remove(a)
+            {
+                it.repairs.insert(*a, r);
+            }
             let request = Request {
                 role: Role::Interpret,
                 prompt: self.prompt.clone(),

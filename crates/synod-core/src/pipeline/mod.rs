@@ -128,8 +128,8 @@ pub struct Pipeline {
     stray: StrayInputs,
     /// Readings that broke one of the prompt's own examples, by round (PL-24).
     contradictions: Vec<agree::Contradiction>,
-    /// What the user's last answer showed each agent of its own program, for the round the
-    /// answer starts (PL-29).
+    /// What the user's last answer shows each agent of its own program on its first ask of the
+    /// round the answer starts (PL-29); taken when that ask is made.
     repairs: BTreeMap<AgentId, Repair>,
 }
 

@@ -185,8 +185,10 @@ pub struct Repair {
 }
 
 impl Request {
-    /// A short stable name of the request (`interpret`, `interpret.r1`, `implement.lexer`),
-    /// used by recorded transcripts.
+    /// A short stable name of the request (`interpret`, `interpret.r1`, `implement.lexer`,
+    /// `interpret.s1.fix-0123abcd` for a repaired ask, PL-29), used by progress lines and as
+    /// a reading's identity (PL-20). Scripted transcripts are looked up by role, round and
+    /// sample, not by this key.
     pub fn key(&self) -> String {
         let mut k = match self.role {
             Role::Interpret => "interpret".to_string(),
@@ -201,6 +203,15 @@ impl Request {
         }
         if self.sample > 0 {
             k.push_str(&format!(".s{}", self.sample));
+        }
+        if let Some(r) = &self.repair {
+            // A repaired ask is another request than the plain one of its sample (PL-29): a
+            // reading's identity in the widened tally (PL-20) is its agent and this key.
+            let mut h = blake3::Hasher::new();
+            h.update(&(r.program.len() as u64).to_le_bytes());
+            h.update(r.program.as_bytes());
+            h.update(r.problem.as_bytes());
+            k.push_str(&format!(".fix-{}", &h.finalize().to_hex()[..8]));
         }
         k
     }
