@@ -116,8 +116,9 @@ impl Pipeline {
     }
 
     /// PL-29: what the next round shows each agent of its own program after the user's answer.
-    /// An agent of a reading the user did not choose (and not of the chosen one) is shown the
-    /// program of that reading with the calls where it does otherwise than the chosen one;
+    /// An agent of a reading the user did not choose is shown the program of that reading
+    /// with the calls where it does otherwise than the chosen one (not an agent also of the
+    /// chosen reading, except one whose program broke the prompt's example, PL-24);
     /// after an answer in words, every agent with a program in the round is shown it with the
     /// words. An agent without a program is asked afresh.
     fn answer_repairs(
@@ -185,13 +186,24 @@ impl Pipeline {
             if cases.is_empty() {
                 continue;
             }
-            let agents = reading
-                .agents
-                .iter()
-                .filter(|n| !chosen_agents.contains(n.as_str()))
-                .filter_map(|n| id(n));
-            for agent in agents {
-                if let Some(program) = self.program_of(it, agent) {
+            for name in &reading.agents {
+                let Some(agent) = id(name) else { continue };
+                let program = if question.contradicts.is_some() && j > 0 {
+                    // PL-24: the program that broke the prompt's example, though the agent
+                    // may hold a reading that meets it too (from another sample, PL-20).
+                    self.contradictions
+                        .iter()
+                        .rev()
+                        .find(|c| c.round == it.round && c.agent == agent)
+                        .map(|c| c.program.clone())
+                } else if chosen_agents.contains(name.as_str()) {
+                    // It holds the chosen reading too (another sample's): which of its
+                    // programs this reading is, is not known.
+                    None
+                } else {
+                    self.program_of(it, agent)
+                };
+                if let Some(program) = program {
                     repairs.insert(
                         agent,
                         Repair {
@@ -211,7 +223,7 @@ impl Pipeline {
 
     /// The agent's program that a question's reading shows: its valid reading of this sample,
     /// else its latest carried one (PL-20), else the one that broke the prompt's example
-    /// (PL-24), else its latest program of the sample.
+    /// (PL-24), else its latest program of the sample. Not for an agent of two readings.
     fn program_of(&self, it: &Interp, agent: AgentId) -> Option<String> {
         if let Some(i) = it.valid.get(&agent) {
             return Some(super::interpret::program_text(i));
