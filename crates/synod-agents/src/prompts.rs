@@ -98,10 +98,10 @@ pub fn render(request: &Request) -> Messages {
     match request.role {
         Role::Interpret => {
             if let Some(r) = &request.repair {
-                // PL-29: the agent's own program and what is wrong with it. Shown their
-                // program and the failing call, small models fix it; asked afresh, they wrote
-                // the same program again (HumanEval/0 prompt1c: the 1.5B agents broke the
-                // prompt's example 27 times in three rounds).
+                // PL-29: the agent's own program and what is wrong with it. Asked afresh, small
+                // models wrote the same program again (HumanEval/0 prompt1c: the 1.5B agents
+                // broke the prompt's example 27 times in three rounds); shown the failing call
+                // they still mostly fail there (docs/RESULTS.md), but a correct agent can fix it.
                 user.push_str(&format!(
                     "\n## Your earlier program\n\n```python\n{}\n```\n\nIt is not what is asked: {}\nFix it.\n",
                     r.program.trim(),
