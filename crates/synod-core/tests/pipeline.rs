@@ -430,6 +430,15 @@ impl Driver {
         }
     }
 
+    /// What the interpret asks of round `round` showed their agents of their programs (PL-29).
+    fn shown(&self, round: u32) -> Vec<&Repair> {
+        self.repairs
+            .iter()
+            .filter(|(_, r, _)| *r == round)
+            .filter_map(|(_, _, r)| r.as_ref())
+            .collect()
+    }
+
     fn interpret_asks(&self) -> Vec<u32> {
         self.asks
             .iter()
@@ -689,12 +698,7 @@ fn pl_29_the_next_round_shows_each_agent_its_program_and_where_the_answer_differ
         answer: "the negative one, please".into(),
     });
     d.run();
-    let shown: Vec<&Repair> = d
-        .repairs
-        .iter()
-        .filter(|(_, r, _)| *r == 1)
-        .filter_map(|(_, _, r)| r.as_ref())
-        .collect();
+    let shown = d.shown(1);
     assert!(!shown.is_empty());
     for r in shown {
         assert!(
@@ -720,12 +724,7 @@ fn pl_29_after_keeping_the_prompts_example_the_readings_that_broke_it_are_shown_
     d.v.push(Input::UserAnswered { answer: "A".into() });
     d.run();
     assert_eq!(d.built().reference, "abs");
-    let shown: Vec<&Repair> = d
-        .repairs
-        .iter()
-        .filter(|(_, r, _)| *r == 1)
-        .filter_map(|(_, _, r)| r.as_ref())
-        .collect();
+    let shown = d.shown(1);
     assert!(!shown.is_empty());
     for r in shown {
         assert_eq!(r.program, "# module: solution\nneg");

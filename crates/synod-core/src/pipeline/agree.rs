@@ -135,13 +135,8 @@ impl Pipeline {
         self.facts
             .examples
             .iter()
-            .map(|e| {
-                let mut e = e.clone();
-                if let Some((_, f)) = e.call.function.rsplit_once('.') {
-                    e.call.function = f.to_string();
-                }
-                e
-            })
+            .cloned()
+            .map(unqualified)
             .filter(|e| !clarified.iter().any(|c| c.call == e.call))
             .collect()
     }
@@ -905,6 +900,15 @@ pub(super) fn in_domain<'a>(it: &Interp, b: &'a Behaviour) -> Vec<&'a Outcome> {
         .filter(|(_, d)| **d)
         .map(|(o, _)| o)
         .collect()
+}
+
+/// A literal example's call by the function's bare name: `module.f(2) == 4` is `f(2) == 4`
+/// (PL-2).
+pub(super) fn unqualified(mut e: ContractExample) -> ContractExample {
+    if let Some((_, f)) = e.call.function.rsplit_once('.') {
+        e.call.function = f.to_string();
+    }
+    e
 }
 
 /// A reading that broke one of the prompt's own examples (PL-24).

@@ -5,7 +5,7 @@
 //! interpret starts again on the clarified prompt, and an agent whose reading the user did not
 //! choose is shown its program and where it does otherwise (PL-29).
 
-use super::refinement::outcome_phrase;
+use super::refinement::{infinitive, outcome_phrase};
 use super::*;
 use std::collections::BTreeSet;
 
@@ -159,11 +159,7 @@ impl Pipeline {
             }
             return repairs;
         };
-        let chosen_agents: BTreeSet<&str> = question.readings[k]
-            .agents
-            .iter()
-            .map(String::as_str)
-            .collect();
+        let chosen_agents = agent_names(question, k);
         for (j, reading) in question.readings.iter().enumerate() {
             if j == k {
                 continue;
@@ -191,11 +187,7 @@ impl Pipeline {
                 let program = if question.contradicts.is_some() && j > 0 {
                     // PL-24: the program that broke the prompt's example, though the agent
                     // may hold a reading that meets it too (from another sample, PL-20).
-                    self.contradictions
-                        .iter()
-                        .rev()
-                        .find(|c| c.round == it.round && c.agent == agent)
-                        .map(|c| c.program.clone())
+                    self.contradiction_program(it, agent)
                 } else if chosen_agents.contains(name.as_str()) {
                     // It holds the chosen reading too (another sample's): which of its
                     // programs this reading is, is not known.
@@ -231,15 +223,18 @@ impl Pipeline {
         if let Some(c) = it.carried.iter().rev().find(|c| c.agent == agent) {
             return Some(super::interpret::program_text(&c.interp));
         }
-        if let Some(c) = self
-            .contradictions
+        self.contradiction_program(it, agent)
+            .or_else(|| it.programs.get(&agent).cloned())
+    }
+
+    /// The program of the agent's latest reading this round that broke the prompt's example
+    /// (PL-24).
+    fn contradiction_program(&self, it: &Interp, agent: AgentId) -> Option<String> {
+        self.contradictions
             .iter()
             .rev()
             .find(|c| c.round == it.round && c.agent == agent)
-        {
-            return Some(c.program.clone());
-        }
-        it.programs.get(&agent).cloned()
+            .map(|c| c.program.clone())
     }
 
     /// PL-28: the user chose reading `k`. When more than m agents hold it, at least one of them
@@ -259,11 +254,7 @@ impl Pipeline {
         if !self.cfg.answer_decides || question.outside_domain || question.contradicts.is_some() {
             return None;
         }
-        let names: BTreeSet<&str> = question.readings[k]
-            .agents
-            .iter()
-            .map(String::as_str)
-            .collect();
+        let names = agent_names(question, k);
         let mut classes = Self::classes(&it);
         let at = classes
             .iter()
@@ -385,27 +376,22 @@ fn answer_examples(question: &Question, answer: &str) -> Vec<ContractExample> {
     crate::facts::prompt_facts(answer)
         .examples
         .into_iter()
-        .map(|mut e| {
-            if let Some((_, f)) = e.call.function.rsplit_once('.') {
-                e.call.function = f.to_string();
-            }
-            e
-        })
+        .map(super::agree::unqualified)
         .filter(|e| named.contains(e.call.function.as_str()))
+        .collect()
+}
+
+/// The names of the agents holding the question's reading `k`.
+fn agent_names(question: &Question, k: usize) -> BTreeSet<&str> {
+    question.readings[k]
+        .agents
+        .iter()
+        .map(String::as_str)
         .collect()
 }
 
 /// Most differing calls one repair names (PL-29).
 const REPAIR_CASES_MAX: usize = 3;
-
-/// What an outcome is, after "should": `return 4`, `raise ValueError`, `not finish`.
-fn infinitive(o: &Outcome) -> String {
-    match o {
-        Outcome::Value(v) => format!("return {v}"),
-        Outcome::Error(k) => format!("raise {k}"),
-        Outcome::Timeout => "not finish".into(),
-    }
-}
 
 pub(super) fn label(k: usize) -> String {
     let letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";

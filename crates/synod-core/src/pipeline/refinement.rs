@@ -22,6 +22,15 @@ pub fn outcome_phrase(o: &Outcome) -> String {
     }
 }
 
+/// What an outcome is, after "should": `return 4`, `raise ValueError`, `not finish`.
+pub(super) fn infinitive(o: &Outcome) -> String {
+    match o {
+        Outcome::Value(v) => format!("return {v}"),
+        Outcome::Error(k) => format!("raise {k}"),
+        Outcome::Timeout => "not finish".into(),
+    }
+}
+
 /// The contract as check calls, each with its expectation.
 pub fn contract_calls(contract: &[ContractExample]) -> Vec<CheckCall> {
     contract
@@ -199,9 +208,7 @@ pub fn refinement_problem(
                     match &ex.expect {
                         Expectation::Returns(v) => format!("return {}", v.python()),
                         Expectation::Raises(e) => format!("raise {e}"),
-                        Expectation::Same(Outcome::Value(v)) => format!("return {v}"),
-                        Expectation::Same(Outcome::Error(e)) => format!("raise {e}"),
-                        Expectation::Same(Outcome::Timeout) => "not finish".into(),
+                        Expectation::Same(o) => infinitive(o),
                     },
                     outcome_phrase(&outcome)
                 ),
