@@ -205,7 +205,8 @@ impl CheckCache {
     }
 
     /// The key of an audited request: program digest + digest of everything else, marked
-    /// `a1` (reports carry the audit's violations since issue 11).
+    /// `a2` (`a1`: reports carry the audit's violations since issue 11; `a2`: strings hash
+    /// with seed 0 in every run, so reports cached before that do not answer).
     pub fn key(request: &CheckRequest) -> String {
         let rest = serde_json::to_vec(&(
             &request.function_modules,
@@ -214,7 +215,7 @@ impl CheckCache {
         ))
         .expect("serializable");
         format!(
-            "{}:{}:a1",
+            "{}:{}:a2",
             &request.program.digest()[..32],
             &blake3::hash(&rest).to_hex()[..32]
         )
@@ -397,7 +398,8 @@ impl CheckCache {
         setup: &str,
         hidden: &[String],
     ) -> Result<bool, EvalError> {
-        let key = format!("{task_key}:{}", program.digest());
+        // `:h0`: judged with strings hashed by seed 0 (see `key`).
+        let key = format!("{task_key}:{}:h0", program.digest());
         if let Some(v) = self
             .verdicts
             .lock()

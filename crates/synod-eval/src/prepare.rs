@@ -247,9 +247,17 @@ fn run_helper(
         .map_err(|e| ("write the request of prepare.py", e))?;
     let open = |path: &Path| std::fs::File::open(path);
     let create = |path: &Path| std::fs::File::create(path);
+    // Not `-I`, which ignores PYTHONHASHSEED: a reference that iterates a set of strings must
+    // give the example the same result on every run. The variables `-E` would ignore go instead.
     let mut child = Command::new(python())
-        .arg("-I")
+        .args(["-s", "-B"])
         .arg(script)
+        .env("PYTHONHASHSEED", "0")
+        .env("PYTHONSAFEPATH", "1")
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .env_remove("PYTHONSTARTUP")
+        .env_remove("PYTHONWARNINGS")
         .current_dir(&work)
         .stdin(open(&request_file).map_err(|e| ("read the request of prepare.py", e))?)
         .stdout(create(&stdout_file).map_err(|e| ("create the output of prepare.py", e))?)

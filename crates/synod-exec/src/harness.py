@@ -1,6 +1,7 @@
 """synod harness: loads a candidate program, checks its interface and runs calls on it.
 
-Started by synod-exec as `python3 -I -S -B harness.py` in a scratch directory whose `prog/`
+Started by synod-exec as `python3 -s -S -B harness.py` (a cleared environment, PYTHONHASHSEED=0,
+so every run hashes strings alike) in a scratch directory whose `prog/`
 holds the candidate's modules. It reads one JSON request from stdin and writes one result line
 per step, `SYNOD <nonce> <json>`, on a private duplicate of the original stdout:
 
@@ -49,6 +50,9 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 # Where this file (and the audit layer beside it) is, before `main` changes directory.
 _HERE = os.path.dirname(os.path.abspath(__file__))
+# The scratch directory is no module path: candidates' modules come from prog/ only. Python 3.11
+# and newer leave it out (PYTHONSAFEPATH); older ones put it first.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 
 class _Timeout(BaseException):

@@ -38,7 +38,8 @@
 //!    is missing, and runs one trivial program confined to prove the confinement works.
 //! 2. Per run, a fresh scratch directory gets the modules (`prog/<name>.py`) and the embedded
 //!    harness (`harness.py`, see `src/harness.py`).
-//! 3. `python3 -I -S -B harness.py` starts with a cleared environment, confined between fork
+//! 3. `python3 -s -S -B harness.py` starts with a cleared environment (PYTHONHASHSEED=0, so a
+//!    set of strings iterates alike in every run), confined between fork
 //!    and exec (see `src/isolation.rs`): its own session and process group; resource limits
 //!    ([`Limits`]: address space, CPU seconds, file size, open files, processes, no core
 //!    dumps); its own network namespace; as root, a uid of its own; landlock (reads only

@@ -58,13 +58,20 @@ pub(crate) fn run_harness(
     run_uid: Option<u32>,
 ) -> Result<Finished, ExecError> {
     let mut command = Command::new(python);
+    // Not `-I`: it implies `-E`, which ignores PYTHONHASHSEED, and then every run hashes
+    // strings with a seed of its own, so a program that iterates a set of strings returns
+    // another order each run (MBPP task 2 split its readings, and failed its own refinement
+    // check, from one run to the next). The environment is cleared instead, so the only
+    // PYTHON* variables are these; PYTHONSAFEPATH keeps the scratch directory off `sys.path`
+    // on Python 3.11 and newer, and the harness drops it on older ones.
     command
-        .args(["-I", "-S", "-B", HARNESS_FILE])
+        .args(["-s", "-S", "-B", HARNESS_FILE])
         .current_dir(scratch)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("LANG", "C.UTF-8")
         .env("PYTHONHASHSEED", "0")
+        .env("PYTHONSAFEPATH", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -843,3 +843,44 @@ fn a_loaded_program_reports_the_functions_it_defines() {
     let r = run(&request("def f(:\n", &[], vec![]));
     assert!(r.load_error.is_some() && r.functions.is_empty());
 }
+
+/// Strings hash alike in every run (PYTHONHASHSEED=0 reaches the interpreter), so a program that
+/// iterates a set of strings returns the same order each time: two readings of MBPP task 2
+/// (`tuple(set(a) & set(b))`) split, and a decided reference failed its own refinement check,
+/// from one run to the next while `-I` made the interpreter ignore the seed.
+#[test]
+fn a_set_of_strings_iterates_alike_in_every_run() {
+    let source = "def order():\n    return (hash('synod'), tuple({'apple', 'banana', 'cherry', 'date', 'elder', 'fig'}))\n";
+    let req = request(source, &[("order", &[])], vec![probe("order", vec![])]);
+    let first = run(&req).outcomes;
+    assert!(matches!(first[..], [Outcome::Value(_)]), "{first:?}");
+    for _ in 0..3 {
+        assert_eq!(
+            run(&req).outcomes,
+            first,
+            "the hash seed differs between runs"
+        );
+    }
+    // And it is the seed 0 any python3 reproduces.
+    let python = std::env::var("SYNOD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let expected = std::process::Command::new(python)
+        .args(["-c", &format!("{source}print(repr(order()))")])
+        .env("PYTHONHASHSEED", "0")
+        .output()
+        .expect("python3 runs");
+    let expected = String::from_utf8_lossy(&expected.stdout).trim().to_string();
+    assert_eq!(first, vec![value(&expected)]);
+}
+
+/// The scratch directory, which holds the harness and its audit layer, is not a module path:
+/// a candidate cannot import them by name.
+#[test]
+fn the_scratch_directory_is_not_a_module_path() {
+    let source = "import os, sys\n\ndef seen():\n    return [p for p in sys.path if os.path.exists(os.path.join(p or '.', 'harness.py'))]\n";
+    let report = run(&request(
+        source,
+        &[("seen", &[])],
+        vec![probe("seen", vec![])],
+    ));
+    assert_eq!(report.outcomes, vec![value("[]")]);
+}
