@@ -516,16 +516,22 @@ fn run_unit_real(
             detail.push_str(&format!("; usable {}/{}", c.usable(), nm.0));
         }
         let key = key_of(&task.id, &v.name, nm, cell, cfg.seed, strategy);
-        // dialogue.jsonl: what synod asked, what the user answered, why a run stopped.
-        let mut text = String::new();
-        for mut line in c.take_dialogue() {
-            line["task"] = task.id.clone().into();
-            line["variant"] = v.name.clone().into();
-            line["strategy"] = strategy.to_string().into();
-            text.push_str(&format!("{line}\n"));
-        }
-        if !text.is_empty() {
-            append(&cfg.out.join("dialogue.jsonl"), &text)?;
+        // dialogue.jsonl: what synod asked, what the user answered, why a run stopped;
+        // trace.jsonl: every progress event of the run.
+        for (file, lines) in [
+            ("dialogue.jsonl", c.take_dialogue()),
+            ("trace.jsonl", c.take_trace()),
+        ] {
+            let mut text = String::new();
+            for mut line in lines {
+                line["task"] = task.id.clone().into();
+                line["variant"] = v.name.clone().into();
+                line["strategy"] = strategy.to_string().into();
+                text.push_str(&format!("{line}\n"));
+            }
+            if !text.is_empty() {
+                append(&cfg.out.join(file), &text)?;
+            }
         }
         rows.push(csv_row(cfg.kind, &key, &r, secs, &detail));
     }

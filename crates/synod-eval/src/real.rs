@@ -165,6 +165,10 @@ pub struct RealCell<'a> {
     /// What synod asked and was answered, which agents it faulted and why, and why a run that
     /// built nothing stopped, as JSON lines for `dialogue.jsonl` ([`RealCell::take_dialogue`]).
     dialogue: std::sync::Mutex<Vec<serde_json::Value>>,
+    /// Every progress event of synod's runs (asks with their request keys, answers, faults,
+    /// tallies, decisions), as JSON lines for `trace.jsonl` ([`RealCell::take_trace`]): what
+    /// a reader needs to see why a run on real replies ended as it did.
+    trace: std::sync::Mutex<Vec<serde_json::Value>>,
 }
 
 impl<'a> RealCell<'a> {
@@ -196,6 +200,7 @@ impl<'a> RealCell<'a> {
             user,
             drawn: OnceLock::new(),
             dialogue: Default::default(),
+            trace: Default::default(),
         })
     }
 
@@ -396,8 +401,33 @@ impl<'a> RealCell<'a> {
         )
     }
 
+    /// The trace lines of the runs so far, taken (each a [`Progress`] event as JSON, its kind
+    /// in `event`, or a question put to the user, `"event": "question"`).
+    pub fn take_trace(&self) -> Vec<serde_json::Value> {
+        std::mem::take(
+            &mut *self
+                .trace
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     fn note(&self, line: serde_json::Value) {
         self.dialogue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(line);
+    }
+
+    fn traced(&self, progress: &Progress) {
+        // A progress event always serializes (strings, numbers and lists of them).
+        if let Ok(line) = serde_json::to_value(progress) {
+            self.trace_line(line);
+        }
+    }
+
+    fn trace_line(&self, line: serde_json::Value) {
+        self.trace
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(line);
@@ -681,6 +711,9 @@ impl World for RealWorld<'_, '_> {
     }
 
     fn observe(&mut self, output: &Output) {
+        if let Output::Progress(p) = output {
+            self.cell.traced(p);
+        }
         match output {
             Output::Progress(Progress::Classes { sizes, .. }) => self.tallies.push(sizes.clone()),
             Output::Progress(Progress::Fault { agent, reason }) => {
@@ -693,6 +726,11 @@ impl World for RealWorld<'_, '_> {
 
     fn answer(&mut self, question: &Question) -> Result<Option<String>, EvalError> {
         self.questions += 1;
+        // The trace holds every question, answered or not (MBPP has no user).
+        if let Ok(q) = serde_json::to_value(question) {
+            self.cell
+                .trace_line(serde_json::json!({"event": "question", "question": q}));
+        }
         // Without a user (MBPP), or past the user's patience, a question is the outcome
         // `asked`.
         if !self.cell.user || self.answered >= USER_ANSWERS_MAX {

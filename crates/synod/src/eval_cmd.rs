@@ -56,7 +56,7 @@ pub struct EvalArgs {
     /// Worker threads (1 to 256).
     #[arg(long, default_value_t = 2, value_parser = numbers::whole(1usize, 256))]
     pub jobs: usize,
-    /// Output directory (results.csv, summary.md, plots, caches). Re-running resumes.
+    /// Output directory (results.csv, summary.md, plots, caches; with real agents also usable.csv, dialogue.jsonl: questions, answers, faults, and trace.jsonl: every ask with its request key, every tally). Re-running resumes.
     #[arg(long, default_value = "eval-out")]
     pub out: PathBuf,
     /// No progress bar.

@@ -1438,6 +1438,23 @@ fn eval_humanevalcomm_user_answers_and_synod_builds_what_was_meant() {
         dialogue.contains("\"variant\":\"prompt1p\"") && dialogue.contains("\"answer\":\"B\""),
         "the question and the user's answer are in dialogue.jsonl\n{dialogue}"
     );
+    // trace.jsonl: every ask with its request key, the tallies, and the question.
+    let trace = read(&tmp.join("out/trace.jsonl"));
+    let synod_1p: Vec<serde_json::Value> = trace
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a trace line is JSON"))
+        .filter(|v: &serde_json::Value| v["variant"] == "prompt1p" && v["strategy"] == "synod")
+        .collect();
+    let events = |kind: &str| synod_1p.iter().filter(|v| v["event"] == kind).count();
+    assert_eq!(events("asked"), 4, "{trace}");
+    assert!(
+        synod_1p
+            .iter()
+            .any(|v| v["event"] == "asked" && v["request"] == "interpret"),
+        "{trace}"
+    );
+    assert_eq!(events("question"), 1, "{trace}");
+    assert!(events("classes") >= 1, "{trace}");
     let prompts = read(&tmp.join("prompts.log"));
     assert!(
         !prompts.contains("## Clarifications from the user"),
