@@ -205,8 +205,9 @@ impl CheckCache {
     }
 
     /// The key of an audited request: program digest + digest of everything else, marked
-    /// `a2` (`a1`: reports carry the audit's violations since issue 11; `a2`: strings hash
-    /// with seed 0 in every run, so reports cached before that do not answer).
+    /// `a3` (`a1`: reports carry the audit's violations since issue 11; `a2`: strings hash
+    /// with seed 0 in every run; `a3`: -0.0 is shown as 0.0; reports cached before do not
+    /// answer).
     pub fn key(request: &CheckRequest) -> String {
         let rest = serde_json::to_vec(&(
             &request.function_modules,
@@ -215,7 +216,7 @@ impl CheckCache {
         ))
         .expect("serializable");
         format!(
-            "{}:{}:a2",
+            "{}:{}:a3",
             &request.program.digest()[..32],
             &blake3::hash(&rest).to_hex()[..32]
         )

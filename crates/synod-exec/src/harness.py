@@ -254,7 +254,7 @@ def _int_text(value):
 
 
 def _canonical(value, depth):
-    """The canonical repr: like repr, but dicts and sets sorted and addresses removed.
+    """The canonical repr: like repr, but dicts and sets sorted, addresses removed, -0.0 as 0.0.
 
     Subclasses of the builtin scalars and containers are shown as their base type, so that a
     namedtuple reads like a tuple and an OrderedDict like a dict.
@@ -268,6 +268,10 @@ def _canonical(value, depth):
     if isinstance(value, int):
         return _int_text(value)
     if isinstance(value, float):
+        # -0.0 == 0.0, hashes alike, and meets every expectation 0.0 does: one value, one text.
+        # (MBPP task 14 split two correct readings of a volume on `-0.0` against `0.0` alone.)
+        if value == 0.0:
+            return "0.0"
         return float.__repr__(value)
     if isinstance(value, str):
         return str.__repr__(value)

@@ -884,3 +884,25 @@ fn the_scratch_directory_is_not_a_module_path() {
     ));
     assert_eq!(report.outcomes, vec![value("[]")]);
 }
+
+/// `-0.0` and `0.0` are one value to Python's `==` and to every expectation, so they are one
+/// outcome: two correct readings of MBPP task 14 (`l * b * h / 2` and `0.5 * l * b * h`) split
+/// 2–2 on signed zeros alone.
+#[test]
+fn a_negative_zero_is_the_outcome_zero() {
+    let source = "def volume(l, b, h):\n    return 0.5 * l * b * h\n\ndef other(l, b, h):\n    return l * b * h / 2\n";
+    let args = ints(&[10, 0, -1]);
+    let report = run(&request(
+        source,
+        &[("volume", &["l", "b", "h"]), ("other", &["l", "b", "h"])],
+        vec![
+            probe("volume", args.clone()),
+            probe("other", args),
+            probe("volume", ints(&[1, 1, -3])),
+        ],
+    ));
+    assert_eq!(
+        report.outcomes,
+        vec![value("0.0"), value("0.0"), value("-1.5")]
+    );
+}
