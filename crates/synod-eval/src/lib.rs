@@ -116,6 +116,10 @@ pub struct EvalConfig {
     pub resamples: u32,
     /// Real agents instead of `cells` (an agents file): every strategy on the same replies.
     pub real: Option<std::sync::Arc<real::RealAgents>>,
+    /// Real agents: does a user answer synod's questions ([`real::RealCell::user_answer`],
+    /// the task's author running its reference)? `None`: the suite's own protocol, a user on
+    /// HumanEvalComm only; elsewhere a question is the outcome `asked`.
+    pub user: Option<bool>,
 }
 
 /// The resample budget the evaluation gives synod unless told otherwise.
@@ -488,7 +492,7 @@ fn run_unit_real(
         cache,
         tseed,
         cfg.resamples,
-        hec,
+        cfg.user.unwrap_or(hec),
     ) else {
         return Ok(UnitResult::Skipped("no plain example".into()));
     };

@@ -46,6 +46,7 @@ fn config(out: PathBuf, cell: SimSpec) -> EvalConfig {
         progress: false,
         resamples: synod_eval::DEFAULT_RESAMPLES,
         real: None,
+        user: None,
     }
 }
 

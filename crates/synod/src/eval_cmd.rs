@@ -67,6 +67,22 @@ pub struct EvalArgs {
     /// times. The extra calls are counted in calls/task. Keep it fixed within one --out.
     #[arg(long, default_value_t = synod_eval::DEFAULT_RESAMPLES, value_parser = numbers::whole(0, RESAMPLES_LIMIT))]
     pub resamples: u32,
+    /// Real agents: whether a user answers synod's questions: the task's author, who runs the
+    /// task's reference (never shown to an agent) on the calls a question shows and names the
+    /// reading that matches, or writes its values as examples. Default: as the suite's own
+    /// protocol has it, on HumanEvalComm and off elsewhere (a question is then the outcome
+    /// `asked`). Keep it fixed within one --out.
+    #[arg(long, value_enum)]
+    pub user: Option<UserArg>,
+}
+
+/// `--user`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UserArg {
+    /// The user answers.
+    On,
+    /// Nobody answers: a question is the outcome `asked`.
+    Off,
 }
 
 /// Runs `synod eval`: 0 when the evaluation finished, 2 for arguments it does not accept.
@@ -148,6 +164,12 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<u8> {
             Vec::new()
         }
     };
+    if args.user.is_some() && real.is_none() {
+        eprintln!(
+            "synod eval: --user is for real agents (--agents FILE); simulated agents have the suite's own user"
+        );
+        return Ok(2);
+    }
     let strategies = args
         .strategy
         .clone()
@@ -175,6 +197,7 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<u8> {
         progress: !args.quiet,
         resamples: args.resamples,
         real,
+        user: args.user.map(|u| u == UserArg::On),
     };
     let summary = synod_eval::run(&cfg)?;
     eprintln!(

@@ -1308,6 +1308,11 @@ fn hec_first_row() -> String {
 /// `synod eval` of `single` and `synod` on `hec.jsonl` with `agents.toml`, in `tmp`; results
 /// in `out/`.
 fn hec_eval(tmp: &TempDir) {
+    hec_eval_with(tmp, "on");
+}
+
+/// [`hec_eval`] with `--user USER`.
+fn hec_eval_with(tmp: &TempDir, user: &str) {
     let run = synod(
         tmp.path(),
         &[
@@ -1323,6 +1328,8 @@ fn hec_eval(tmp: &TempDir) {
             &"--strategy",
             &"single,synod",
             &"--quiet",
+            &"--user",
+            &user,
             &"--out",
             &"out",
         ],
@@ -1462,6 +1469,64 @@ fn eval_humanevalcomm_user_answers_and_synod_builds_what_was_meant() {
     );
     // The user saw only what the question shows: no hidden test reaches an agent.
     assert!(!prompts.contains("assert "), "{prompts}");
+}
+
+/// `--user off`: nobody answers, so the question synod puts on `prompt1p` is its outcome
+/// (`asked`), and the trace still holds it; `--user` with simulated agents is refused.
+#[test]
+fn eval_without_a_user_a_question_is_the_outcome() {
+    let tmp = TempDir::new("eval-hec-no-user");
+    tmp.write("hec.jsonl", &hec_first_row());
+    tmp.write("agent.py", HEC_SPLIT_AGENT);
+    let mut agents = String::from("fault_budget = 1\n");
+    for k in 0..4 {
+        let index = 3 - k;
+        agents.push_str(&format!(
+            "[[agent]]\nname = \"a{k}\"\nbackend = \"command\"\ncommand = [\"python3\", \"agent.py\", \"{index}\"]\ntemperature = 0.{k}\n"
+        ));
+    }
+    tmp.write("agents.toml", &agents);
+    hec_eval_with(&tmp, "off");
+    let csv = read(&tmp.join("out/results.csv"));
+    let row: Vec<&str> = csv
+        .lines()
+        .find(|l| l.contains(",prompt1p,") && l.contains(",synod,"))
+        .unwrap_or_else(|| panic!("no prompt1p synod row\n{csv}"))
+        .split(',')
+        .collect();
+    assert_eq!(row[9], "asked", "{csv}");
+    assert_eq!(row[13], "1", "{csv}");
+    let trace = read(&tmp.join("out/trace.jsonl"));
+    assert!(
+        trace.lines().any(|l| l.contains("\"variant\":\"prompt1p\"")
+            && l.contains("\"event\":\"question\"")),
+        "{trace}"
+    );
+    let dialogue = std::fs::read_to_string(tmp.join("out/dialogue.jsonl")).unwrap_or_default();
+    assert!(
+        !dialogue.contains("\"answer\""),
+        "nobody answered\n{dialogue}"
+    );
+    let refused = synod(
+        tmp.path(),
+        &[
+            &"eval",
+            &"--suite",
+            &"hec.jsonl",
+            &"--suite-kind",
+            &"humanevalcomm",
+            &"--user",
+            &"on",
+            &"--out",
+            &"out-sim",
+        ],
+    );
+    refused.expect_code(2, "--user with simulated agents");
+    assert!(
+        refused.stderr.contains("--user is for real agents"),
+        "{}",
+        refused.stderr
+    );
 }
 
 /// Contained is not rejected (issue 11): a correct candidate that also tries to write outside
