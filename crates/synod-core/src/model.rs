@@ -213,6 +213,64 @@ impl fmt::Display for Outcome {
     }
 }
 
+impl Outcome {
+    /// Does this outcome, from a run now, agree with `recorded`, written by the sandbox of this
+    /// or an earlier release? They agree when equal, or equal once `recorded` writes negative
+    /// zero as the sandbox has since PL-6 (`0.0`): certificates and logs from before that rule
+    /// hold `-0.0`, and a build they certify must still verify.
+    pub fn agrees_with(&self, recorded: &Outcome) -> bool {
+        match (self, recorded) {
+            (Outcome::Value(now), Outcome::Value(then)) => {
+                now == then || *now == unsigned_zeros(then)
+            }
+            _ => self == recorded,
+        }
+    }
+}
+
+/// `text`, a canonical repr, with every float `-0.0` outside string literals written `0.0`.
+pub fn unsigned_zeros(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut quote: Option<char> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            out.push(c);
+            if c == '\\' {
+                if let Some(&next) = chars.get(i + 1) {
+                    out.push(next);
+                    i += 1;
+                }
+            } else if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '\'' || c == '"' {
+            quote = Some(c);
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let starts_token =
+            i == 0 || !(chars[i - 1].is_alphanumeric() || matches!(chars[i - 1], '_' | '.'));
+        let ends_token = chars
+            .get(i + 4)
+            .is_none_or(|n| !(n.is_alphanumeric() || matches!(n, '_' | '.')));
+        if c == '-' && starts_token && ends_token && chars[i..].starts_with(&['-', '0', '.', '0']) {
+            out.push_str("0.0");
+            i += 4;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
 /// A behaviour: the outcomes of a program on the probe set, in probe order.
 pub type Behaviour = Vec<Outcome>;
 
@@ -402,3 +460,33 @@ const PYTHON_KEYWORDS: &[&str] = &[
     "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
     "with", "yield",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, unsigned_zeros};
+
+    #[test]
+    fn a_recorded_negative_zero_is_the_zero_written_now() {
+        assert_eq!(
+            unsigned_zeros("[12.5, -0.0, (-0.0,)]"),
+            "[12.5, 0.0, (0.0,)]"
+        );
+        assert_eq!(unsigned_zeros("{-0.0: -0.0}"), "{0.0: 0.0}");
+        // Not a zero: other numbers, and text inside strings (with escaped quotes).
+        for kept in [
+            "-0.05",
+            "-0.0e5",
+            "x-0.0",
+            "['-0.0', \"-0.0\"]",
+            "'it\\'s -0.0'",
+            "-10.0",
+        ] {
+            assert_eq!(unsigned_zeros(kept), kept);
+        }
+        let now = Outcome::Value("[0.0, '-0.0']".into());
+        assert!(now.agrees_with(&Outcome::Value("[-0.0, '-0.0']".into())));
+        assert!(!now.agrees_with(&Outcome::Value("[-0.0, '0.0']".into())));
+        assert!(!Outcome::Value("-0.0".into()).agrees_with(&Outcome::Value("0.0".into())));
+        assert!(Outcome::Timeout.agrees_with(&Outcome::Timeout));
+    }
+}

@@ -300,3 +300,84 @@ fn a_persons_answer_naming_no_reading_is_refused_and_the_question_asked_again() 
     );
     assert!(out.join("question.json").is_file());
 }
+
+/// The `test_contract.py` a build writes reads an outcome as the sandbox wrote it: its `_canon`
+/// and the harness's `_canonical` agree on values that tell simpler canonical forms apart (a
+/// signed zero, sets of strings, an enum member, a namedtuple, a huge int, an object's address).
+/// The exported tests once kept `-0.0` while the harness wrote `0.0`, and the rpn build's own
+/// tests failed on `parse(['-0.0'])`.
+#[test]
+fn the_exported_tests_read_outcomes_as_the_sandbox_writes_them() {
+    use std::collections::BTreeMap;
+    use synod_core::{Call, CheckCall, CheckRequest, FunctionSig, Program, Value};
+    let source = r#"
+import collections, enum
+
+class Color(enum.IntEnum):
+    RED = 1
+
+class Plain:
+    pass
+
+Point = collections.namedtuple("Point", "x y")
+
+VALUES = [
+    -0.0, [-0.0, 1.5, -2.0], {"b": {"z", "y", "x"}, "a": frozenset({"q", "p"})}, Color.RED,
+    Point(1, -0.0), collections.OrderedDict([("k", 2), ("j", 1)]), 10 ** 5000 % 10 ** 1900,
+    (1,), set(), frozenset(), True, None, "it's", Plain(), {(2, "b"): [None], (1, "a"): {}},
+]
+
+def value(i):
+    return VALUES[i]
+"#;
+    let count = 15;
+    let calls: Vec<CheckCall> = (0..count)
+        .map(|i| CheckCall {
+            call: Call {
+                function: "value".into(),
+                args: vec![Value::Int(i)],
+            },
+            expect: None,
+        })
+        .collect();
+    let request = CheckRequest {
+        program: Program::single("values", source),
+        function_modules: BTreeMap::from([("value".to_string(), "values".to_string())]),
+        interface: vec![(
+            "values".to_string(),
+            FunctionSig {
+                name: "value".into(),
+                params: vec!["i".into()],
+                doc: String::new(),
+            },
+        )],
+        calls: calls.clone(),
+    };
+    let root = TempDir::new("canon");
+    let sandbox = Sandbox::new(root.0.join("scratch"), Limits::default()).unwrap();
+    let report = sandbox.run(&request).expect("the sandbox runs");
+    assert_eq!(report.outcomes.len(), count as usize);
+    assert_eq!(report.outcomes[0], synod_core::Outcome::Value("0.0".into()));
+    let probes: Vec<Call> = calls.into_iter().map(|c| c.call).collect();
+    let tests = synod_runtime::output::contract_tests(
+        &[],
+        &probes,
+        &report.outcomes,
+        &request.function_modules,
+    );
+    let dir = root.0.join("program");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("values.py"), source).unwrap();
+    std::fs::write(dir.join(synod_runtime::output::TESTS_FILE), tests).unwrap();
+    let run = std::process::Command::new("python3")
+        .args(["-B", "-m", "unittest", "-q"])
+        .current_dir(&dir)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        run.status.success(),
+        "the exported tests disagree with the sandbox:\n{}\n{:?}",
+        String::from_utf8_lossy(&run.stderr),
+        report.outcomes
+    );
+}

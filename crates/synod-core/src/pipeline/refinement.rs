@@ -196,7 +196,7 @@ pub fn refinement_problem(
     for (k, ex) in contract.iter().enumerate() {
         let outcome = report.outcomes.get(k).cloned().unwrap_or(Outcome::Timeout);
         let met = match &ex.expect {
-            Expectation::Same(o) => outcome == *o,
+            Expectation::Same(o) => outcome.agrees_with(o),
             _ => report.met.get(k).copied().flatten() == Some(true),
         };
         if !met {
@@ -222,7 +222,7 @@ pub fn refinement_problem(
             .cloned()
             .unwrap_or(Outcome::Timeout);
         if let Some(want) = expected.get(p)
-            && got != *want
+            && !got.agrees_with(want)
         {
             return Some(problem(
                 FaultKind::DiffersFromReference,
