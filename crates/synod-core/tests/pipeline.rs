@@ -2139,36 +2139,6 @@ fn pl_24_readings_that_break_the_prompts_own_example_alike_ask_whether_the_examp
 }
 
 #[test]
-fn pl_24_after_the_user_kept_the_example_the_same_question_is_not_asked_again() {
-    // Every agent reads the text against the example, and keeps doing so after the user said
-    // the example holds (MBPP task 20 with the 1.5B model: `is_woodall(383) == True`, asked
-    // three times). The second round fails with the evidence instead of asking again.
-    let mut d = Driver::with_prompt(
-        4,
-        1,
-        vec![Plays::FromCode("neg", None); 4],
-        "Write `f(x)`, the negation of x.\nassert f(4) == 4",
-    );
-    d.run();
-    assert!(d.question.as_ref().is_some_and(|q| q.contradicts.is_some()));
-    d.question = None;
-    d.v.push(Input::UserAnswered { answer: "A".into() });
-    d.run();
-    assert!(d.question.is_none(), "asked again: {:?}", d.question);
-    match &d.finish {
-        Some(Finish::Failed { stage, reason, .. }) => {
-            assert_eq!(stage, "agree");
-            assert!(
-                reason.contains("the user kept the prompt's example f(4) == 4"),
-                "{reason}"
-            );
-            assert!(reason.contains("returns -4"), "{reason}");
-        }
-        other => panic!("expected a failure, got {other:?}"),
-    }
-}
-
-#[test]
 fn pl_24_a_reading_or_two_that_break_the_example_are_faults_not_a_question() {
     // One agent in four misreads: within the fault budget, no question.
     let mut d = Driver::with_prompt(

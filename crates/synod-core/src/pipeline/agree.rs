@@ -560,28 +560,6 @@ impl Pipeline {
             return None;
         }
         let example = best.0.clone();
-        // The user has kept this example already (an earlier round's answer A): the same
-        // question again would ask them what they answered. The agents cannot meet it; the
-        // round fails with that evidence.
-        if self
-            .prompt
-            .clarifications
-            .iter()
-            .any(|c| c.text == super::clarify::kept_example_text(&example))
-        {
-            let agents: Vec<String> = best.2.iter().map(|a| self.name(*a)).collect();
-            return Some(self.fail(
-                "agree",
-                format!(
-                    "the user kept the prompt's example {}, and the readings of {} break it \
-                     again ({} there); no reading meets it",
-                    example_text(&example),
-                    agents.join(", "),
-                    super::refinement::outcome_phrase(&best.1)
-                ),
-                out,
-            ));
-        }
         let mut on_it: Vec<_> = groups.into_iter().filter(|g| g.0 == example).collect();
         on_it.sort_by_key(|g| std::cmp::Reverse(g.2.len()));
         let keep: Vec<String> = meeting.iter().map(|a| self.name(*a)).collect();

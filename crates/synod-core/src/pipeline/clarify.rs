@@ -319,11 +319,6 @@ pub fn read_answer(question: &Question, answer: &str) -> Result<Option<usize>, S
     ))
 }
 
-/// The clarification of a PL-24 answer that keeps the prompt's example `ex` (reading A).
-pub(super) fn kept_example_text(ex: &ContractExample) -> String {
-    format!("Follow the prompt's example: {}.", example_text(ex))
-}
-
 /// What an answer adds to the prompt: the chosen reading's outcomes on the differing probes,
 /// as text and as examples; free text as it is, with the examples it writes out (PL-30).
 fn clarification(question: &Question, answer: &str, chosen: Option<usize>) -> Clarification {
@@ -336,7 +331,7 @@ fn clarification(question: &Question, answer: &str, chosen: Option<usize>) -> Cl
     if let (Some(ex), 0) = (&question.contradicts, k) {
         // PL-24: the prompt's example stands; it is checked already.
         return Clarification {
-            text: kept_example_text(ex),
+            text: format!("Follow the prompt's example: {}.", example_text(ex)),
             examples: Vec::new(),
         };
     }
