@@ -726,13 +726,13 @@ impl World for RealWorld<'_, '_> {
 
     fn answer(&mut self, question: &Question) -> Result<Option<String>, EvalError> {
         self.questions += 1;
-        // The trace holds every question, answered or not (MBPP has no user).
+        // The trace holds every question, answered or not (MBPP has no user by default).
         if let Ok(q) = serde_json::to_value(question) {
             self.cell
                 .trace_line(serde_json::json!({"event": "question", "question": q}));
         }
-        // Without a user (MBPP), or past the user's patience, a question is the outcome
-        // `asked`.
+        // Without a user (MBPP by default), or past the user's patience, a question is the
+        // outcome `asked`.
         if !self.cell.user || self.answered >= USER_ANSWERS_MAX {
             return Ok(None);
         }
