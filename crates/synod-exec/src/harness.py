@@ -38,15 +38,11 @@ import traceback
 # Longest canonical repr kept whole; longer ones keep REPR_KEEP chars plus a hash of the rest.
 REPR_MAX = 2000
 REPR_KEEP = 1000
-# Nesting below this depth is shown as "...".
-DEPTH_MAX = 20
 # Longest load error and interface error messages.
 MESSAGE_MAX = 500
 INTERFACE_ERROR_MAX = 200
 # Most functions listed from a loaded program.
 FUNCTIONS_MAX = 256
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 # Where this file (and the audit layer beside it) is, before `main` changes directory.
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -240,6 +236,13 @@ def _decode(tagged):
     raise ValueError("unknown value tag " + repr(tag))
 
 
+# --- canonical text: begin. synod-exec copies this region into the test_contract.py a build
+# writes (`synod_exec::canonical_source`), so both read a value alike; it needs `re`, `sys`.
+# Nesting below this depth is shown as "...".
+DEPTH_MAX = 20
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _int_text(value):
     try:
         return int.__repr__(value)
@@ -295,6 +298,9 @@ def _canonical(value, depth):
         items = sorted(_canonical(item, depth + 1) for item in set.__iter__(value))
         return "{" + ", ".join(items) + "}" if items else "set()"
     return _ADDRESS.sub("", repr(value))
+
+
+# --- canonical text: end
 
 
 def _canonical_text(value):

@@ -706,6 +706,20 @@ const HARNESS_FILE: &str = "harness.py";
 /// The harness, embedded so that the binary needs no data files.
 const HARNESS_SOURCE: &str = include_str!("harness.py");
 
+/// The harness's canonical text of a value (`_canonical(value, depth)` and what it needs, short
+/// of `re` and `sys`): the region of `harness.py` between its `canonical text` markers. A
+/// build's `test_contract.py` embeds it, so that its tests read an outcome as the sandbox
+/// wrote it.
+pub fn canonical_source() -> &'static str {
+    const BEGIN: &str = "# --- canonical text: begin";
+    const END: &str = "# --- canonical text: end";
+    let start = HARNESS_SOURCE.find(BEGIN).unwrap_or(0);
+    let end = HARNESS_SOURCE[start..]
+        .find(END)
+        .map_or(HARNESS_SOURCE.len(), |e| start + e);
+    &HARNESS_SOURCE[start..end]
+}
+
 /// File name of the audit layer the harness loads before the candidate.
 const AUDIT_FILE: &str = "synod_audit.py";
 
@@ -770,6 +784,17 @@ impl Drop for Scratch {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_canonical_source_is_the_harness_region_alone() {
+        let region = super::canonical_source();
+        assert!(
+            region.starts_with("# --- canonical text: begin"),
+            "{region}"
+        );
+        assert!(region.contains("def _canonical(value, depth):"));
+        assert!(!region.contains("canonical text: end") && !region.contains("def main"));
+    }
+
     use super::*;
 
     #[test]

@@ -603,6 +603,8 @@ pub fn contract_tests(
 ) -> String {
     let mut t = String::new();
     t.push_str(TEST_PRELUDE);
+    t.push_str(synod_exec::canonical_source());
+    t.push_str(TEST_HELPERS);
     let mut imports: Vec<String> = function_modules
         .iter()
         .map(|(f, m)| format!("from {m} import {f}"))
@@ -676,46 +678,10 @@ import unittest
 sys.setrecursionlimit(10000)
 
 
-# The sandbox's canonical text of a value (synod-exec's harness.py, `_canonical`); the two
-# must agree, which a synod-runtime test checks on values that tell them apart.
-def _canon(v, depth=0):
-    if depth > 20:
-        return "..."
-    if v is None:
-        return "None"
-    if isinstance(v, bool):
-        return "True" if v else "False"
-    if isinstance(v, int):
-        old = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else None
-        if old is not None:
-            sys.set_int_max_str_digits(0)
-        try:
-            return int.__repr__(v)
-        finally:
-            if old is not None:
-                sys.set_int_max_str_digits(old)
-    if isinstance(v, float):
-        return "0.0" if v == 0.0 else float.__repr__(v)
-    if isinstance(v, str):
-        return str.__repr__(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_canon(x, depth + 1) for x in list.__iter__(v)) + "]"
-    if isinstance(v, tuple):
-        inner = [_canon(x, depth + 1) for x in tuple.__iter__(v)]
-        return "(" + inner[0] + ",)" if len(inner) == 1 else "(" + ", ".join(inner) + ")"
-    if isinstance(v, dict):
-        items = sorted((_canon(k, depth + 1), _canon(x, depth + 1)) for k, x in dict.items(v))
-        return "{" + ", ".join(f"{k}: {x}" for k, x in items) + "}"
-    if isinstance(v, frozenset):
-        inner = sorted(_canon(x, depth + 1) for x in frozenset.__iter__(v))
-        return "frozenset({" + ", ".join(inner) + "})" if inner else "frozenset()"
-    if isinstance(v, set):
-        inner = sorted(_canon(x, depth + 1) for x in set.__iter__(v))
-        return "{" + ", ".join(inner) + "}" if inner else "set()"
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(v))
+"#;
 
-
-def _norm(v):
+/// After the canonical text (`synod_exec::canonical_source`), what the tests compare with.
+const TEST_HELPERS: &str = r#"def _norm(v):
     if isinstance(v, (list, tuple)):
         return [_norm(x) for x in v]
     if isinstance(v, dict):
@@ -759,7 +725,7 @@ class ContractTest(unittest.TestCase):
         if kind == "returns":
             self.assertTrue(_equal(result, expected), f"{fn.__name__}{args!r} returned {result!r}, expected {expected!r}")
         elif kind == "repr":
-            got = _canon(result)
+            got = _canonical(result, 0)
             if _limit(got) is not None and _limit(expected) is not None:
                 self.assertEqual(got, expected, f"{fn.__name__}{args!r}")
         elif kind == "raises":

@@ -301,11 +301,11 @@ fn a_persons_answer_naming_no_reading_is_refused_and_the_question_asked_again() 
     assert!(out.join("question.json").is_file());
 }
 
-/// The `test_contract.py` a build writes reads an outcome as the sandbox wrote it: its `_canon`
-/// and the harness's `_canonical` agree on values that tell simpler canonical forms apart (a
-/// signed zero, sets of strings, an enum member, a namedtuple, a huge int, an object's address).
-/// The exported tests once kept `-0.0` while the harness wrote `0.0`, and the rpn build's own
-/// tests failed on `parse(['-0.0'])`.
+/// The `test_contract.py` a build writes reads an outcome as the sandbox wrote it, on values that
+/// tell simpler canonical forms apart (a signed zero, sets of strings, an enum member, a
+/// namedtuple, a huge int, an object's address). The exported tests once had a canonical form of
+/// their own that kept `-0.0` while the harness wrote `0.0`, and the rpn build's own tests failed
+/// on `parse(['-0.0'])`; they now embed the harness's.
 #[test]
 fn the_exported_tests_read_outcomes_as_the_sandbox_writes_them() {
     use std::collections::BTreeMap;
