@@ -5,7 +5,9 @@ usage: scripts/real-results.py OUT_DIR [OUT_DIR ...]
 
 Reads each OUT_DIR/results.csv (rows with p = real) and OUT_DIR/usable.csv, and prints, per
 suite and agents set: each strategy's outcomes, calls, tokens and wall time per task; for synod
-how often the first tally split; synod-cN rows (a call budget of N) make the budget curve; on
+how often the first tally split; synod-cN rows (a call budget of N per round) and the table of
+what each strategy delivers correct within B calls per task (a run stopped at B calls keeps
+every outcome it reached within B, and abstains on the rest) make the budget curve; on
 HumanEvalComm how often each strategy asked (a question, answered or not: a user answers
 there) on the original and on the modified prompts, and what it delivered on each; and the
 usable-reply rate per model.
@@ -77,6 +79,14 @@ def main(dirs):
                        and sum(last_tally(r)) > int(n)]
             if widened:
                 print(f"synod: the widened tally (PL-20) decided {len(widened)} of {len(syn)}.")
+        budgets = [4, 8, 12, 16, 24]
+        print("\n| strategy | " + " | ".join(f"correct within {b} calls %" for b in budgets)
+              + " |\n|---|" + "---|" * len(budgets))
+        for s in strategies_of(rs):
+            sr = [r for r in rs if r["strategy"] == s]
+            within = [sum(r["outcome"] == "correct" and int(r["calls"]) <= b for r in sr)
+                      for b in budgets]
+            print(f"| {s} | " + " | ".join(pct(w, len(sr)) for w in within) + " |")
         if suite == "humanevalcomm":
             print("\n| strategy | asked on original % | asked on modified % "
                   "| correct on original % | correct on modified % |\n|---|---|---|---|---|")

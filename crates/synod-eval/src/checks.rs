@@ -389,8 +389,10 @@ impl CheckCache {
         Ok(())
     }
 
-    /// Does `program` (whose module `module` defines the entry point) pass every hidden test
-    /// of the task? Runs inside the sandbox; only the pass/fail vector is stored.
+    /// Does `program` (whose module `module` defines the entry point) pass every test of
+    /// `hidden` (with `setup` run first)? Runs inside the sandbox; only the pass/fail vector is
+    /// stored, under the program's digest and a digest of the tests and setup, so a verdict on
+    /// another set of tests is never reused.
     pub fn hidden_verdict(
         &self,
         task_key: &str,
@@ -399,8 +401,18 @@ impl CheckCache {
         setup: &str,
         hidden: &[String],
     ) -> Result<bool, EvalError> {
+        let mut tests = blake3::Hasher::new();
+        tests.update(setup.as_bytes());
+        for t in hidden {
+            tests.update(&(t.len() as u64).to_le_bytes());
+            tests.update(t.as_bytes());
+        }
         // `:h0`: judged with strings hashed by seed 0 (see `key`).
-        let key = format!("{task_key}:{}:h0", program.digest());
+        let key = format!(
+            "{task_key}:{}:h0:{}",
+            program.digest(),
+            &tests.finalize().to_hex()[..16]
+        );
         if let Some(v) = self
             .verdicts
             .lock()

@@ -2,7 +2,8 @@
 //!
 //! Runs strategies (`single`, `majority-text`, `majority-behaviour`, `codet`, `synod`) on the
 //! same simulated agents' same replies over benchmark tasks, judges each delivered program on
-//! the task's hidden tests, and writes `results.csv`, `summary.md` and PNG plots.
+//! every test of the task (the example its prompt shows included, [`suite::Task::scoring_tests`]),
+//! and writes `results.csv`, `summary.md` and PNG plots.
 //!
 //! # Driving it
 //!
@@ -16,8 +17,11 @@
 //! What an agent sees: the task text, the entry point's signature and the first test as the
 //! example ([`real::example_prompt`]); real agents on HumanEvalComm see the prompt's own text
 //! and the function it declares, by the name it declares, and no test
-//! ([`real::agent_prompt`]). The other tests are hidden; they decide correctness and nothing else
-//! ([`checks::CheckCache::hidden_verdict`] keeps their verdicts apart from everything else).
+//! ([`real::agent_prompt`]). The other tests are hidden; with the example they decide
+//! correctness and nothing else ([`checks::CheckCache::hidden_verdict`] keeps their verdicts
+//! apart from everything else). A program that breaks the example its prompt shows is wrong,
+//! as MBPP and HumanEval define it, whatever the hidden tests say: MBPP task 20's hidden tests
+//! are both `False`, so a function that always returns `False` passes them.
 //!
 //! Resamples: synod's pipeline may ask every agent afresh when a round neither decides nor finds
 //! ambiguity ([`EvalConfig::resamples`], default [`DEFAULT_RESAMPLES`]). A simulated agent asked

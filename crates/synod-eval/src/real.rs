@@ -467,7 +467,7 @@ impl<'a> RealCell<'a> {
         };
         let ok =
             self.cache
-                .hidden_verdict(&key, program, module, &setup, self.task.hidden_tests())?;
+                .hidden_verdict(&key, program, module, &setup, self.task.scoring_tests())?;
         Ok(if ok {
             Verdict::Correct
         } else {

@@ -168,14 +168,14 @@ impl Cell<'_> {
         self.task.id.clone()
     }
 
-    /// Is `src` (module `solution`) correct on the hidden tests?
+    /// Is `src` (module `solution`) correct on the task's tests ([`Task::scoring_tests`])?
     fn judge(&self, src: &str) -> Result<Verdict, EvalError> {
         let ok = self.cache.hidden_verdict(
             &self.task_key(),
             &Program::single("solution", src),
             "solution",
             &self.task.setup,
-            self.task.hidden_tests(),
+            self.task.scoring_tests(),
         )?;
         Ok(if ok {
             Verdict::Correct
@@ -367,7 +367,7 @@ impl Cell<'_> {
                 program,
                 module,
                 &self.task.setup,
-                self.task.hidden_tests(),
+                self.task.scoring_tests(),
             )?;
             Ok(if ok {
                 Verdict::Correct

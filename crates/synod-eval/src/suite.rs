@@ -99,8 +99,9 @@ pub fn declared_function(text: &str) -> Option<Declared> {
     })
 }
 
-/// A task: text, reference and tests. `tests[0]` is the example agents see; the rest are
-/// hidden and decide correctness, nothing else.
+/// A task: text, reference and tests. `tests[0]` is the example agents see (on MBPP; on
+/// HumanEvalComm agents see the prompt's text alone); the rest are hidden. Correctness is
+/// every test of the task ([`Task::scoring_tests`]), the example included.
 #[derive(Clone, Debug)]
 pub struct Task {
     /// The dataset's id.
@@ -124,6 +125,18 @@ impl Task {
     /// The hidden tests: every test but the example.
     pub fn hidden_tests(&self) -> &[String] {
         self.tests.get(1..).unwrap_or(&[])
+    }
+
+    /// The tests a delivered program is scored on: all of the task's, the example included, as
+    /// MBPP and HumanEval define a correct program (a program that breaks the example its
+    /// prompt shows is wrong, whatever the other tests say). ClassEval's `tests[0]` is no test
+    /// (a placeholder for the skeleton's doctest, see [`classeval_driver`]): its hidden tests.
+    pub fn scoring_tests(&self) -> &[String] {
+        if self.skeleton.is_some() {
+            self.hidden_tests()
+        } else {
+            &self.tests
+        }
     }
 }
 

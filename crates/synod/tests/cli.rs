@@ -1529,6 +1529,81 @@ fn eval_without_a_user_a_question_is_the_outcome() {
     );
 }
 
+/// A command agent that writes Fibonacci where MBPP task 84 asks for the Newman-Conway
+/// sequence: it breaks the prompt's own example (`sequence(10) == 6`, Fibonacci's is 55) and
+/// passes the task's two other tests (`sequence(2) == 1`, `sequence(3) == 2`), as the local
+/// 1.5B model's first reply did.
+const FIBONACCI_AGENT: &str = r#"import json, sys
+sys.stdin.readline()
+code = ("def sequence(n):\n"
+        "    a, b = 0, 1\n"
+        "    for _ in range(n):\n"
+        "        a, b = b, a + b\n"
+        "    return a\n")
+print(json.dumps({"reply": "```python\n" + code + "```\n"}), flush=True)
+"#;
+
+/// A delivered program is scored on every test of the task, the example its prompt shows
+/// included, as MBPP defines a correct program: before, only the tests after the example were
+/// run, and a `single` program breaking the example it was shown was scored correct (MBPP tasks
+/// 20, 74 and 84 with the local models).
+#[test]
+fn eval_scores_a_program_on_the_example_its_prompt_shows() {
+    let tmp = TempDir::new("eval-mbpp-example");
+    let suite = std::fs::read_to_string(
+        workspace().join("../shared/data/mbpp-sanitized/sanitized-mbpp.json"),
+    )
+    .expect("the MBPP dev set (../shared/data)");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&suite).expect("MBPP JSON");
+    let task = rows
+        .into_iter()
+        .find(|r| r["task_id"] == 84)
+        .expect("task 84");
+    tmp.write("mbpp.json", &serde_json::to_string(&[task]).unwrap());
+    tmp.write("agent.py", FIBONACCI_AGENT);
+    let mut agents = String::from("fault_budget = 1\n");
+    for k in 0..4 {
+        agents.push_str(&format!(
+            "[[agent]]\nname = \"a{k}\"\nbackend = \"command\"\ncommand = [\"python3\", \"agent.py\"]\ntemperature = 0.{k}\n"
+        ));
+    }
+    tmp.write("agents.toml", &agents);
+    let run = synod(
+        tmp.path(),
+        &[
+            &"eval",
+            &"--suite",
+            &"mbpp.json",
+            &"--suite-kind",
+            &"mbpp",
+            &"--agents",
+            &"agents.toml",
+            &"--cache-dir",
+            &"responses",
+            &"--strategy",
+            &"single,synod",
+            &"--quiet",
+            &"--out",
+            &"out",
+        ],
+    );
+    run.expect_code(0, "eval with command agents");
+    let csv = read(&tmp.join("out/results.csv"));
+    let outcome = |strategy: &str| {
+        csv.lines()
+            .find(|l| l.contains(&format!(",{strategy},")))
+            .unwrap_or_else(|| panic!("no {strategy} row\n{csv}"))
+            .split(',')
+            .nth(9)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(outcome("single"), "silently-wrong", "{csv}");
+    // Every reading breaks the prompt's example: synod delivers nothing.
+    assert_ne!(outcome("synod"), "correct", "{csv}");
+    assert_ne!(outcome("synod"), "silently-wrong", "{csv}");
+}
+
 /// Contained is not rejected (issue 11): a correct candidate that also tries to write outside
 /// its directory, swallowing the error, is refused by the audit and rebuilt by another agent;
 /// the report names the operation, and the build verifies.
