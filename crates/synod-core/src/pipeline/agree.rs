@@ -189,7 +189,7 @@ impl Pipeline {
                     }
                 }
                 it.valid.remove(&agent);
-                it.note_repair(agent, &problem.detail);
+                it.note_repair(agent, &problem);
                 it.faulted.insert(agent);
                 it.replaced += 1;
                 self.fault(

@@ -70,15 +70,16 @@ pub(super) struct Interp {
 }
 
 impl Interp {
-    /// PL-29: the agent's program this sample was faulted for `detail` (it runs, or loads, and
-    /// is wrong): its next ask this sample shows it the program and the reason.
-    pub(super) fn note_repair(&mut self, agent: AgentId, detail: &str) {
+    /// PL-29: the agent's program this sample was faulted (it runs, or loads, and is wrong):
+    /// its next ask this sample shows it the program and the reason as it is told it
+    /// ([`RefinementProblem::told`]).
+    pub(super) fn note_repair(&mut self, agent: AgentId, problem: &RefinementProblem) {
         if let Some(program) = self.programs.get(&agent) {
             self.repairs.insert(
                 agent,
                 Repair {
                     program: program.clone(),
-                    problem: problem_for_agent(detail),
+                    problem: problem.told.clone(),
                 },
             );
         }
@@ -109,29 +110,6 @@ pub(super) fn program_text(i: &Interpretation) -> String {
             .collect::<Vec<_>>()
             .join("\n\n")
     }
-}
-
-/// A fault's reason as its agent is told it (PL-29): the protocol's words ("reference", "the
-/// contract") become the agent's ("your program", what the request says).
-pub(super) fn problem_for_agent(detail: &str) -> String {
-    if let Some(rest) = detail.strip_prefix("reference breaks the contract: ") {
-        // "f(x) should return 1, but returns 2"
-        // The last ", but ": a string argument may hold the words.
-        return match rest.rsplit_once(", but ") {
-            Some((should, got)) => format!(
-                "{should} (the request's examples and the user's answers say so), but your program {got}."
-            ),
-            None => format!("{rest}."),
-        };
-    }
-    let rest = detail
-        .strip_prefix("its reference ")
-        .or_else(|| detail.strip_prefix("reference "))
-        .unwrap_or(detail);
-    format!(
-        "your program {}.",
-        rest.replace("the prompt names", "the request names")
-    )
 }
 
 impl Pipeline {
@@ -365,24 +343,25 @@ impl Pipeline {
             .filter(|f| f.module == REFERENCE_MODULE)
             .collect();
         let problem = if let Some(v) = report.violations.first() {
-            let p = super::refinement::forbidden("reference", &report, v);
-            Some((p.kind, p.detail))
+            Some(super::refinement::forbidden("reference", &report, v))
         } else if let Some(e) = &report.load_error {
-            Some((
+            Some(super::refinement::problem(
                 FaultKind::DoesNotLoad,
-                format!("reference does not load: {e}"),
+                "reference",
+                format!("does not load: {e}"),
             ))
         } else if found.is_empty() {
-            Some((
+            Some(super::refinement::problem(
                 FaultKind::InterfaceMismatch,
-                "reference defines no public function".to_string(),
+                "reference",
+                "defines no public function".to_string(),
             ))
         } else {
             None
         };
-        if let Some((kind, detail)) = problem {
-            self.fault(agent, FaultStage::Interpret, kind, &detail, out);
-            it.note_repair(agent, &detail);
+        if let Some(p) = problem {
+            self.fault(agent, FaultStage::Interpret, p.kind, &p.detail, out);
+            it.note_repair(agent, &p);
             it.faulted.insert(agent);
             self.ask_more_interpret(&mut it, 1, out);
             return self.maybe_check_interpretations(it, out);
@@ -435,22 +414,19 @@ impl Pipeline {
                 .is_some_and(|(lo, hi)| (*lo..=*hi).contains(&f.params.len()))
         });
         let problem = missing.map(|f| {
-            format!(
-                "its reference does not define {}({}), which the prompt names",
-                f.name,
-                f.params.join(", ")
-            )
+            let signature = format!("{}({})", f.name, f.params.join(", "));
+            RefinementProblem {
+                kind: FaultKind::InterfaceMismatch,
+                detail: format!(
+                    "its reference does not define {signature}, which the prompt names"
+                ),
+                told: format!("your program does not define {signature}, which the request names."),
+            }
         });
         match problem {
-            Some(detail) => {
-                self.fault(
-                    agent,
-                    FaultStage::Interpret,
-                    FaultKind::InterfaceMismatch,
-                    &detail,
-                    out,
-                );
-                it.note_repair(agent, &detail);
+            Some(p) => {
+                self.fault(agent, FaultStage::Interpret, p.kind, &p.detail, out);
+                it.note_repair(agent, &p);
                 it.faulted.insert(agent);
                 self.ask_more_interpret(it, 1, out);
             }
@@ -618,29 +594,54 @@ pub fn validate_interpretation(i: &Interpretation) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::problem_for_agent;
+    use crate::model::{Call, CheckReport, ContractExample, Expectation, Outcome};
+    use crate::pipeline::refinement_problem;
+    use crate::value::Value;
 
+    fn told(report: CheckReport, contract: &[ContractExample]) -> (String, String) {
+        let p = refinement_problem(&report, contract, &[], &[], "reference").expect("a problem");
+        (p.detail, p.told)
+    }
+
+    /// PL-29: a fault's reason as its agent is told it, built beside the log's sentence from
+    /// the same parts (no parsing of the sentence: a string argument holding ", but " is told
+    /// as it is).
     #[test]
     fn a_faults_reason_is_told_to_its_agent_in_its_words() {
-        for (detail, told) in [
+        let example = |arg: Value, want: Value| ContractExample {
+            call: Call {
+                function: "f".into(),
+                args: vec![arg],
+            },
+            expect: Expectation::Returns(want),
+        };
+        let broken = |got: &str| CheckReport {
+            outcomes: vec![Outcome::Value(got.into())],
+            met: vec![Some(false)],
+            ..Default::default()
+        };
+        assert_eq!(
+            told(broken("-4"), &[example(Value::Int(4), Value::Int(4))]),
             (
-                "reference breaks the contract: f(4) should return 4, but returns -4",
-                "f(4) should return 4 (the request's examples and the user's answers say so), but your program returns -4.",
-            ),
+                "reference breaks the contract: f(4) should return 4, but returns -4".into(),
+                "f(4) should return 4 (the request's examples and the user's answers say so), but your program returns -4.".into()
+            )
+        );
+        let text = Value::Str("a, but b".into());
+        assert_eq!(
+            told(broken("'x, but y'"), &[example(text.clone(), text)]).1,
+            "f('a, but b') should return 'a, but b' (the request's examples and the user's answers say so), but your program returns 'x, but y'."
+        );
+        let load = CheckReport {
+            load_error: Some("SyntaxError: invalid syntax (line 3)".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            told(load, &[]),
             (
-                "reference does not load: SyntaxError: invalid syntax (line 3)",
-                "your program does not load: SyntaxError: invalid syntax (line 3).",
-            ),
-            (
-                "reference defines no public function",
-                "your program defines no public function.",
-            ),
-            (
-                "its reference does not define f(x), which the prompt names",
-                "your program does not define f(x), which the request names.",
-            ),
-        ] {
-            assert_eq!(problem_for_agent(detail), told);
-        }
+                "reference does not load: SyntaxError: invalid syntax (line 3)".into(),
+                "your program does not load: SyntaxError: invalid syntax (line 3).".into()
+            )
+        );
     }
 }

@@ -139,6 +139,9 @@ pub struct RefinementProblem {
     pub kind: FaultKind,
     /// The evidence, in a sentence.
     pub detail: String,
+    /// The same reason as its agent is told it (PL-29): "your program …", the request's
+    /// words instead of the protocol's ("reference", "the contract").
+    pub told: String,
 }
 
 impl fmt::Display for RefinementProblem {
@@ -152,8 +155,9 @@ pub(super) fn forbidden(what: &str, report: &CheckReport, v: &Violation) -> Refi
     let more = report.violations.len() - 1;
     problem(
         FaultKind::Forbidden,
+        what,
         format!(
-            "{what} attempts what the capability set does not grant: {v}{}",
+            "attempts what the capability set does not grant: {v}{}",
             if more > 0 {
                 format!(" (and {more} more)")
             } else {
@@ -163,8 +167,14 @@ pub(super) fn forbidden(what: &str, report: &CheckReport, v: &Violation) -> Refi
     )
 }
 
-fn problem(kind: FaultKind, detail: String) -> RefinementProblem {
-    RefinementProblem { kind, detail }
+/// A problem whose sentence is `what` (the checked program, "reference" or "component m")
+/// followed by `rest`; its agent is told "your program" followed by `rest`.
+pub(super) fn problem(kind: FaultKind, what: &str, rest: String) -> RefinementProblem {
+    RefinementProblem {
+        kind,
+        detail: format!("{what} {rest}"),
+        told: format!("your program {rest}."),
+    }
 }
 
 /// Did a check show refinement? `None` if so, else the first reason it does not: load error,
@@ -184,13 +194,15 @@ pub fn refinement_problem(
     if let Some(e) = &report.load_error {
         return Some(problem(
             FaultKind::DoesNotLoad,
-            format!("{what} does not load: {e}"),
+            what,
+            format!("does not load: {e}"),
         ));
     }
     if let Some(e) = report.interface_errors.first() {
         return Some(problem(
             FaultKind::InterfaceMismatch,
-            format!("{what} does not match the interface: {e}"),
+            what,
+            format!("does not match the interface: {e}"),
         ));
     }
     for (k, ex) in contract.iter().enumerate() {
@@ -200,19 +212,23 @@ pub fn refinement_problem(
             _ => report.met.get(k).copied().flatten() == Some(true),
         };
         if !met {
-            return Some(problem(
-                FaultKind::BreaksContract,
-                format!(
-                    "{what} breaks the contract: {} should {}, but {}",
-                    ex.call,
-                    match &ex.expect {
-                        Expectation::Returns(v) => format!("return {}", v.python()),
-                        Expectation::Raises(e) => format!("raise {e}"),
-                        Expectation::Same(o) => infinitive(o),
-                    },
-                    outcome_phrase(&outcome)
+            let should = format!(
+                "{} should {}",
+                ex.call,
+                match &ex.expect {
+                    Expectation::Returns(v) => format!("return {}", v.python()),
+                    Expectation::Raises(e) => format!("raise {e}"),
+                    Expectation::Same(o) => infinitive(o),
+                }
+            );
+            let got = outcome_phrase(&outcome);
+            return Some(RefinementProblem {
+                kind: FaultKind::BreaksContract,
+                detail: format!("{what} breaks the contract: {should}, but {got}"),
+                told: format!(
+                    "{should} (the request's examples and the user's answers say so), but your program {got}."
                 ),
-            ));
+            });
         }
     }
     for (p, call) in pool.iter().enumerate() {
@@ -226,8 +242,9 @@ pub fn refinement_problem(
         {
             return Some(problem(
                 FaultKind::DiffersFromReference,
+                what,
                 format!(
-                    "{what} differs from the decided reference on {call}: {} instead of {}",
+                    "differs from the decided reference on {call}: {} instead of {}",
                     outcome_phrase(&got),
                     outcome_phrase(want)
                 ),
