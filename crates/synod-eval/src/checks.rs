@@ -390,7 +390,7 @@ impl CheckCache {
     }
 
     /// Does `program` (whose module `module` defines the entry point) pass every test of
-    /// `hidden` (with `setup` run first)? Runs inside the sandbox; only the pass/fail vector is
+    /// `tests` (with `setup` run first; the task's [`crate::suite::Task::scoring_tests`])? Runs inside the sandbox; only the pass/fail vector is
     /// stored, under the program's digest and a digest of the tests and setup, so a verdict on
     /// another set of tests is never reused.
     pub fn hidden_verdict(
@@ -399,19 +399,19 @@ impl CheckCache {
         program: &Program,
         module: &str,
         setup: &str,
-        hidden: &[String],
+        tests: &[String],
     ) -> Result<bool, EvalError> {
-        let mut tests = blake3::Hasher::new();
-        tests.update(setup.as_bytes());
-        for t in hidden {
-            tests.update(&(t.len() as u64).to_le_bytes());
-            tests.update(t.as_bytes());
+        let mut digest = blake3::Hasher::new();
+        digest.update(setup.as_bytes());
+        for t in tests {
+            digest.update(&(t.len() as u64).to_le_bytes());
+            digest.update(t.as_bytes());
         }
         // `:h0`: judged with strings hashed by seed 0 (see `key`).
         let key = format!(
             "{task_key}:{}:h0:{}",
             program.digest(),
-            &tests.finalize().to_hex()[..16]
+            &digest.finalize().to_hex()[..16]
         );
         if let Some(v) = self
             .verdicts
@@ -424,14 +424,14 @@ impl CheckCache {
         }
         let mut prog = program.clone();
         prog.modules
-            .insert(HIDDEN_MODULE.into(), hidden_module(module, setup, hidden));
+            .insert(HIDDEN_MODULE.into(), hidden_module(module, setup, tests));
         let request = CheckRequest {
             program: prog,
             function_modules: [("hidden_test".to_string(), HIDDEN_MODULE.to_string())]
                 .into_iter()
                 .collect(),
             interface: vec![],
-            calls: (0..hidden.len())
+            calls: (0..tests.len())
                 .map(|i| CheckCall {
                     call: Call {
                         function: "hidden_test".into(),
@@ -451,7 +451,7 @@ impl CheckCache {
             .run_ms
             .fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
         let passed: Vec<bool> = if report.load_error.is_some() {
-            vec![false; hidden.len()]
+            vec![false; tests.len()]
         } else {
             report
                 .outcomes

@@ -784,9 +784,11 @@ impl Drop for Scratch {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_canonical_source_is_the_harness_region_alone() {
-        let region = super::canonical_source();
+        let region = canonical_source();
         assert!(
             region.starts_with("# --- canonical text: begin"),
             "{region}"
@@ -794,8 +796,6 @@ mod tests {
         assert!(region.contains("def _canonical(value, depth):"));
         assert!(!region.contains("canonical text: end") && !region.contains("def main"));
     }
-
-    use super::*;
 
     #[test]
     fn versions_parse() {

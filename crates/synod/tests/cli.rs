@@ -1313,14 +1313,44 @@ fn hec_eval(tmp: &TempDir) {
 
 /// [`hec_eval`] with `--user USER`.
 fn hec_eval_with(tmp: &TempDir, user: &str) {
+    eval_with(tmp, "hec.jsonl", "humanevalcomm", user);
+}
+
+/// The row of `results.csv` (its text `csv`) for `variant` and `strategy`, split at commas
+/// (column 9 is the outcome).
+fn result_row(csv: &str, variant: &str, strategy: &str) -> Vec<String> {
+    csv.lines()
+        .find(|l| l.contains(&format!(",{variant},")) && l.contains(&format!(",{strategy},")))
+        .unwrap_or_else(|| panic!("no {variant} {strategy} row\n{csv}"))
+        .split(',')
+        .map(str::to_string)
+        .collect()
+}
+
+/// Four `command` agents running `agent.py` (m = 1), agent k at temperature 0.k, with
+/// `arg(k)` as its argument if any.
+fn command_agents(arg: impl Fn(usize) -> Option<usize>) -> String {
+    let mut agents = String::from("fault_budget = 1\n");
+    for k in 0..4 {
+        let arg = arg(k).map_or(String::new(), |a| format!(", \"{a}\""));
+        agents.push_str(&format!(
+            "[[agent]]\nname = \"a{k}\"\nbackend = \"command\"\ncommand = [\"python3\", \"agent.py\"{arg}]\ntemperature = 0.{k}\n"
+        ));
+    }
+    agents
+}
+
+/// `synod eval` of `single` and `synod` on `suite` (of `kind`) with `agents.toml`, in `tmp`,
+/// with `--user USER`; results in `out/`.
+fn eval_with(tmp: &TempDir, suite: &str, kind: &str, user: &str) {
     let run = synod(
         tmp.path(),
         &[
             &"eval",
             &"--suite",
-            &"hec.jsonl",
+            &suite,
             &"--suite-kind",
-            &"humanevalcomm",
+            &kind,
             &"--agents",
             &"agents.toml",
             &"--cache-dir",
@@ -1346,25 +1376,11 @@ fn eval_humanevalcomm_asks_for_the_function_each_prompt_declares() {
     let tmp = TempDir::new("eval-hec-declared");
     tmp.write("hec.jsonl", &hec_first_row());
     tmp.write("agent.py", HEC_AGENT);
-    let mut agents = String::from("fault_budget = 1\n");
-    for k in 0..4 {
-        agents.push_str(&format!(
-            "[[agent]]\nname = \"a{k}\"\nbackend = \"command\"\ncommand = [\"python3\", \"agent.py\"]\ntemperature = 0.{k}\n"
-        ));
-    }
-    tmp.write("agents.toml", &agents);
+    tmp.write("agents.toml", &command_agents(|_| None));
     hec_eval(&tmp);
     let prompts = read(&tmp.join("prompts.log"));
     let csv = read(&tmp.join("out/results.csv"));
-    let outcome = |variant: &str, strategy: &str| {
-        csv.lines()
-            .find(|l| l.contains(&format!(",{variant},")) && l.contains(&format!(",{strategy},")))
-            .unwrap_or_else(|| panic!("no {variant} {strategy} row\n{csv}"))
-            .split(',')
-            .nth(9)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let outcome = |variant: &str, strategy: &str| result_row(&csv, variant, strategy)[9].clone();
     // What the agents were asked for: the declared name, parameters only where the text has them.
     assert!(
         prompts.contains("with the function `candidate(numbers, threshold)`"),
@@ -1416,25 +1432,11 @@ fn eval_humanevalcomm_user_answers_and_synod_builds_what_was_meant() {
     let tmp = TempDir::new("eval-hec-user");
     tmp.write("hec.jsonl", &hec_first_row());
     tmp.write("agent.py", HEC_SPLIT_AGENT);
-    let mut agents = String::from("fault_budget = 1\n");
-    for k in 0..4 {
-        // The wrong readers come first, so `single` takes a wrong reading.
-        let index = 3 - k;
-        agents.push_str(&format!(
-            "[[agent]]\nname = \"a{k}\"\nbackend = \"command\"\ncommand = [\"python3\", \"agent.py\", \"{index}\"]\ntemperature = 0.{k}\n"
-        ));
-    }
-    tmp.write("agents.toml", &agents);
+    // The wrong readers come first, so `single` takes a wrong reading.
+    tmp.write("agents.toml", &command_agents(|k| Some(3 - k)));
     hec_eval(&tmp);
     let csv = read(&tmp.join("out/results.csv"));
-    let row = |variant: &str, strategy: &str| -> Vec<String> {
-        csv.lines()
-            .find(|l| l.contains(&format!(",{variant},")) && l.contains(&format!(",{strategy},")))
-            .unwrap_or_else(|| panic!("no {variant} {strategy} row\n{csv}"))
-            .split(',')
-            .map(str::to_string)
-            .collect()
-    };
+    let row = |variant: &str, strategy: &str| result_row(&csv, variant, strategy);
     assert_eq!(row("prompt1p", "single")[9], "silently-wrong", "{csv}");
     let synod_row = row("prompt1p", "synod");
     assert_eq!(synod_row[9], "correct", "{csv}");
@@ -1478,22 +1480,10 @@ fn eval_without_a_user_a_question_is_the_outcome() {
     let tmp = TempDir::new("eval-hec-no-user");
     tmp.write("hec.jsonl", &hec_first_row());
     tmp.write("agent.py", HEC_SPLIT_AGENT);
-    let mut agents = String::from("fault_budget = 1\n");
-    for k in 0..4 {
-        let index = 3 - k;
-        agents.push_str(&format!(
-            "[[agent]]\nname = \"a{k}\"\nbackend = \"command\"\ncommand = [\"python3\", \"agent.py\", \"{index}\"]\ntemperature = 0.{k}\n"
-        ));
-    }
-    tmp.write("agents.toml", &agents);
+    tmp.write("agents.toml", &command_agents(|k| Some(3 - k)));
     hec_eval_with(&tmp, "off");
     let csv = read(&tmp.join("out/results.csv"));
-    let row: Vec<&str> = csv
-        .lines()
-        .find(|l| l.contains(",prompt1p,") && l.contains(",synod,"))
-        .unwrap_or_else(|| panic!("no prompt1p synod row\n{csv}"))
-        .split(',')
-        .collect();
+    let row = result_row(&csv, "prompt1p", "synod");
     assert_eq!(row[9], "asked", "{csv}");
     assert_eq!(row[13], "1", "{csv}");
     let trace = read(&tmp.join("out/trace.jsonl"));
@@ -1561,43 +1551,11 @@ fn eval_scores_a_program_on_the_example_its_prompt_shows() {
         .expect("task 84");
     tmp.write("mbpp.json", &serde_json::to_string(&[task]).unwrap());
     tmp.write("agent.py", FIBONACCI_AGENT);
-    let mut agents = String::from("fault_budget = 1\n");
-    for k in 0..4 {
-        agents.push_str(&format!(
-            "[[agent]]\nname = \"a{k}\"\nbackend = \"command\"\ncommand = [\"python3\", \"agent.py\"]\ntemperature = 0.{k}\n"
-        ));
-    }
-    tmp.write("agents.toml", &agents);
-    let run = synod(
-        tmp.path(),
-        &[
-            &"eval",
-            &"--suite",
-            &"mbpp.json",
-            &"--suite-kind",
-            &"mbpp",
-            &"--agents",
-            &"agents.toml",
-            &"--cache-dir",
-            &"responses",
-            &"--strategy",
-            &"single,synod",
-            &"--quiet",
-            &"--out",
-            &"out",
-        ],
-    );
-    run.expect_code(0, "eval with command agents");
+    tmp.write("agents.toml", &command_agents(|_| None));
+    // MBPP has no user by default.
+    eval_with(&tmp, "mbpp.json", "mbpp", "off");
     let csv = read(&tmp.join("out/results.csv"));
-    let outcome = |strategy: &str| {
-        csv.lines()
-            .find(|l| l.contains(&format!(",{strategy},")))
-            .unwrap_or_else(|| panic!("no {strategy} row\n{csv}"))
-            .split(',')
-            .nth(9)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let outcome = |strategy: &str| result_row(&csv, "original", strategy)[9].clone();
     assert_eq!(outcome("single"), "silently-wrong", "{csv}");
     // Every reading breaks the prompt's example: synod delivers nothing.
     assert_ne!(outcome("synod"), "correct", "{csv}");
